@@ -1,0 +1,45 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+DEMO    ?= var/demo
+HTTP    ?= 127.0.0.1:8080
+LDAP    ?= 127.0.0.1:1389
+# Debian packages the interop tests and benchmarks drive as real clients.
+SYSPKGS := openssl ldap-utils apache2-utils
+SYSBINS := openssl ldapsearch ab
+
+.PHONY: venv demo test sysdeps bench bench-crl clean
+
+$(BIN)/pkirepo: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(BIN)/pkirepo
+
+# Installs missing system packages when run as root; otherwise says what is missing.
+sysdeps:
+	@missing=""; for b in $(SYSBINS); do command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing system packages for:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSPKGS) >/dev/null; \
+	  else echo "missing system tools:$$missing (install: apt-get install $(SYSPKGS))"; fi; \
+	fi
+
+demo: venv
+	@test -f $(DEMO)/pkirepo.toml || $(BIN)/pkirepo demo init $(DEMO) --http $(HTTP)
+	$(BIN)/pkirepo serve --config $(DEMO)/pkirepo.toml
+
+test: venv sysdeps
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: bench-crl
+
+bench-crl: venv
+	$(BIN)/python -m bench.crl
+
+clean:
+	rm -rf $(VENV) var build *.egg-info
