@@ -1,0 +1,28 @@
+"""Clocks are passed in, never read globally, so tests can pin the time."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> dt.datetime:
+        """The current time, timezone-aware UTC, whole seconds."""
+
+
+class SystemClock:
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+class FixedClock:
+    """A clock for tests: stands still until moved."""
+
+    def __init__(self, when: dt.datetime) -> None:
+        self._now = when
+
+    def now(self) -> dt.datetime:
+        return self._now
+
+    def advance(self, **delta: float) -> None:
+        self._now = self._now + dt.timedelta(**delta)

@@ -1,0 +1,307 @@
+"""Settings: one TOML file, loaded once, validated, passed down as frozen dataclasses.
+
+Every error names the file and the key at fault. Relative paths are taken relative to the
+config file's directory, so a config can travel with its data. Sections owned by other
+packages (`[ocsp]`, `[ldap]`) are read with the same `Table` helper by those packages.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .crl import ReasonPolicy
+from .errors import ConfigError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class Table:
+    """Typed access to one TOML table; remembers which keys were read so that unknown
+    keys (usually typos) are reported instead of silently ignored."""
+
+    def __init__(self, data: dict[str, Any], where: str, source: Path, base: Path) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: [{where}] must be a table")
+        self.data, self.where, self.source, self.base = data, where, source, base
+        self._seen: set[str] = set()
+
+    def _err(self, key: str, why: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {self.where}.{key}: {why}")
+
+    def _get(self, key: str, default: Any, types: tuple[type, ...], what: str) -> Any:
+        self._seen.add(key)
+        if key not in self.data:
+            if default is _REQUIRED:
+                raise self._err(key, "is required")
+            return default
+        value = self.data[key]
+        if isinstance(value, bool) and bool not in types:
+            raise self._err(key, f"must be {what}, not {value!r}")
+        if not isinstance(value, types):
+            raise self._err(key, f"must be {what}, not {value!r}")
+        return value
+
+    def str(self, key: str, default: Any = None) -> str | None:
+        return self._get(key, default, (str,), "a string")
+
+    def bool(self, key: str, default: Any = None) -> bool:
+        return self._get(key, default, (bool,), "true or false")
+
+    def int(self, key: str, default: Any = None, *, min: int | None = None, max: int | None = None) -> int:
+        value = self._get(key, default, (int,), "an integer")
+        if value is not None and min is not None and value < min:
+            raise self._err(key, f"must be at least {min}, not {value}")
+        if value is not None and max is not None and value > max:
+            raise self._err(key, f"must be at most {max}, not {value}")
+        return value
+
+    def path(self, key: str, default: Any = None) -> Path | None:
+        value = self.str(key, default)
+        if value is None:
+            return None
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.base / p)
+
+    def name(self, key: str, default: Any = None) -> str | None:
+        value = self.str(key, default)
+        if value is not None and not NAME_RE.match(value):
+            raise self._err(key, f"{value!r} is not a publication name (letters, digits, . _ -)")
+        return value
+
+    def listen(self, key: str, default: str) -> tuple[str, int]:
+        value = self.str(key, default)
+        try:
+            return parse_listen(value)
+        except ValueError as e:
+            raise self._err(key, str(e)) from None
+
+    def list_str(self, key: str, default: Any = None) -> list[str]:
+        value = self._get(key, default, (list,), "a list of strings")
+        if value is not None and not all(isinstance(v, str) for v in value):
+            raise self._err(key, "must be a list of strings")
+        return value
+
+    def table(self, key: str) -> "Table":
+        self._seen.add(key)
+        return Table(self.data.get(key, {}), f"{self.where}.{key}" if self.where else key, self.source, self.base)
+
+    def error(self, key: str, why: str) -> ConfigError:
+        return self._err(key, why)
+
+    def check_unknown(self) -> None:
+        unknown = sorted(set(self.data) - self._seen)
+        if unknown:
+            raise ConfigError(f"{self.source}: [{self.where}] has unknown key(s): {', '.join(unknown)}")
+
+
+_REQUIRED = object()
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 as `[::1]:PORT`) into (host, port)."""
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", value or "")
+    if not m:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} out of range")
+    return host, port
+
+
+@dataclass(frozen=True)
+class CaSettings:
+    """One certification authority whose repository we publish."""
+
+    name: str  # URL segment: /ca/<name>.cer, /certs/<name>/<serial>.cer, CLI --issuer
+    certificate: Path
+    key: Path | None  # None: the key is offline, CRLs are handed in with `crl add`
+    key_passphrase_file: Path | None
+    key_passphrase_env: str | None
+    full_crl: str | None  # publication name of the full CRL, e.g. eCertCA2-17CRL1
+    partitions: bool  # one partitioned CRL per CRL distribution point URL in its certs
+    partition_names: dict[str, str]  # URL -> name overrides (default: the URL's file name)
+    arl: str | None  # publication name of the ARL (roots)
+    arl_url: str | None  # distributionPoint written into the ARL's IDP
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class CrlSettings:
+    daily: tuple[dt.time, ...]  # scheduled issuance times, UTC
+    next_update: dt.timedelta
+    supplementary_delay: dt.timedelta  # after a revocation, hold or release
+    renew_margin: dt.timedelta  # issue at once if nextUpdate is this close
+    arl_period: dt.timedelta
+    arl_renew_margin: dt.timedelta
+    reason_policy: ReasonPolicy
+    drop_expired_after: dt.timedelta | None  # None: keep expired revoked certificates
+    archive_retention: dt.timedelta
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: Path
+    store_path: Path
+    publication_dir: Path
+    http_listen: tuple[str, int]
+    base_url: str  # public URL prefix, for the index
+    crl: CrlSettings
+    cas: tuple[CaSettings, ...]
+    sections: dict[str, Table] = field(default_factory=dict, compare=False, repr=False)
+
+    def ca(self, name: str) -> CaSettings:
+        for ca in self.cas:
+            if ca.name == name:
+                return ca
+        raise KeyError(name)
+
+
+def _parse_hhmm(table: Table, key: str, value: str) -> dt.time:
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})", value)
+    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+        raise table.error(key, f"{value!r} is not a time of day HH:MM (UTC)")
+    return dt.time(int(m.group(1)), int(m.group(2)), tzinfo=dt.timezone.utc)
+
+
+def _crl_settings(t: Table) -> CrlSettings:
+    daily = t.list_str("daily", ["01:15", "06:15", "11:00"])
+    if not daily:
+        raise t.error("daily", "needs at least one time: the CP requires a CRL every 24 hours")
+    times = tuple(sorted({_parse_hhmm(t, "daily", v) for v in daily}))
+    next_hours = t.int("next_update_hours", 24, min=1, max=24 * 7)
+    delay = t.int("supplementary_delay_seconds", 300, min=0, max=24 * 3600)
+    policy = t.str("reason_unspecified", "omit")
+    try:
+        reason_policy = ReasonPolicy(policy)
+    except ValueError:
+        raise t.error("reason_unspecified", f"{policy!r}: use \"omit\" (RFC 5280) or \"write\" (CPS)") from None
+    expired = t._get("expired_revoked", "keep", (str, int), '"keep" or a number of days')
+    if isinstance(expired, str):
+        if expired != "keep":
+            raise t.error("expired_revoked", f'{expired!r}: use "keep" or a number of days')
+        drop = None
+    else:
+        if expired < 0:
+            raise t.error("expired_revoked", "days must not be negative")
+        drop = dt.timedelta(days=expired)
+    years = t.int("archive_years", 7, min=7)
+    s = CrlSettings(
+        daily=times,
+        next_update=dt.timedelta(hours=next_hours),
+        supplementary_delay=dt.timedelta(seconds=delay),
+        renew_margin=dt.timedelta(minutes=t.int("renew_margin_minutes", 120, min=1)),
+        arl_period=dt.timedelta(days=t.int("arl_period_days", 365, min=1, max=366 * 2)),
+        arl_renew_margin=dt.timedelta(days=t.int("arl_renew_days", 30, min=1)),
+        reason_policy=reason_policy,
+        drop_expired_after=drop,
+        archive_retention=dt.timedelta(days=round(365.25 * years)),
+    )
+    if s.renew_margin >= s.next_update:
+        raise t.error("renew_margin_minutes", "must be shorter than next_update_hours")
+    t.check_unknown()
+    return s
+
+
+def _ca_settings(t: Table) -> CaSettings:
+    name = t.name("name", _REQUIRED)
+    key = t.path("key")
+    names = t.table("partition_names")
+    partition_names = {}
+    for url, value in names.data.items():
+        if not isinstance(value, str) or not NAME_RE.match(value):
+            raise names.error(url, f"{value!r} is not a publication name")
+        partition_names[url] = value
+    cert = t.path("certificate", _REQUIRED)
+    if not cert.is_file():
+        raise t.error("certificate", f"no such file: {cert}")
+    ca = CaSettings(
+        name=name,
+        certificate=cert,
+        key=key,
+        key_passphrase_file=t.path("key_passphrase_file"),
+        key_passphrase_env=t.str("key_passphrase_env"),
+        full_crl=t.name("full_crl"),
+        partitions=t.bool("partitions", True),
+        partition_names=partition_names,
+        arl=t.name("arl"),
+        arl_url=t.str("arl_url"),
+        raw=t.data,
+    )
+    for k in ("ldap_dn", "ldap_crl_dn", "ldap_arl_dn", "ldap_subscribers", "ocsp_responder", "ocsp_responder_key",
+              "ocsp_responder_key_passphrase_file", "ocsp_responder_key_passphrase_env"):
+        t._seen.add(k)  # read by the ldap and ocsp packages
+    t.check_unknown()
+    return ca
+
+
+OTHER_SECTIONS = ("ocsp", "ldap")
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate the config file; raise ConfigError naming file, key and reason."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    base = path.resolve().parent
+    top = Table(raw, "", path, base)
+
+    store = top.table("store")
+    store_path = store.path("path", "pkirepo.sqlite")
+    store.check_unknown()
+
+    http = top.table("http")
+    listen = http.listen("listen", "127.0.0.1:8080")
+    base_url = http.str("base_url", f"http://{listen[0]}:{listen[1]}").rstrip("/")
+    if not re.match(r"^https?://", base_url):
+        raise http.error("base_url", f"{base_url!r} must start with http:// or https://")
+    http.check_unknown()
+
+    pub = top.table("publication")
+    pub_dir = pub.path("dir", "pub")
+    pub.check_unknown()
+
+    crl = _crl_settings(top.table("crl"))
+
+    top._seen.add("ca")
+    cas_raw = raw.get("ca", [])
+    if not isinstance(cas_raw, list) or not cas_raw:
+        raise ConfigError(f"{path}: at least one [[ca]] table is required")
+    cas = tuple(_ca_settings(Table(c, f"ca[{i}]", path, base)) for i, c in enumerate(cas_raw))
+    seen_names: dict[str, str] = {}
+    for i, ca in enumerate(cas):
+        for kind, n in [("ca name", ca.name), ("full_crl", ca.full_crl), ("arl", ca.arl), *[("partition_names", v) for v in ca.partition_names.values()]]:
+            if n is None:
+                continue
+            if kind != "ca name" and n in seen_names and seen_names[n] != "ca name":
+                raise ConfigError(f"{path}: ca[{i}].{kind}: name {n!r} is used twice")
+            if kind == "ca name" and n in seen_names and seen_names[n] == "ca name":
+                raise ConfigError(f"{path}: ca[{i}].name: CA name {n!r} is used twice")
+            seen_names.setdefault(n, kind)
+
+    sections = {}
+    for s in OTHER_SECTIONS:
+        sections[s] = top.table(s)
+    top.check_unknown()
+    return Settings(
+        source=path,
+        store_path=store_path,
+        publication_dir=pub_dir,
+        http_listen=listen,
+        base_url=base_url,
+        crl=crl,
+        cas=cas,
+        sections=sections,
+    )

@@ -1,0 +1,88 @@
+"""Numbered schema migrations. Append only: a migration that has shipped is never edited.
+
+`PRAGMA user_version` holds the number of migrations applied; each runs in its own
+transaction together with the version bump, so a crash leaves the schema at a whole step.
+"""
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the repository core.
+    """
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE issuers (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,          -- config name: URL segment and CLI --issuer
+        subject_der BLOB NOT NULL,
+        key_id BLOB NOT NULL,               -- subjectKeyIdentifier (or SHA-1 of the key)
+        cert_der BLOB NOT NULL
+    );
+    CREATE TABLE certificates (
+        id INTEGER PRIMARY KEY,
+        issuer_id INTEGER NOT NULL REFERENCES issuers(id),
+        serial BLOB NOT NULL,               -- sort key: one length byte + big-endian magnitude
+        der BLOB,                           -- NULL when imported from an index without files
+        subject TEXT,
+        not_before INTEGER,                 -- Unix seconds
+        not_after INTEGER,
+        dp_url TEXT,                        -- CRL distribution point the certificate names
+        is_ca INTEGER NOT NULL DEFAULT 0,
+        status INTEGER NOT NULL DEFAULT 0,  -- 0 good, 1 revoked, 2 on hold
+        reason INTEGER,                     -- NULL: no reason given
+        revoked_at INTEGER,
+        invalidity_at INTEGER,
+        added_at INTEGER NOT NULL,
+        UNIQUE (issuer_id, serial)
+    );
+    -- The CRL-ready view: one row per certificate currently revoked or on hold, with its
+    -- revokedCertificates entry pre-encoded so that a CRL is built by concatenation.
+    CREATE TABLE revoked (
+        cert_id INTEGER PRIMARY KEY REFERENCES certificates(id),
+        issuer_id INTEGER NOT NULL,
+        serial BLOB NOT NULL,
+        dp_url TEXT,
+        is_ca INTEGER NOT NULL,
+        not_after INTEGER,
+        entry BLOB NOT NULL
+    );
+    CREATE INDEX revoked_by_issuer ON revoked (issuer_id, serial);
+    CREATE INDEX revoked_by_dp ON revoked (issuer_id, dp_url, serial);
+    CREATE TABLE scopes (
+        id INTEGER PRIMARY KEY,
+        issuer_id INTEGER NOT NULL REFERENCES issuers(id),
+        kind TEXT NOT NULL CHECK (kind IN ('full', 'partition', 'arl')),
+        dp_url TEXT NOT NULL DEFAULT '',
+        name TEXT NOT NULL UNIQUE,          -- publication name: /crl/<name>.crl
+        last_number BLOB,                   -- CRL number counter (sort-key encoded), never reused
+        UNIQUE (issuer_id, kind, dp_url)
+    );
+    CREATE TABLE crls (
+        id INTEGER PRIMARY KEY,
+        scope_id INTEGER NOT NULL REFERENCES scopes(id),
+        number BLOB NOT NULL,               -- sort-key encoded CRL number
+        this_update INTEGER NOT NULL,
+        next_update INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        entries INTEGER NOT NULL,
+        covered_event INTEGER NOT NULL,     -- the last change-log event this CRL reflects
+        issued_at INTEGER NOT NULL,
+        source TEXT NOT NULL,               -- 'signed' here or 'handed-in' (crl add)
+        der BLOB NOT NULL,
+        UNIQUE (scope_id, number)
+    );
+    -- Change log: every mutation appends here. Servers poll max(id) to notice changes made
+    -- by other processes; the CRL scheduler compares it with covered_event.
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        issuer_id INTEGER,
+        cert_id INTEGER,
+        detail TEXT
+    );
+    CREATE INDEX events_by_issuer ON events (issuer_id, kind, id);
+    """,
+]

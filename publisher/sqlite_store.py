@@ -1,0 +1,437 @@
+"""The embedded default store: one SQLite file in WAL mode, through aiosqlite.
+
+Two connections: a writer, whose transactions are serialised by an asyncio lock (SQLite
+allows one writer; other processes wait on busy_timeout), and a reader, so that a long CRL
+read never waits behind a write and never sees a half-finished one.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator, Sequence
+
+import aiosqlite
+
+from .crl import Reason, ScopeKind
+from .errors import Conflict, NotFound, Unavailable
+from .migrations import MIGRATIONS
+from .store import (
+    CertRecord,
+    CrlRecord,
+    EntrySnapshot,
+    Event,
+    Issuer,
+    NewCert,
+    Scope,
+    Status,
+    StatusChange,
+    Store,
+    from_serial_key,
+    serial_hex,
+    serial_key,
+    transition,
+)
+
+UTC = dt.timezone.utc
+
+
+def _ts(when: dt.datetime | None) -> int | None:
+    return None if when is None else int(when.timestamp())
+
+
+def _dt(ts: int | None) -> dt.datetime | None:
+    return None if ts is None else dt.datetime.fromtimestamp(ts, UTC)
+
+
+_CERT_COLS = ("id, issuer_id, serial, der, subject, not_before, not_after, dp_url, is_ca, "
+              "status, reason, revoked_at, invalidity_at")
+
+
+def _cert(row) -> CertRecord:
+    return CertRecord(
+        id=row[0],
+        issuer_id=row[1],
+        serial=from_serial_key(row[2]),
+        der=row[3],
+        subject=row[4],
+        not_before=_dt(row[5]),
+        not_after=_dt(row[6]),
+        dp_url=row[7],
+        is_ca=bool(row[8]),
+        status=Status(row[9]),
+        reason=None if row[10] is None else Reason(row[10]),
+        revoked_at=_dt(row[11]),
+        invalidity_at=_dt(row[12]),
+    )
+
+
+_CRL_COLS = ("c.id, c.number, c.this_update, c.next_update, c.sha256, c.size, c.entries, "
+             "c.covered_event, c.issued_at, c.source, s.id, s.issuer_id, s.kind, s.dp_url, s.name")
+
+
+def _crl(row) -> CrlRecord:
+    return CrlRecord(
+        id=row[0],
+        number=from_serial_key(row[1]),
+        this_update=_dt(row[2]),
+        next_update=_dt(row[3]),
+        sha256=row[4],
+        size=row[5],
+        entries=row[6],
+        covered_event=row[7],
+        issued_at=_dt(row[8]),
+        source=row[9],
+        scope=Scope(row[10], row[11], ScopeKind(row[12]), row[13], row[14]),
+    )
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = Path(path)
+        self._busy = busy_timeout_ms
+        self._w: aiosqlite.Connection | None = None
+        self._r: aiosqlite.Connection | None = None
+        self._wlock = asyncio.Lock()
+        self._rlock = asyncio.Lock()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        await conn.execute(f"PRAGMA busy_timeout = {int(self._busy)}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        # FULL: a committed change survives power loss too, not only a process crash.
+        await conn.execute("PRAGMA synchronous = FULL")
+        return conn
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._w = await self._connect()
+        mode = await (await self._w.execute("PRAGMA journal_mode = WAL")).fetchone()
+        if mode[0].lower() != "wal":
+            raise Unavailable(f"{self.path}: cannot switch SQLite to WAL mode (got {mode[0]})")
+        await self._migrate()
+        self._r = await self._connect()
+
+    async def close(self) -> None:
+        for conn in (self._r, self._w):
+            if conn is not None:
+                await conn.close()
+        self._r = self._w = None
+
+    async def _migrate(self) -> None:
+        async with self._wlock:
+            (version,) = await (await self._w.execute("PRAGMA user_version")).fetchone()
+            if version > len(MIGRATIONS):
+                raise Unavailable(
+                    f"{self.path}: schema version {version} is newer than this pkirepo knows ({len(MIGRATIONS)})"
+                )
+            for number in range(version + 1, len(MIGRATIONS) + 1):
+                # executescript commits first; the script holds its own BEGIN/COMMIT so the
+                # migration and the version bump land together.
+                await self._w.executescript(
+                    f"BEGIN IMMEDIATE;\n{MIGRATIONS[number - 1]}\nPRAGMA user_version = {number};\nCOMMIT;"
+                )
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction. BEGIN IMMEDIATE takes the write lock up front so that a
+        read-then-write never fails half-way with SQLITE_BUSY."""
+        async with self._wlock:
+            conn = self._w
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                raise Unavailable(f"store busy: {e}") from e
+            try:
+                yield conn
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            else:
+                await conn.execute("COMMIT")
+
+    @asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A read transaction: every statement inside sees the same committed state."""
+        async with self._rlock:
+            conn = self._r
+            await conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                await conn.execute("COMMIT")
+
+    async def _one(self, sql: str, args: Sequence = ()):
+        async with self._rlock:
+            return await (await self._r.execute(sql, args)).fetchone()
+
+    async def _all(self, sql: str, args: Sequence = ()):
+        async with self._rlock:
+            return await (await self._r.execute(sql, args)).fetchall()
+
+    @staticmethod
+    async def _event(conn, kind: str, at: dt.datetime, issuer_id=None, cert_id=None, detail=None) -> int:
+        cur = await conn.execute(
+            "INSERT INTO events (at, kind, issuer_id, cert_id, detail) VALUES (?, ?, ?, ?, ?)",
+            (_ts(at), kind, issuer_id, cert_id, detail),
+        )
+        return cur.lastrowid
+
+    # Issuers
+
+    async def put_issuer(self, name: str, cert_der: bytes, subject_der: bytes, key_id: bytes) -> Issuer:
+        async with self._write() as w:
+            row = await (await w.execute("SELECT id, cert_der FROM issuers WHERE name = ?", (name,))).fetchone()
+            if row is None:
+                cur = await w.execute(
+                    "INSERT INTO issuers (name, subject_der, key_id, cert_der) VALUES (?, ?, ?, ?)",
+                    (name, subject_der, key_id, cert_der),
+                )
+                issuer_id = cur.lastrowid
+                await self._event(w, "issuer-add", dt.datetime.now(UTC), issuer_id, detail=name)
+            else:
+                issuer_id = row[0]
+                if row[1] != cert_der:
+                    await w.execute(
+                        "UPDATE issuers SET subject_der = ?, key_id = ?, cert_der = ? WHERE id = ?",
+                        (subject_der, key_id, cert_der, issuer_id),
+                    )
+                    await self._event(w, "issuer-update", dt.datetime.now(UTC), issuer_id, detail=name)
+        return Issuer(issuer_id, name, subject_der, key_id, cert_der)
+
+    async def issuers(self) -> list[Issuer]:
+        rows = await self._all("SELECT id, name, subject_der, key_id, cert_der FROM issuers ORDER BY id")
+        return [Issuer(*r) for r in rows]
+
+    # Certificates
+
+    async def add_certificates(self, certs: Sequence[NewCert], *, at: dt.datetime) -> int:
+        if not certs:
+            return 0
+        now = _ts(at)
+        async with self._write() as w:
+            try:
+                for c in certs:
+                    cur = await w.execute(
+                        "INSERT INTO certificates (issuer_id, serial, der, subject, not_before, not_after, dp_url,"
+                        " is_ca, status, reason, revoked_at, invalidity_at, added_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (c.issuer_id, serial_key(c.serial), c.der, c.subject, _ts(c.not_before), _ts(c.not_after),
+                         c.dp_url, int(c.is_ca), int(c.status), None if c.reason is None else int(c.reason),
+                         _ts(c.revoked_at), _ts(c.invalidity_at), now),
+                    )
+                    if c.status is not Status.GOOD:
+                        if c.entry is None:
+                            raise ValueError("a revoked or held certificate needs its CRL entry")
+                        await w.execute(
+                            "INSERT INTO revoked (cert_id, issuer_id, serial, dp_url, is_ca, not_after, entry)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (cur.lastrowid, c.issuer_id, serial_key(c.serial), c.dp_url, int(c.is_ca),
+                             _ts(c.not_after), c.entry),
+                        )
+            except sqlite3.IntegrityError as e:
+                raise Conflict(f"certificate {serial_hex(c.serial)} is already in the repository") from e
+            issuers = sorted({c.issuer_id for c in certs})
+            for issuer_id in issuers:
+                n = sum(1 for c in certs if c.issuer_id == issuer_id)
+                await self._event(w, "cert-add", at, issuer_id, detail=str(n))
+                if any(c.status is not Status.GOOD for c in certs if c.issuer_id == issuer_id):
+                    await self._event(w, "import-revoked", at, issuer_id)
+        return len(certs)
+
+    async def certificate(self, issuer_id: int, serial: int) -> CertRecord | None:
+        row = await self._one(
+            f"SELECT {_CERT_COLS} FROM certificates WHERE issuer_id = ? AND serial = ?",
+            (issuer_id, serial_key(serial)),
+        )
+        return None if row is None else _cert(row)
+
+    async def certificates(self, issuer_id: int, *, after_serial: int = -1, limit: int = 1000) -> list[CertRecord]:
+        after = b"" if after_serial < 0 else serial_key(after_serial)
+        rows = await self._all(
+            f"SELECT {_CERT_COLS} FROM certificates WHERE issuer_id = ? AND serial > ? ORDER BY serial LIMIT ?",
+            (issuer_id, after, limit),
+        )
+        return [_cert(r) for r in rows]
+
+    async def change_status(self, change: StatusChange) -> CertRecord:
+        key = serial_key(change.serial)
+        async with self._write() as w:
+            row = await (await w.execute(
+                f"SELECT {_CERT_COLS} FROM certificates WHERE issuer_id = ? AND serial = ?",
+                (change.issuer_id, key),
+            )).fetchone()
+            if row is None:
+                raise NotFound(f"no certificate with serial {serial_hex(change.serial)} from this issuer")
+            cert = _cert(row)
+            new = transition(cert.status, change.action, cert.serial_hex)
+            if new is Status.GOOD:
+                await w.execute(
+                    "UPDATE certificates SET status = 0, reason = NULL, revoked_at = NULL, invalidity_at = NULL"
+                    " WHERE id = ?", (cert.id,))
+                await w.execute("DELETE FROM revoked WHERE cert_id = ?", (cert.id,))
+            else:
+                if change.entry is None:
+                    raise ValueError("a revocation or hold needs its CRL entry")
+                reason = None if change.reason is None else int(change.reason)
+                await w.execute(
+                    "UPDATE certificates SET status = ?, reason = ?, revoked_at = ?, invalidity_at = ? WHERE id = ?",
+                    (int(new), reason, _ts(change.at), _ts(change.invalidity_at), cert.id),
+                )
+                await w.execute(
+                    "INSERT OR REPLACE INTO revoked (cert_id, issuer_id, serial, dp_url, is_ca, not_after, entry)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (cert.id, cert.issuer_id, key, cert.dp_url, int(cert.is_ca), _ts(cert.not_after), change.entry),
+                )
+            await self._event(w, change.action.value, change.at, cert.issuer_id, cert.id, cert.serial_hex)
+            row = await (await w.execute(f"SELECT {_CERT_COLS} FROM certificates WHERE id = ?", (cert.id,))).fetchone()
+        return _cert(row)
+
+    # CRLs
+
+    async def ensure_scope(self, issuer_id: int, kind: ScopeKind, dp_url: str, name: str) -> Scope:
+        async with self._write() as w:
+            row = await (await w.execute(
+                "SELECT id, name FROM scopes WHERE issuer_id = ? AND kind = ? AND dp_url = ?",
+                (issuer_id, kind.value, dp_url),
+            )).fetchone()
+            if row is not None:
+                if row[1] != name:
+                    # Renaming a published CRL would break every URL that names it.
+                    raise Conflict(f"the {kind.value} CRL {dp_url or ''} is already published as {row[1]!r}, not {name!r}")
+                return Scope(row[0], issuer_id, kind, dp_url, name)
+            try:
+                cur = await w.execute(
+                    "INSERT INTO scopes (issuer_id, kind, dp_url, name) VALUES (?, ?, ?, ?)",
+                    (issuer_id, kind.value, dp_url, name),
+                )
+            except sqlite3.IntegrityError as e:
+                raise Conflict(f"CRL name {name!r} is already used by another CRL scope") from e
+            return Scope(cur.lastrowid, issuer_id, kind, dp_url, name)
+
+    async def scopes(self) -> list[Scope]:
+        rows = await self._all("SELECT id, issuer_id, kind, dp_url, name FROM scopes ORDER BY id")
+        return [Scope(r[0], r[1], ScopeKind(r[2]), r[3], r[4]) for r in rows]
+
+    async def dp_urls(self, issuer_id: int) -> list[str]:
+        rows = await self._all(
+            "SELECT DISTINCT dp_url FROM certificates WHERE issuer_id = ? AND is_ca = 0 AND dp_url IS NOT NULL"
+            " ORDER BY dp_url", (issuer_id,))
+        return [r[0] for r in rows]
+
+    async def snapshot_entries(self, scope: Scope, *, expired_before: dt.datetime | None = None) -> EntrySnapshot:
+        where = ["issuer_id = ?"]
+        args: list = [scope.issuer_id]
+        if scope.kind is ScopeKind.PARTITION:
+            where += ["dp_url = ?", "is_ca = 0"]
+            args.append(scope.dp_url)
+        elif scope.kind is ScopeKind.ARL:
+            where.append("is_ca = 1")
+        if expired_before is not None:
+            # Certificates of unknown expiry (index imports) are always kept.
+            where.append("(not_after IS NULL OR not_after >= ?)")
+            args.append(_ts(expired_before))
+        sql = f"SELECT entry FROM revoked WHERE {' AND '.join(where)} ORDER BY serial"
+        async with self._snapshot() as r:
+            (covered,) = await (await r.execute("SELECT coalesce(max(id), 0) FROM events")).fetchone()
+            rows = await (await r.execute(sql, args)).fetchall()
+        return EntrySnapshot(b"".join(row[0] for row in rows), len(rows), covered)
+
+    async def reserve_crl_number(self, scope: Scope) -> int:
+        async with self._write() as w:
+            row = await (await w.execute(
+                "SELECT s.last_number, (SELECT max(number) FROM crls WHERE scope_id = s.id)"
+                " FROM scopes s WHERE s.id = ?", (scope.id,))).fetchone()
+            if row is None:
+                raise NotFound(f"no CRL scope {scope.name!r}")
+            last = max(from_serial_key(k) if k else 0 for k in row)
+            number = last + 1
+            await w.execute("UPDATE scopes SET last_number = ? WHERE id = ?", (serial_key(number), scope.id))
+        return number
+
+    async def record_crl(self, scope, number, this_update, next_update, der, *, entries, covered_event,
+                         issued_at, source="signed") -> CrlRecord:
+        import hashlib
+
+        sha = hashlib.sha256(der).hexdigest()
+        key = serial_key(number)
+        async with self._write() as w:
+            (highest,) = await (await w.execute(
+                "SELECT max(number) FROM crls WHERE scope_id = ?", (scope.id,))).fetchone()
+            if highest is not None and key <= highest:
+                raise Conflict(
+                    f"CRL number {number} of {scope.name} does not exceed the last one issued "
+                    f"({from_serial_key(highest)})")
+            cur = await w.execute(
+                "INSERT INTO crls (scope_id, number, this_update, next_update, sha256, size, entries, covered_event,"
+                " issued_at, source, der) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (scope.id, key, _ts(this_update), _ts(next_update), sha, len(der), entries, covered_event,
+                 _ts(issued_at), source, der),
+            )
+            crl_id = cur.lastrowid
+            # Keep the counter ahead of handed-in numbers too.
+            await w.execute(
+                "UPDATE scopes SET last_number = ? WHERE id = ? AND (last_number IS NULL OR last_number < ?)",
+                (key, scope.id, key))
+            await self._event(w, "crl", issued_at, scope.issuer_id, detail=f"{scope.name} #{number}")
+        return CrlRecord(crl_id, scope, number, this_update, next_update, sha, len(der), entries, covered_event,
+                         issued_at, source)
+
+    async def current_crls(self) -> list[CrlRecord]:
+        rows = await self._all(
+            f"SELECT {_CRL_COLS} FROM crls c JOIN scopes s ON s.id = c.scope_id"
+            " WHERE c.number = (SELECT max(number) FROM crls WHERE scope_id = c.scope_id) ORDER BY s.id")
+        return [_crl(r) for r in rows]
+
+    async def crl_der(self, crl_id: int) -> bytes:
+        row = await self._one("SELECT der FROM crls WHERE id = ?", (crl_id,))
+        if row is None:
+            raise NotFound(f"no CRL with id {crl_id}")
+        return row[0]
+
+    async def crl_archive(self, scope_name: str) -> list[CrlRecord]:
+        if await self._one("SELECT 1 FROM scopes WHERE name = ?", (scope_name,)) is None:
+            raise NotFound(f"no CRL named {scope_name!r}")
+        rows = await self._all(
+            f"SELECT {_CRL_COLS} FROM crls c JOIN scopes s ON s.id = c.scope_id WHERE s.name = ? ORDER BY c.number",
+            (scope_name,))
+        return [_crl(r) for r in rows]
+
+    async def crl_by_number(self, scope_name: str, number: int) -> CrlRecord | None:
+        row = await self._one(
+            f"SELECT {_CRL_COLS} FROM crls c JOIN scopes s ON s.id = c.scope_id WHERE s.name = ? AND c.number = ?",
+            (scope_name, serial_key(number)))
+        return None if row is None else _crl(row)
+
+    async def prune_crls(self, before: dt.datetime) -> int:
+        async with self._write() as w:
+            cur = await w.execute(
+                "DELETE FROM crls WHERE this_update < ?"
+                " AND number < (SELECT max(number) FROM crls c2 WHERE c2.scope_id = crls.scope_id)",
+                (_ts(before),))
+            return cur.rowcount
+
+    # Change log
+
+    async def change_token(self) -> int:
+        (token,) = await self._one("SELECT coalesce(max(id), 0) FROM events")
+        return token
+
+    async def last_event(self, issuer_id: int, kinds: Sequence[str]) -> Event | None:
+        marks = ",".join("?" * len(kinds))
+        row = await self._one(
+            f"SELECT id, at, kind, issuer_id, cert_id, detail FROM events WHERE issuer_id = ? AND kind IN ({marks})"
+            " ORDER BY id DESC LIMIT 1", (issuer_id, *kinds))
+        return None if row is None else Event(row[0], _dt(row[1]), row[2], row[3], row[4], row[5])
+
+    async def events_since(self, event_id: int, *, limit: int = 1000) -> list[Event]:
+        rows = await self._all(
+            "SELECT id, at, kind, issuer_id, cert_id, detail FROM events WHERE id > ? ORDER BY id LIMIT ?",
+            (event_id, limit))
+        return [Event(r[0], _dt(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+    async def log_event(self, kind: str, *, at: dt.datetime, issuer_id: int | None = None, detail: str | None = None) -> int:
+        async with self._write() as w:
+            return await self._event(w, kind, at, issuer_id, detail=detail)

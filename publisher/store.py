@@ -1,0 +1,276 @@
+"""The store interface. Everything else receives a `Store` by injection.
+
+`SQLiteStore` (sqlite_store.py) is the embedded default; a shared server database for
+several replicas later implements the same methods. Records are frozen dataclasses; times
+are aware UTC datetimes; serial numbers and CRL numbers are Python ints (up to 20 octets).
+"""
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import enum
+from dataclasses import dataclass
+from typing import Sequence
+
+from .crl import Reason, ScopeKind
+from .errors import Conflict
+
+
+class Status(enum.IntEnum):
+    GOOD = 0
+    REVOKED = 1
+    HOLD = 2
+
+
+class Action(str, enum.Enum):
+    REVOKE = "revoke"
+    HOLD = "hold"
+    RELEASE = "release"
+
+
+def transition(current: Status, action: Action, serial_hex: str) -> Status:
+    """The status rules: a hold may be released or become a revocation; a revocation is
+    final. Raises Conflict for anything else."""
+    if current is Status.REVOKED:
+        raise Conflict(f"certificate {serial_hex} is already revoked; a revocation is final")
+    if action is Action.REVOKE:
+        return Status.REVOKED
+    if action is Action.HOLD:
+        if current is Status.HOLD:
+            raise Conflict(f"certificate {serial_hex} is already on hold")
+        return Status.HOLD
+    if current is not Status.HOLD:
+        raise Conflict(f"certificate {serial_hex} is not on hold; only a held certificate can be released")
+    return Status.GOOD
+
+
+@dataclass(frozen=True)
+class Issuer:
+    id: int
+    name: str
+    subject_der: bytes
+    key_id: bytes
+    cert_der: bytes
+
+
+@dataclass(frozen=True)
+class NewCert:
+    """A certificate to add. Imports may add one already revoked, with its entry."""
+
+    issuer_id: int
+    serial: int
+    der: bytes | None
+    subject: str | None
+    not_before: dt.datetime | None
+    not_after: dt.datetime | None
+    dp_url: str | None
+    is_ca: bool
+    status: Status = Status.GOOD
+    reason: Reason | None = None
+    revoked_at: dt.datetime | None = None
+    invalidity_at: dt.datetime | None = None
+    entry: bytes | None = None  # pre-encoded CRL entry when status is not GOOD
+
+
+@dataclass(frozen=True)
+class CertRecord:
+    id: int
+    issuer_id: int
+    serial: int
+    der: bytes | None
+    subject: str | None
+    not_before: dt.datetime | None
+    not_after: dt.datetime | None
+    dp_url: str | None
+    is_ca: bool
+    status: Status
+    reason: Reason | None
+    revoked_at: dt.datetime | None
+    invalidity_at: dt.datetime | None
+
+    @property
+    def serial_hex(self) -> str:
+        return serial_hex(self.serial)
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    issuer_id: int
+    serial: int
+    action: Action
+    reason: Reason | None
+    at: dt.datetime
+    invalidity_at: dt.datetime | None
+    entry: bytes | None  # the CRL entry to publish (None for release)
+
+
+@dataclass(frozen=True)
+class Scope:
+    id: int
+    issuer_id: int
+    kind: ScopeKind
+    dp_url: str  # '' unless a partition (or an ARL with a distribution point)
+    name: str
+
+
+@dataclass(frozen=True)
+class CrlRecord:
+    id: int
+    scope: Scope
+    number: int
+    this_update: dt.datetime
+    next_update: dt.datetime
+    sha256: str
+    size: int
+    entries: int
+    covered_event: int
+    issued_at: dt.datetime
+    source: str
+
+
+@dataclass(frozen=True)
+class EntrySnapshot:
+    """The entries of one scope, read in one consistent snapshot."""
+
+    entries: bytes  # concatenated DER, sorted by serial
+    count: int
+    covered_event: int  # the newest change-log event visible in that snapshot
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    at: dt.datetime
+    kind: str
+    issuer_id: int | None
+    cert_id: int | None
+    detail: str | None
+
+
+def serial_hex(serial: int) -> str:
+    """Upper-case hex, even number of digits, as openssl prints serials."""
+    text = f"{serial:X}"
+    return text if len(text) % 2 == 0 else "0" + text
+
+
+def serial_key(value: int) -> bytes:
+    """Encode a non-negative integer so that byte order equals numeric order."""
+    if value < 0:
+        raise ValueError("negative serial or CRL number")
+    body = value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
+    return bytes((len(body),)) + body
+
+
+def from_serial_key(key: bytes) -> int:
+    return int.from_bytes(key[1:], "big")
+
+
+class Store(abc.ABC):
+    """Async persistence for issuers, certificates, CRLs and the change log.
+
+    Every mutating method is one transaction: it either commits whole or not at all.
+    """
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> "Store":
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    # Issuers
+    @abc.abstractmethod
+    async def put_issuer(self, name: str, cert_der: bytes, subject_der: bytes, key_id: bytes) -> Issuer:
+        """Insert or update the CA certificate known under `name`."""
+
+    @abc.abstractmethod
+    async def issuers(self) -> list[Issuer]: ...
+
+    # Certificates
+    @abc.abstractmethod
+    async def add_certificates(self, certs: Sequence[NewCert], *, at: dt.datetime) -> int:
+        """Add all or none; Conflict names the first duplicate."""
+
+    @abc.abstractmethod
+    async def certificate(self, issuer_id: int, serial: int) -> CertRecord | None: ...
+
+    @abc.abstractmethod
+    async def certificates(self, issuer_id: int, *, after_serial: int = -1, limit: int = 1000) -> list[CertRecord]:
+        """Page through an issuer's certificates in serial order."""
+
+    @abc.abstractmethod
+    async def change_status(self, change: StatusChange) -> CertRecord:
+        """Apply revoke / hold / release under `transition()`; NotFound, Conflict."""
+
+    # CRLs
+    @abc.abstractmethod
+    async def ensure_scope(self, issuer_id: int, kind: ScopeKind, dp_url: str, name: str) -> Scope: ...
+
+    @abc.abstractmethod
+    async def scopes(self) -> list[Scope]: ...
+
+    @abc.abstractmethod
+    async def dp_urls(self, issuer_id: int) -> list[str]:
+        """Distinct CRL distribution point URLs of the issuer's end-entity certificates."""
+
+    @abc.abstractmethod
+    async def snapshot_entries(self, scope: Scope, *, expired_before: dt.datetime | None = None) -> EntrySnapshot: ...
+
+    @abc.abstractmethod
+    async def reserve_crl_number(self, scope: Scope) -> int:
+        """Commit and return the next CRL number of the scope: never handed out twice."""
+
+    @abc.abstractmethod
+    async def record_crl(
+        self,
+        scope: Scope,
+        number: int,
+        this_update: dt.datetime,
+        next_update: dt.datetime,
+        der: bytes,
+        *,
+        entries: int,
+        covered_event: int,
+        issued_at: dt.datetime,
+        source: str = "signed",
+    ) -> CrlRecord:
+        """Archive a CRL. Conflict when `number` does not exceed every number of the scope
+        issued so far (handed-in CRLs) or is already taken."""
+
+    @abc.abstractmethod
+    async def current_crls(self) -> list[CrlRecord]:
+        """The newest CRL of every scope."""
+
+    @abc.abstractmethod
+    async def crl_der(self, crl_id: int) -> bytes: ...
+
+    @abc.abstractmethod
+    async def crl_archive(self, scope_name: str) -> list[CrlRecord]:
+        """Every archived CRL of a scope, oldest first; NotFound for an unknown scope."""
+
+    @abc.abstractmethod
+    async def crl_by_number(self, scope_name: str, number: int) -> CrlRecord | None: ...
+
+    @abc.abstractmethod
+    async def prune_crls(self, before: dt.datetime) -> int:
+        """Delete archived CRLs whose thisUpdate is before `before`, never a current one."""
+
+    # Change log
+    @abc.abstractmethod
+    async def change_token(self) -> int:
+        """A number that grows whenever anything changes, in any process."""
+
+    @abc.abstractmethod
+    async def last_event(self, issuer_id: int, kinds: Sequence[str]) -> Event | None: ...
+
+    @abc.abstractmethod
+    async def events_since(self, event_id: int, *, limit: int = 1000) -> list[Event]: ...
+
+    @abc.abstractmethod
+    async def log_event(self, kind: str, *, at: dt.datetime, issuer_id: int | None = None, detail: str | None = None) -> int: ...
