@@ -150,6 +150,7 @@ class Settings:
     publication_dir: Path
     http_listen: tuple[str, int]
     base_url: str  # public URL prefix, for the index
+    publication_max_age: int  # Cache-Control max-age cap for current CRLs (never past nextUpdate)
     crl: CrlSettings
     cas: tuple[CaSettings, ...]
     sections: dict[str, Table] = field(default_factory=dict, compare=False, repr=False)
@@ -271,6 +272,7 @@ def load_settings(path: Path) -> Settings:
 
     pub = top.table("publication")
     pub_dir = pub.path("dir", "pub")
+    max_age = pub.int("max_age_seconds", 600, min=0, max=86400)
     pub.check_unknown()
 
     crl = _crl_settings(top.table("crl"))
@@ -301,6 +303,7 @@ def load_settings(path: Path) -> Settings:
         publication_dir=pub_dir,
         http_listen=listen,
         base_url=base_url,
+        publication_max_age=max_age,
         crl=crl,
         cas=cas,
         sections=sections,

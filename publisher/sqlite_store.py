@@ -211,35 +211,48 @@ class SQLiteStore(Store):
         if not certs:
             return 0
         now = _ts(at)
-        async with self._write() as w:
-            try:
-                for c in certs:
-                    cur = await w.execute(
-                        "INSERT INTO certificates (issuer_id, serial, der, subject, not_before, not_after, dp_url,"
-                        " is_ca, status, reason, revoked_at, invalidity_at, added_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (c.issuer_id, serial_key(c.serial), c.der, c.subject, _ts(c.not_before), _ts(c.not_after),
-                         c.dp_url, int(c.is_ca), int(c.status), None if c.reason is None else int(c.reason),
-                         _ts(c.revoked_at), _ts(c.invalidity_at), now),
-                    )
-                    if c.status is not Status.GOOD:
-                        if c.entry is None:
-                            raise ValueError("a revoked or held certificate needs its CRL entry")
-                        await w.execute(
-                            "INSERT INTO revoked (cert_id, issuer_id, serial, dp_url, is_ca, not_after, entry)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (cur.lastrowid, c.issuer_id, serial_key(c.serial), c.dp_url, int(c.is_ca),
-                             _ts(c.not_after), c.entry),
-                        )
-            except sqlite3.IntegrityError as e:
-                raise Conflict(f"certificate {serial_hex(c.serial)} is already in the repository") from e
-            issuers = sorted({c.issuer_id for c in certs})
-            for issuer_id in issuers:
-                n = sum(1 for c in certs if c.issuer_id == issuer_id)
-                await self._event(w, "cert-add", at, issuer_id, detail=str(n))
-                if any(c.status is not Status.GOOD for c in certs if c.issuer_id == issuer_id):
-                    await self._event(w, "import-revoked", at, issuer_id)
+        rows = [
+            (c.issuer_id, serial_key(c.serial), c.der, c.subject, _ts(c.not_before), _ts(c.not_after),
+             c.dp_url, int(c.is_ca), int(c.status), None if c.reason is None else int(c.reason),
+             _ts(c.revoked_at), _ts(c.invalidity_at), now)
+            for c in certs
+        ]
+        revoked = []
+        for c in certs:
+            if c.status is not Status.GOOD:
+                if c.entry is None:
+                    raise ValueError("a revoked or held certificate needs its CRL entry")
+                revoked.append((c.issuer_id, serial_key(c.serial), c.issuer_id, serial_key(c.serial), c.dp_url,
+                                int(c.is_ca), _ts(c.not_after), c.entry))
+        try:
+            async with self._write() as w:
+                # executemany: one thread hop for the whole batch, so a million-line import
+                # is bounded by SQLite, not by per-row round trips.
+                await w.executemany(
+                    "INSERT INTO certificates (issuer_id, serial, der, subject, not_before, not_after, dp_url,"
+                    " is_ca, status, reason, revoked_at, invalidity_at, added_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                if revoked:
+                    await w.executemany(
+                        "INSERT INTO revoked (cert_id, issuer_id, serial, dp_url, is_ca, not_after, entry)"
+                        " VALUES ((SELECT id FROM certificates WHERE issuer_id = ? AND serial = ?), ?, ?, ?, ?, ?, ?)",
+                        revoked)
+                for issuer_id in sorted({c.issuer_id for c in certs}):
+                    n = sum(1 for c in certs if c.issuer_id == issuer_id)
+                    await self._event(w, "cert-add", at, issuer_id, detail=str(n))
+                    if any(c.status is not Status.GOOD for c in certs if c.issuer_id == issuer_id):
+                        await self._event(w, "import-revoked", at, issuer_id)
+        except sqlite3.IntegrityError as e:
+            dup = await self._first_existing(certs)
+            what = f"certificate {serial_hex(dup.serial)}" if dup else "a certificate"
+            raise Conflict(f"{what} is already in the repository; nothing was added") from e
         return len(certs)
+
+    async def _first_existing(self, certs: Sequence[NewCert]) -> NewCert | None:
+        for c in certs:
+            if await self.certificate(c.issuer_id, c.serial) is not None:
+                return c
+        return None
 
     async def certificate(self, issuer_id: int, serial: int) -> CertRecord | None:
         row = await self._one(

@@ -1,0 +1,115 @@
+"""`pkirepo demo init`: a demo PKI, its config file and a populated store."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Callable
+
+from .clock import Clock
+from .config import load_settings, parse_listen
+from .crl import Reason
+from .demo_pki import CA_NAME, ROOT_NAME, DemoPki, make_demo_pki
+from .errors import ConfigError
+from .service import Repository, load_signers
+from .sqlite_store import SQLiteStore
+from .store import Action
+
+CONFIG_TEMPLATE = """\
+# pkirepo demo configuration, written by `pkirepo demo init`.
+# Every key is explained in config/pkirepo.example.toml.
+
+[store]
+path = "pkirepo.sqlite"
+
+[http]
+listen = "{listen}"
+base_url = "{base_url}"
+
+[publication]
+dir = "pub"
+
+[crl]
+daily = ["01:15", "06:15", "11:00"]      # UTC, as in CPS Appendix C
+next_update_hours = 24
+supplementary_delay_seconds = {delay}
+reason_unspecified = "omit"               # RFC 5280; "write" puts code 0 as the CPS does
+expired_revoked = "keep"
+
+[ldap]
+listen = "{ldap_listen}"
+
+[[ca]]
+name = "{root}"
+certificate = "pki/{root}.pem"
+key = "pki/{root}.key"
+arl = "RootCA2ARL"
+arl_url = "{base_url}/crl/RootCA2ARL.crl"
+ocsp_responder = "pki/ocsp-{root}.pem"
+ocsp_responder_key = "pki/ocsp-{root}.key"
+
+[[ca]]
+name = "{ca}"
+certificate = "pki/{ca}.pem"
+key = "pki/{ca}.key"
+full_crl = "eCertCA2-17CRL1"
+partitions = true                         # eCertCA2-17CRL2 .. CRL4, from the certificates' CDPs
+ocsp_responder = "pki/ocsp-{ca}.pem"
+ocsp_responder_key = "pki/ocsp-{ca}.key"
+"""
+
+
+def write_config(directory: Path, *, http: str, ldap: str, delay: int = 60) -> Path:
+    host, port = parse_listen(http)
+    shown = f"[{host}]" if ":" in host else host
+    text = CONFIG_TEMPLATE.format(
+        listen=http, base_url=f"http://{shown}:{port}", ldap_listen=ldap, root=ROOT_NAME, ca=CA_NAME, delay=delay)
+    path = directory / "pkirepo.toml"
+    path.write_text(text)
+    return path
+
+
+async def init_demo(
+    directory: Path,
+    *,
+    http: str,
+    ldap: str,
+    subscribers: int,
+    clock: Clock,
+    progress: Callable[[int, int], object] | None = None,
+) -> tuple[Path, DemoPki, Repository]:
+    directory = Path(directory)
+    if (directory / "pkirepo.toml").exists():
+        raise ConfigError(f"{directory / 'pkirepo.toml'} exists already: choose an empty directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    host, port = parse_listen(http)
+    shown = f"[{host}]" if ":" in host else host
+    pki = make_demo_pki(directory, base_url=f"http://{shown}:{port}", subscribers=subscribers,
+                        now=clock.now(), progress=progress)
+    config = write_config(directory, http=http, ldap=ldap)
+    settings = load_settings(config)
+    store = SQLiteStore(settings.store_path)
+    async with store:
+        repo = Repository(settings, store=store, signers=load_signers(settings), clock=clock)
+        await repo.sync_issuers()
+        files = [pki.subscribers, pki.revoked_ca]
+        await repo.add_certificates((p.read_bytes(), str(p)) for p in files)
+        for change in pki.changes:
+            reason = None if change.reason is None else Reason.parse(change.reason)
+            await repo.change_status(change.issuer, change.serial, Action(change.action), reason=reason,
+                                     at=change.time, invalidity=change.invalidity)
+        await repo.issue_due(force=True)
+    return config, pki, repo
+
+
+def demo_summary(config: Path, pki: DemoPki, settings) -> str:
+    base = settings.base_url
+    lines = [
+        f"demo ready: {config}",
+        f"  serve:   pkirepo serve --config {config}",
+        f"  index:   {base}/crl/",
+        f"  samples: {pki.good} (good), {pki.revoked} (revoked), {pki.held} (on hold)",
+        f"  roots:   {pki.root}   issuing CA: {pki.ca}",
+    ]
+    return "\n".join(lines)
+
+

@@ -1,0 +1,97 @@
+"""Reading an `openssl ca` database (index.txt) so a CA can move onto the service. Pure.
+
+Each line has six tab-separated fields: status (V valid, R revoked, E expired), expiry,
+revocation ("date[,reason[,extra]]"), serial (hex), file name (usually "unknown"), subject.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Iterator
+
+from .crl import Reason
+from .errors import MalformedInput
+
+# openssl's spellings (crypto/x509/v3_crld.c and apps/ca.c).
+_REASONS = {
+    "unspecified": Reason.unspecified,
+    "keycompromise": Reason.keyCompromise,
+    "cacompromise": Reason.cACompromise,
+    "affiliationchanged": Reason.affiliationChanged,
+    "superseded": Reason.superseded,
+    "cessationofoperation": Reason.cessationOfOperation,
+    "certificatehold": Reason.certificateHold,
+    "removefromcrl": Reason.removeFromCRL,
+}
+
+
+@dataclass(frozen=True)
+class IndexLine:
+    line_no: int
+    status: str  # V, R or E
+    expiry: dt.datetime
+    revoked_at: dt.datetime | None
+    reason: Reason | None
+    invalidity: dt.datetime | None  # keyTime of keyCompromise / CACompromise
+    serial: int
+    subject: str
+
+
+def parse_time(text: str) -> dt.datetime:
+    """UTCTime (YYMMDDHHMMSSZ) or GeneralizedTime (YYYYMMDDHHMMSSZ), as openssl writes them."""
+    if not text.endswith("Z"):
+        raise ValueError(f"time {text!r} does not end in Z")
+    body = text[:-1]
+    if len(body) == 12:
+        year = int(body[:2])
+        body = f"{1900 + year if year >= 50 else 2000 + year}{body[2:]}"
+    if len(body) != 14 or not body.isdigit():
+        raise ValueError(f"time {text!r} is not YYMMDDHHMMSSZ or YYYYMMDDHHMMSSZ")
+    return dt.datetime.strptime(body, "%Y%m%d%H%M%S").replace(tzinfo=dt.timezone.utc)
+
+
+def parse_line(line: str, line_no: int, source: str) -> IndexLine:
+    fields = line.rstrip("\r\n").split("\t")
+    where = f"{source}:{line_no}"
+    if len(fields) != 6:
+        raise MalformedInput(f"{where}: expected 6 tab-separated fields, found {len(fields)}")
+    status, expiry, revocation, serial, _file, subject = fields
+    if status not in ("V", "R", "E"):
+        raise MalformedInput(f"{where}: status {status!r} is not V, R or E")
+    try:
+        expires = parse_time(expiry)
+    except ValueError as e:
+        raise MalformedInput(f"{where}: expiry: {e}") from None
+    try:
+        number = int(serial, 16)
+    except ValueError:
+        raise MalformedInput(f"{where}: serial {serial!r} is not hex") from None
+    revoked_at = reason = invalidity = None
+    if status == "R":
+        parts = revocation.split(",")
+        try:
+            revoked_at = parse_time(parts[0])
+        except ValueError as e:
+            raise MalformedInput(f"{where}: revocation date: {e}") from None
+        if len(parts) > 1:
+            reason = _REASONS.get(parts[1].lower())
+            if reason is None:
+                raise MalformedInput(f"{where}: unknown revocation reason {parts[1]!r}")
+            if reason in (Reason.keyCompromise, Reason.cACompromise) and len(parts) > 2:
+                try:
+                    invalidity = parse_time(parts[2])
+                except ValueError as e:
+                    raise MalformedInput(f"{where}: compromise time: {e}") from None
+            if reason is Reason.removeFromCRL:
+                raise MalformedInput(f"{where}: removeFromCRL is only for delta CRLs")
+    elif revocation:
+        raise MalformedInput(f"{where}: status {status} with a revocation field {revocation!r}")
+    return IndexLine(line_no, status, expires, revoked_at, reason, invalidity, number, subject)
+
+
+def read_index(path, source: str | None = None) -> Iterator[IndexLine]:
+    source = source or str(path)
+    with open(path, encoding="utf-8", errors="strict", newline="") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                yield parse_line(line, n, source)

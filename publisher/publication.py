@@ -1,0 +1,66 @@
+"""What is published right now: the current CRL of every scope, held in memory and
+refreshed from the store whenever its change token moves (in this process or another)."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass
+
+from .service import Repository
+from .store import CrlRecord
+
+
+@dataclass(frozen=True)
+class Published:
+    record: CrlRecord
+    der: bytes
+    issuer_name: str
+
+
+class Publication:
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self.token = -1
+        self.crls: dict[str, Published] = {}  # by scope name; replaced whole, never mutated
+        self._lock = asyncio.Lock()
+
+    async def refresh(self, *, force: bool = False) -> bool:
+        """Reload if anything changed; True when it did."""
+        async with self._lock:
+            token = await self.repo.store.change_token()
+            if token == self.token and not force:
+                return False
+            current = await self.repo.store.current_crls()
+            fresh: dict[str, Published] = {}
+            for rec in current:
+                old = self.crls.get(rec.scope.name)
+                if old is not None and old.record.id == rec.id:
+                    fresh[rec.scope.name] = old
+                    continue
+                ca, _ = self.repo.issuer_by_id(rec.scope.issuer_id)
+                fresh[rec.scope.name] = Published(rec, await self.repo.store.crl_der(rec.id), ca.name)
+            self.crls = fresh
+            self.token = token
+            return True
+
+    def index(self, base_url: str, now: dt.datetime) -> list[dict]:
+        out = []
+        for name, p in sorted(self.crls.items()):
+            r = p.record
+            out.append({
+                "name": name,
+                "kind": r.scope.kind.value,
+                "issuer": p.issuer_name,
+                "distribution_point": r.scope.dp_url or None,
+                "crl_number": r.number,
+                "this_update": r.this_update.isoformat(),
+                "next_update": r.next_update.isoformat(),
+                "expired": r.next_update <= now,
+                "entries": r.entries,
+                "size": r.size,
+                "sha256": r.sha256,
+                "source": r.source,
+                "url": f"{base_url}/crl/{name}.crl",
+                "archive": f"{base_url}/crl/archive/{name}/",
+            })
+        return out

@@ -1,0 +1,366 @@
+"""The service layer: every operation an operator or the scheduler performs, over the
+injected store, signers and clock. The CLI calls it today; the admin API will call the
+same methods."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterable, Mapping
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.x509.oid import ExtensionOID
+
+from . import certs as certmod
+from . import crl as crlmod
+from .clock import Clock
+from .config import NAME_RE, CaSettings, Settings
+from .crl import Reason, ScopeKind
+from .errors import ConfigError, Conflict, MalformedInput, NotFound, VerificationError
+from .files import atomic_write
+from .schedule import STATUS_EVENTS, Due, due, next_update_for
+from .signer import Signer, load_key_signer
+from .store import Action, CrlRecord, Issuer, NewCert, Scope, StatusChange, Store
+
+log = logging.getLogger("pkirepo")
+
+
+def load_signers(settings: Settings) -> dict[str, Signer]:
+    """The CRL signing key of every CA that has one in config."""
+    signers: dict[str, Signer] = {}
+    for i, ca in enumerate(settings.cas):
+        if ca.key is not None:
+            signers[ca.name] = load_key_signer(
+                ca.key,
+                passphrase_file=ca.key_passphrase_file,
+                passphrase_env=ca.key_passphrase_env,
+                what=f"{settings.source}: ca[{i}].key",
+            )
+    return signers
+
+
+def partition_name(ca: CaSettings, url: str) -> str:
+    """The publication name of a partition: a configured override, else the URL's file name
+    without `.crl` (http://crl1.eCert.gov.hk/crl/eCertCA2-17CRL2.crl -> eCertCA2-17CRL2)."""
+    if url in ca.partition_names:
+        return ca.partition_names[url]
+    name = PurePosixPath(urlsplit(url).path).name
+    if name.lower().endswith(".crl"):
+        name = name[:-4]
+    if not NAME_RE.match(name):
+        raise ConfigError(
+            f"CRL distribution point {url!r} of CA {ca.name} gives no usable CRL name; "
+            f"add it under [ca.partition_names]")
+    return name
+
+
+@dataclass(frozen=True)
+class IssuedCrl:
+    record: CrlRecord
+    der: bytes
+    why: str
+
+
+class Repository:
+    """The repository of all configured CAs."""
+
+    def __init__(self, settings: Settings, *, store: Store, signers: Mapping[str, Signer], clock: Clock) -> None:
+        self.settings = settings
+        self.store = store
+        self.signers = dict(signers)
+        self.clock = clock
+        self._issuers: dict[str, Issuer] = {}
+        self._certs: dict[str, x509.Certificate] = {}
+        self._issue_lock = asyncio.Lock()
+
+    # Issuers
+
+    async def sync_issuers(self) -> None:
+        """Load every configured CA certificate into the store and make its fixed scopes."""
+        for i, ca in enumerate(self.settings.cas):
+            where = f"{self.settings.source}: ca[{i}].certificate"
+            try:
+                certs = certmod.split_certificates(ca.certificate.read_bytes(), str(ca.certificate))
+            except MalformedInput as e:
+                raise ConfigError(f"{where}: {e.message}") from None
+            cert = certs[0]
+            if not certmod.is_ca(cert):
+                raise ConfigError(f"{where}: {ca.certificate} is not a CA certificate (basicConstraints cA)")
+            signer = self.signers.get(ca.name)
+            if signer is not None and signer.public_key().public_numbers() != cert.public_key().public_numbers():
+                raise ConfigError(f"{self.settings.source}: ca[{i}].key does not belong to {ca.certificate}")
+            issuer = await self.store.put_issuer(
+                ca.name, cert.public_bytes(x509_der()), certmod.subject_der(cert), certmod.key_identifier(cert))
+            self._issuers[ca.name] = issuer
+            self._certs[ca.name] = cert
+        for ca in self.settings.cas:
+            await self.ensure_scopes(ca)
+
+    async def ensure_scopes(self, ca: CaSettings) -> list[Scope]:
+        issuer = self._issuers[ca.name]
+        scopes = []
+        if ca.full_crl:
+            scopes.append(await self.store.ensure_scope(issuer.id, ScopeKind.FULL, "", ca.full_crl))
+        if ca.arl:
+            scopes.append(await self.store.ensure_scope(issuer.id, ScopeKind.ARL, "", ca.arl))
+        if ca.partitions:
+            for url in await self.store.dp_urls(issuer.id):
+                scopes.append(await self.store.ensure_scope(issuer.id, ScopeKind.PARTITION, url, partition_name(ca, url)))
+        return scopes
+
+    def issuer(self, name: str) -> Issuer:
+        try:
+            return self._issuers[name]
+        except KeyError:
+            known = ", ".join(self._issuers) or "none"
+            raise NotFound(f"unknown issuer {name!r} (configured: {known})") from None
+
+    def issuer_by_id(self, issuer_id: int) -> tuple[CaSettings, Issuer]:
+        for ca in self.settings.cas:
+            if self._issuers[ca.name].id == issuer_id:
+                return ca, self._issuers[ca.name]
+        raise NotFound(f"no configured CA with issuer id {issuer_id}")
+
+    def issuer_certificate(self, name: str) -> x509.Certificate:
+        self.issuer(name)
+        return self._certs[name]
+
+    def chain(self, name: str) -> list[x509.Certificate]:
+        """The CA certificate and its issuers up to a root, as far as we know them."""
+        out = [self.issuer_certificate(name)]
+        while out[-1].issuer != out[-1].subject and len(out) < 10:
+            parent = next((c for c in self._certs.values() if c.subject == out[-1].issuer), None)
+            if parent is None:
+                break
+            out.append(parent)
+        return out
+
+    def _find_issuer_of(self, cert: x509.Certificate, source: str) -> tuple[CaSettings, Issuer]:
+        candidates = [ca for ca in self.settings.cas if self._certs[ca.name].subject == cert.issuer]
+        if not candidates:
+            raise NotFound(f"{source}: issuer {cert.issuer.rfc4514_string()} is not a configured CA")
+        last_error = None
+        for ca in candidates:  # a renewed CA may share the subject: the signature decides
+            try:
+                certmod.verify_issued_by(cert, self._certs[ca.name], source)
+                return ca, self._issuers[ca.name]
+            except VerificationError as e:
+                last_error = e
+        raise last_error
+
+    # Certificates
+
+    async def add_certificates(self, items: Iterable[tuple[bytes, str]]) -> int:
+        """Add certificates from (file content, file name) pairs, all or none. A configured
+        CA certificate in a chain file is skipped, self-signed roots too."""
+        new: list[NewCert] = []
+        seen: set[tuple[int, int]] = set()
+        touched: set[str] = set()
+        configured = {c.public_bytes(x509_der()) for c in self._certs.values()}
+        for data, source in items:
+            for n, cert in enumerate(certmod.split_certificates(data, source)):
+                where = f"{source} (certificate {n + 1})"
+                der = cert.public_bytes(x509_der())
+                if der in configured or cert.issuer == cert.subject:
+                    continue
+                ca, issuer = self._find_issuer_of(cert, where)
+                if cert.serial_number < 0:
+                    raise MalformedInput(f"{where}: negative serial number")
+                key = (issuer.id, cert.serial_number)
+                if key in seen:
+                    raise Conflict(f"{where}: serial {cert.serial_number:X} appears twice in the input")
+                seen.add(key)
+                touched.add(ca.name)
+                new.append(NewCert(
+                    issuer_id=issuer.id,
+                    serial=cert.serial_number,
+                    der=der,
+                    subject=cert.subject.rfc4514_string(),
+                    not_before=cert.not_valid_before_utc,
+                    not_after=cert.not_valid_after_utc,
+                    dp_url=certmod.crl_dp_url(cert),
+                    is_ca=certmod.is_ca(cert),
+                ))
+        if not new:
+            raise MalformedInput("no certificate to add (only configured CA certificates or roots in the input)")
+        count = await self.store.add_certificates(new, at=self.clock.now())
+        for name in touched:
+            await self.ensure_scopes(self.settings.ca(name))
+        return count
+
+    async def change_status(
+        self,
+        issuer_name: str,
+        serial: int,
+        action: Action,
+        *,
+        reason: Reason | None = None,
+        at: dt.datetime | None = None,
+        invalidity: dt.datetime | None = None,
+    ):
+        issuer = self.issuer(issuer_name)
+        now = self.clock.now()
+        at = at or now
+        if at > now + dt.timedelta(minutes=5):
+            raise MalformedInput(f"revocation time {at.isoformat()} is in the future")
+        if invalidity is not None and invalidity > at:
+            raise MalformedInput("the invalidity date must not be after the revocation time")
+        if action is Action.HOLD:
+            reason = Reason.certificateHold
+        elif action is Action.REVOKE and reason in (Reason.certificateHold, Reason.removeFromCRL):
+            raise MalformedInput(f"reason {reason.name} is not a revocation reason: use hold / release")
+        entry = None
+        if action is not Action.RELEASE:
+            entry = crlmod.encode_entry(serial, at, reason, invalidity, self.settings.crl.reason_policy)
+        return await self.store.change_status(
+            StatusChange(issuer.id, serial, action, reason, at, invalidity, entry))
+
+    # CRLs
+
+    async def latest_by_scope(self) -> dict[int, CrlRecord]:
+        return {c.scope.id: c for c in await self.store.current_crls()}
+
+    async def due_scopes(self) -> list[tuple[Scope, Due]]:
+        now = self.clock.now()
+        latest = await self.latest_by_scope()
+        out = []
+        for scope in await self.store.scopes():
+            ca, issuer = self.issuer_by_id(scope.issuer_id)
+            if ca.name not in self.signers:
+                continue  # offline key: CRLs are handed in
+            change = await self.store.last_event(issuer.id, STATUS_EVENTS)
+            d = due(now, scope.kind, latest.get(scope.id), change, self.settings.crl)
+            if d is not None:
+                out.append((scope, d))
+        return out
+
+    async def issue(self, scope: Scope, why: str) -> IssuedCrl:
+        """Build, sign, archive and publish one CRL."""
+        ca, issuer = self.issuer_by_id(scope.issuer_id)
+        signer = self.signers.get(ca.name)
+        if signer is None:
+            raise NotFound(f"CA {ca.name} has no signing key in config; hand its CRLs in with `pkirepo crl add`")
+        s = self.settings.crl
+        now = self.clock.now()
+        expired_before = None if s.drop_expired_after is None else now - s.drop_expired_after
+        snap = await self.store.snapshot_entries(scope, expired_before=expired_before)
+        number = await self.store.reserve_crl_number(scope)
+        dp_url = scope.dp_url or (ca.arl_url if scope.kind is ScopeKind.ARL else None)
+        params = crlmod.CrlParams(
+            issuer_name_der=issuer.subject_der,
+            authority_key_id=issuer.key_id,
+            this_update=now,
+            next_update=next_update_for(scope.kind, now, s),
+            number=number,
+            kind=scope.kind,
+            dp_url=dp_url or None,
+        )
+        # Hashing and signing tens of megabytes must not hold the event loop.
+        der = await asyncio.to_thread(crlmod.sign_crl, signer, params, snap.entries)
+        record = await self.store.record_crl(
+            scope, number, params.this_update, params.next_update, der,
+            entries=snap.count, covered_event=snap.covered_event, issued_at=now)
+        await asyncio.to_thread(self.write_crl_file, scope.name, der)
+        log.info("issued %s #%d (%s): %d entries, %d bytes", scope.name, number, why, snap.count, len(der))
+        return IssuedCrl(record, der, why)
+
+    async def issue_due(self, *, force: bool = False, issuer_name: str | None = None) -> list[IssuedCrl]:
+        """Issue every CRL that is due (or, with force, every CRL we can sign)."""
+        async with self._issue_lock:
+            if force:
+                todo = [(s, Due("manual")) for s in await self.store.scopes()
+                        if self.issuer_by_id(s.issuer_id)[0].name in self.signers]
+            else:
+                todo = await self.due_scopes()
+            if issuer_name is not None:
+                issuer = self.issuer(issuer_name)
+                todo = [(s, d) for s, d in todo if s.issuer_id == issuer.id]
+            return [await self.issue(scope, d.why) for scope, d in todo]
+
+    def crl_path(self, name: str) -> Path:
+        return self.settings.publication_dir / "crl" / f"{name}.crl"
+
+    def write_crl_file(self, name: str, der: bytes) -> None:
+        atomic_write(self.crl_path(name), der)
+
+    async def sync_files(self) -> int:
+        """Make the publication directory match the store (after a crash between archiving
+        a CRL and writing its file, or a lost directory)."""
+        n = 0
+        for rec in await self.store.current_crls():
+            path = self.crl_path(rec.scope.name)
+            try:
+                current = await asyncio.to_thread(path.read_bytes)
+            except FileNotFoundError:
+                current = None
+            if current is None or crlmod.sha256_hex(current) != rec.sha256:
+                der = await self.store.crl_der(rec.id)
+                await asyncio.to_thread(self.write_crl_file, rec.scope.name, der)
+                n += 1
+        return n
+
+    async def add_crl(self, der: bytes, source: str) -> CrlRecord:
+        """Publish a CRL signed elsewhere (an offline root's ARL): verified against its
+        issuer, its scope found from its IDP, its number required to increase."""
+        try:
+            c = x509.load_der_x509_crl(der)
+        except ValueError:
+            try:
+                c = x509.load_pem_x509_crl(der)
+                der = c.public_bytes(x509_der())
+            except ValueError as e:
+                raise MalformedInput(f"{source}: not a CRL (DER or PEM): {e}") from None
+        candidates = [ca for ca in self.settings.cas if self._certs[ca.name].subject == c.issuer]
+        ca = next((ca for ca in candidates if c.is_signature_valid(self._certs[ca.name].public_key())), None)
+        if ca is None:
+            if not candidates:
+                raise NotFound(f"{source}: CRL issuer {c.issuer.rfc4514_string()} is not a configured CA")
+            raise VerificationError(f"{source}: CRL signature does not verify against {ca_names(candidates)}")
+        try:
+            number = c.extensions.get_extension_for_oid(ExtensionOID.CRL_NUMBER).value.crl_number
+        except x509.ExtensionNotFound:
+            raise MalformedInput(f"{source}: CRL has no CRL number extension") from None
+        if c.next_update_utc is None:
+            raise MalformedInput(f"{source}: CRL has no nextUpdate")
+        try:
+            idp = c.extensions.get_extension_for_oid(ExtensionOID.ISSUING_DISTRIBUTION_POINT).value
+        except x509.ExtensionNotFound:
+            idp = None
+        issuer = self._issuers[ca.name]
+        if idp is None:
+            if not ca.full_crl:
+                raise MalformedInput(f"{source}: a full CRL of {ca.name}, but ca.full_crl is not configured")
+            scope = await self.store.ensure_scope(issuer.id, ScopeKind.FULL, "", ca.full_crl)
+        elif idp.only_contains_ca_certs:
+            if not ca.arl:
+                raise MalformedInput(f"{source}: an ARL of {ca.name}, but ca.arl is not configured")
+            scope = await self.store.ensure_scope(issuer.id, ScopeKind.ARL, "", ca.arl)
+        else:
+            urls = [n.value for n in (idp.full_name or []) if isinstance(n, x509.UniformResourceIdentifier)]
+            if not urls:
+                raise MalformedInput(f"{source}: IDP names no URI distribution point")
+            scope = await self.store.ensure_scope(issuer.id, ScopeKind.PARTITION, urls[0], partition_name(ca, urls[0]))
+        record = await self.store.record_crl(
+            scope, number, c.last_update_utc, c.next_update_utc, der,
+            entries=len(c), covered_event=0, issued_at=self.clock.now(), source="handed-in")
+        await asyncio.to_thread(self.write_crl_file, scope.name, der)
+        return record
+
+    async def prune_archive(self) -> int:
+        return await self.store.prune_crls(self.clock.now() - self.settings.crl.archive_retention)
+
+
+def ca_names(cas: list[CaSettings]) -> str:
+    return ", ".join(ca.name for ca in cas)
+
+
+def x509_der():
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return Encoding.DER
+
+
+ProgressFn = Callable[[int, int], None]
