@@ -5,6 +5,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from . import faults
+
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync it, rename it over the target,
@@ -13,7 +15,11 @@ def atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            half = len(data) // 2
+            f.write(data[:half])
+            f.flush()
+            faults.point("mid-file-write")  # a torn temporary file: must never be served
+            f.write(data[half:])
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)

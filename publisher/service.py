@@ -16,6 +16,7 @@ from cryptography.x509.oid import ExtensionOID
 
 from . import certs as certmod
 from . import crl as crlmod
+from . import faults
 from .clock import Clock
 from .config import NAME_RE, CaSettings, Settings
 from .crl import Reason, ScopeKind
@@ -248,6 +249,7 @@ class Repository:
         expired_before = None if s.drop_expired_after is None else now - s.drop_expired_after
         snap = await self.store.snapshot_entries(scope, expired_before=expired_before)
         number = await self.store.reserve_crl_number(scope)
+        faults.point("after-reserve")
         dp_url = scope.dp_url or (ca.arl_url if scope.kind is ScopeKind.ARL else None)
         params = crlmod.CrlParams(
             issuer_name_der=issuer.subject_der,
@@ -260,10 +262,13 @@ class Repository:
         )
         # Hashing and signing tens of megabytes must not hold the event loop.
         der = await asyncio.to_thread(crlmod.sign_crl, signer, params, snap.entries)
+        faults.point("after-sign")
         record = await self.store.record_crl(
             scope, number, params.this_update, params.next_update, der,
             entries=snap.count, covered_event=snap.covered_event, issued_at=now)
+        faults.point("after-record")
         await asyncio.to_thread(self.write_crl_file, scope.name, der)
+        faults.point("after-file-write")
         log.info("issued %s #%d (%s): %d entries, %d bytes", scope.name, number, why, snap.count, len(der))
         return IssuedCrl(record, der, why)
 
