@@ -86,14 +86,17 @@ class Context:
 
 
 def progress_printer(label: str):
-    """Progress on stderr for long operations, at most every 2%."""
+    """Progress on stderr for long operations: a live line on a terminal, otherwise a line
+    every 10%."""
     state = {"last": -1}
+    tty = sys.stderr.isatty()
+    step = 2 if tty else 10
 
     def show(done: int, total: int) -> None:
         pct = done * 100 // max(total, 1)
-        if pct != state["last"] and (pct % 2 == 0 or done == total):
+        if pct != state["last"] and (pct % step == 0 or done == total):
             state["last"] = pct
-            end = "\n" if done == total else "\r"
+            end = "\n" if done == total or not tty else "\r"
             print(f"{label}: {done}/{total} ({pct}%)", end=end, file=sys.stderr, flush=True)
 
     return show

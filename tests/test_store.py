@@ -1,0 +1,151 @@
+"""SQLiteStore against a real SQLite file."""
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+
+import pytest
+
+from publisher.crl import Reason, ScopeKind, encode_entry
+from publisher.errors import Conflict, NotFound
+from publisher.migrations import MIGRATIONS
+from publisher.sqlite_store import SQLiteStore
+from publisher.store import Action, NewCert, Status, StatusChange, serial_key
+
+UTC = dt.timezone.utc
+NOW = dt.datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(tmp_path):
+    s = SQLiteStore(tmp_path / "repo.sqlite")
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def issuer(store):
+    return await store.put_issuer("CA", b"cert", b"subject", b"kid")
+
+
+def cert(issuer_id, serial, **kw):
+    base = dict(issuer_id=issuer_id, serial=serial, der=b"d%d" % serial, subject=f"CN={serial}",
+                not_before=NOW - dt.timedelta(days=10), not_after=NOW + dt.timedelta(days=300),
+                dp_url="http://x/crl/P1.crl", is_ca=False)
+    base.update(kw)
+    return NewCert(**base)
+
+
+def change(issuer_id, serial, action, reason=None, at=NOW):
+    entry = None if action is Action.RELEASE else encode_entry(serial, at, reason)
+    return StatusChange(issuer_id, serial, action, reason, at, None, entry)
+
+
+async def test_wal_and_schema_version(store, tmp_path):
+    con = sqlite3.connect(tmp_path / "repo.sqlite")
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+async def test_serial_key_orders_numerically():
+    values = [0, 1, 255, 256, 2**64, 2**159 - 1]
+    assert sorted(values, key=serial_key) == values
+
+
+async def test_add_duplicate_is_all_or_nothing(store):
+    i = await issuer(store)
+    await store.add_certificates([cert(i.id, 1)], at=NOW)
+    with pytest.raises(Conflict, match="01"):
+        await store.add_certificates([cert(i.id, 2), cert(i.id, 1)], at=NOW)
+    assert await store.certificate(i.id, 2) is None
+
+
+async def test_status_transitions(store):
+    i = await issuer(store)
+    await store.add_certificates([cert(i.id, s) for s in (1, 2, 3)], at=NOW)
+    held = await store.change_status(change(i.id, 1, Action.HOLD, Reason.certificateHold))
+    assert held.status is Status.HOLD and held.reason is Reason.certificateHold
+    released = await store.change_status(change(i.id, 1, Action.RELEASE))
+    assert released.status is Status.GOOD and released.revoked_at is None
+    with pytest.raises(Conflict, match="not on hold"):
+        await store.change_status(change(i.id, 2, Action.RELEASE))
+    await store.change_status(change(i.id, 2, Action.HOLD, Reason.certificateHold))
+    revoked = await store.change_status(change(i.id, 2, Action.REVOKE, Reason.keyCompromise))
+    assert revoked.status is Status.REVOKED
+    with pytest.raises(Conflict, match="final"):
+        await store.change_status(change(i.id, 2, Action.REVOKE, Reason.superseded))
+    with pytest.raises(NotFound):
+        await store.change_status(change(i.id, 99, Action.REVOKE))
+
+
+async def test_snapshot_sorted_scoped_and_filtered(store):
+    i = await issuer(store)
+    certs = [cert(i.id, 300), cert(i.id, 5), cert(i.id, 2**150, dp_url="http://x/crl/P2.crl"),
+             cert(i.id, 7, is_ca=True, dp_url=None), cert(i.id, 9, not_after=NOW - dt.timedelta(days=40))]
+    await store.add_certificates(certs, at=NOW)
+    for c in certs:
+        await store.change_status(change(i.id, c.serial, Action.REVOKE, Reason.superseded))
+    full = await store.ensure_scope(i.id, ScopeKind.FULL, "", "FULL")
+    p1 = await store.ensure_scope(i.id, ScopeKind.PARTITION, "http://x/crl/P1.crl", "P1")
+    arl = await store.ensure_scope(i.id, ScopeKind.ARL, "", "ARL")
+    snap = await store.snapshot_entries(full)
+    assert snap.count == 5
+    assert snap.entries == b"".join(encode_entry(s, NOW, Reason.superseded) for s in (5, 7, 9, 300, 2**150))
+    assert (await store.snapshot_entries(p1)).count == 3  # 5, 9, 300: not the CA, not P2
+    assert (await store.snapshot_entries(arl)).entries == encode_entry(7, NOW, Reason.superseded)
+    dropped = await store.snapshot_entries(full, expired_before=NOW - dt.timedelta(days=30))
+    assert dropped.count == 4
+    assert snap.covered_event == await store.change_token()
+
+
+async def test_scope_names_unique_and_stable(store):
+    i = await issuer(store)
+    await store.ensure_scope(i.id, ScopeKind.FULL, "", "CRL1")
+    with pytest.raises(Conflict):
+        await store.ensure_scope(i.id, ScopeKind.PARTITION, "http://x/a.crl", "CRL1")
+    with pytest.raises(Conflict):
+        await store.ensure_scope(i.id, ScopeKind.FULL, "", "renamed")
+
+
+async def test_crl_numbers_never_reused_across_reopen(tmp_path):
+    path = tmp_path / "r.sqlite"
+    async with SQLiteStore(path) as s:
+        i = await issuer(s)
+        scope = await s.ensure_scope(i.id, ScopeKind.FULL, "", "CRL1")
+        assert await s.reserve_crl_number(scope) == 1
+        assert await s.reserve_crl_number(scope) == 2  # 1 was reserved, then lost in a "crash"
+    async with SQLiteStore(path) as s:
+        n = await s.reserve_crl_number(scope)
+        assert n == 3
+        await s.record_crl(scope, n, NOW, NOW + dt.timedelta(days=1), b"crl3", entries=0, covered_event=0, issued_at=NOW)
+        with pytest.raises(Conflict, match="does not exceed"):
+            await s.record_crl(scope, 3, NOW, NOW + dt.timedelta(days=1), b"x", entries=0, covered_event=0,
+                               issued_at=NOW)
+        # A handed-in number far ahead moves the counter past it.
+        await s.record_crl(scope, 2**100, NOW, NOW + dt.timedelta(days=1), b"big", entries=0, covered_event=0,
+                           issued_at=NOW, source="handed-in")
+        assert await s.reserve_crl_number(scope) == 2**100 + 1
+        assert [c.number for c in await s.current_crls()] == [2**100]
+        assert [c.number for c in await s.crl_archive("CRL1")] == [3, 2**100]
+
+
+async def test_prune_keeps_current(store):
+    i = await issuer(store)
+    scope = await store.ensure_scope(i.id, ScopeKind.FULL, "", "CRL1")
+    old = NOW - dt.timedelta(days=4000)
+    for n, when in [(1, old), (2, old + dt.timedelta(days=1))]:
+        await store.record_crl(scope, n, when, when + dt.timedelta(days=1), b"c%d" % n, entries=0,
+                               covered_event=0, issued_at=when)
+    assert await store.prune_crls(NOW - dt.timedelta(days=2557)) == 1
+    assert [c.number for c in await store.crl_archive("CRL1")] == [2]
+
+
+async def test_committed_change_survives_reopen(tmp_path):
+    path = tmp_path / "r.sqlite"
+    async with SQLiteStore(path) as s:
+        i = await issuer(s)
+        await s.add_certificates([cert(i.id, 1)], at=NOW)
+        await s.change_status(change(i.id, 1, Action.REVOKE, Reason.keyCompromise))
+    async with SQLiteStore(path) as s:
+        rec = await s.certificate(i.id, 1)
+        assert rec.status is Status.REVOKED and rec.reason is Reason.keyCompromise
