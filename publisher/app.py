@@ -27,6 +27,8 @@ REPO = web.AppKey("repository", Repository)
 PUBLICATION = web.AppKey("publication", Publication)
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)
+# Lines `pkirepo serve` prints at start; front-ends (OCSP, LDAP) append theirs.
+EXTRA_URLS = web.AppKey("extra_urls", list)
 
 SERIAL_RE = re.compile(r"^[0-9A-Fa-f]{1,40}$")
 NUMBER_RE = re.compile(r"^[0-9]{1,49}$")
@@ -265,6 +267,7 @@ def create_app(
     app[CLOCK] = clock
     app[REPO] = repo
     app[PUBLICATION] = Publication(repo)
+    app[EXTRA_URLS] = []
     app.cleanup_ctx.append(repository_context)
     app.router.add_get("/", home)
     app.router.add_get("/healthz", healthz)

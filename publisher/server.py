@@ -36,6 +36,9 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
         await site.start()
         shown = f"[{http[0]}]" if ":" in http[0] else http[0]
         log.info("serving HTTP on http://%s:%d/ (CRL index: http://%s:%d/crl/)", shown, http[1], shown, http[1])
+        for line in served_urls(app, f"http://{shown}:{http[1]}"):
+            print(line, flush=True)
+        # Tests and scripts wait for this line: everything above is listening by now.
         print(f"pkirepo: serving on http://{shown}:{http[1]}/", flush=True)
         await stop.wait()
         log.info("shutting down")
@@ -45,3 +48,16 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
             await runner.cleanup()
         await store.close()
     return 0
+
+
+def served_urls(app: web.Application, base: str) -> list[str]:
+    """What this process serves, for the operator starting it."""
+    from .app import EXTRA_URLS, PUBLICATION, SETTINGS
+
+    settings = app[SETTINGS]
+    lines = [f"CRL index:    {base}/crl/"]
+    lines += [f"CRL:          {base}/crl/{name}.crl" for name in sorted(app[PUBLICATION].crls)]
+    lines += [f"CA:           {base}/ca/{ca.name}.cer  {base}/ca/{ca.name}.p7c" for ca in settings.cas]
+    lines += [f"certificates: {base}/certs/<issuer>/<serial-hex>.cer"]
+    lines += app[EXTRA_URLS]
+    return lines
