@@ -6,8 +6,8 @@ DEMO    ?= var/demo
 HTTP    ?= 127.0.0.1:8080
 LDAP    ?= 127.0.0.1:1389
 # Debian packages the interop tests and benchmarks drive as real clients.
-SYSPKGS := openssl ldap-utils apache2-utils
-SYSBINS := openssl ldapsearch ab
+SYSPKGS := openssl curl ldap-utils apache2-utils
+SYSBINS := openssl curl ldapsearch ab
 
 .PHONY: venv demo test sysdeps bench bench-crl clean
 
