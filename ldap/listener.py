@@ -1,0 +1,114 @@
+"""Starting and stopping the LDAP listener on the running asyncio loop.
+
+Twisted's asyncio reactor drives the sockets, so LDAP and aiohttp share one event loop.
+The entry point installs it globally (`install_reactor`); when the global reactor is not an
+asyncio reactor on the running loop (tests, which get a fresh loop each), the listener uses a
+private `AsyncioSelectorReactor` bound to that loop.  Nothing here calls `reactor.stop()`:
+asyncio owns the loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+from publisher.errors import ConfigError
+
+from .server import DirectoryFactory, DirectoryProvider
+from .settings import LdapSettings
+
+log = logging.getLogger("pkirepo.ldap")
+
+
+def install_reactor(loop: asyncio.AbstractEventLoop | None = None) -> Any:
+    """Install Twisted's asyncio reactor on loop (default: the running one) and mark it
+    running without signal handlers.  Call from the entry point before anything imports
+    `twisted.internet.reactor`.  Idempotent for the same loop."""
+    loop = loop or asyncio.get_running_loop()
+    existing = sys.modules.get("twisted.internet.reactor")
+    if existing is not None:
+        if isinstance(existing, AsyncioSelectorReactor) and existing._asyncioEventloop is loop:
+            return existing
+        raise RuntimeError(f"a different Twisted reactor is already installed: {existing!r}")
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install(loop)
+    from twisted.internet import reactor
+
+    reactor.startRunning(installSignalHandlers=False)  # type: ignore[attr-defined]
+    return reactor
+
+
+def reactor_for(loop: asyncio.AbstractEventLoop) -> Any:
+    existing = sys.modules.get("twisted.internet.reactor")
+    if isinstance(existing, AsyncioSelectorReactor) and existing._asyncioEventloop is loop:
+        return existing
+    return AsyncioSelectorReactor(loop)
+
+
+@dataclass
+class LdapListener:
+    """A running listener: `host`, `port` (the bound one, useful with port 0), `factory`."""
+
+    host: str
+    port: int
+    factory: DirectoryFactory
+    _port: Any
+    _loop: asyncio.AbstractEventLoop
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop accepting, let sessions end for up to `grace` seconds, then cut the rest."""
+        d = self._port.stopListening()
+        if d is not None:
+            await d.asFuture(self._loop)
+        conns = list(self.factory.connections)
+        if not conns:
+            return
+        gone = self._loop.create_future()
+
+        def _all_closed() -> None:
+            if not gone.done():
+                gone.set_result(None)
+
+        self.factory._closed_waiters.append(_all_closed)
+        for p in conns:
+            p._closing = True
+            p.transport.loseConnection()
+        try:
+            await asyncio.wait_for(asyncio.shield(gone), grace)
+        except asyncio.TimeoutError:
+            for p in list(self.factory.connections):
+                p.transport.abortConnection()
+            try:
+                await asyncio.wait_for(gone, 1.0)
+            except asyncio.TimeoutError:
+                log.warning("%d LDAP connections did not close", len(self.factory.connections))
+
+
+async def start_ldap(
+    settings: LdapSettings,
+    provider: DirectoryProvider,
+    *,
+    listen: str | None = None,
+    reactor: Any = None,
+) -> LdapListener:
+    """Listen on `listen` (default settings.listen; port 0 picks a free one) and serve the
+    snapshot `provider()` returns at each operation.  Raises ConfigError if the address
+    cannot be bound."""
+    loop = asyncio.get_running_loop()
+    reactor = reactor or reactor_for(loop)
+    host, port = LdapSettings(listen=listen).host_port if listen else settings.host_port
+    factory = DirectoryFactory(provider, settings, reactor)
+    from twisted.internet.error import CannotListenError
+
+    try:
+        p = reactor.listenTCP(port, factory, interface=host or "", backlog=128)
+    except CannotListenError as e:
+        raise ConfigError(f"cannot listen for LDAP on {host}:{port}: {e.socketError}") from e
+    bound = p.getHost()
+    log.info("LDAP listening on %s:%d", bound.host, bound.port)
+    return LdapListener(host=bound.host, port=bound.port, factory=factory, _port=p, _loop=loop)
