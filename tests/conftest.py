@@ -135,3 +135,9 @@ def server_factory():
     for s in started:
         if s.proc.poll() is None:
             s.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_factory():
+    """make_demo(directory, subscribers=..., delay=...) for fixtures of other scopes."""
+    return make_demo
