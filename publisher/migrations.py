@@ -85,4 +85,23 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX events_by_issuer ON events (issuer_id, kind, id);
     """,
+    # 2: pre-signed OCSP responses (owned by ocsp/presigned.py). One row per certificate and
+    # CertID hash algorithm; the status columns record what the answer says, so that a row
+    # whose certificate changed since it was signed is recognised and never served.
+    """
+    CREATE TABLE ocsp_responses (
+        issuer_id INTEGER NOT NULL REFERENCES issuers(id),
+        serial BLOB NOT NULL,               -- sort key, as certificates.serial
+        hash TEXT NOT NULL,                 -- CertID hash algorithm: sha1, sha256, sha384, sha512
+        status INTEGER NOT NULL,            -- certificates.status the answer reflects
+        reason INTEGER,                     -- certificates.reason the answer reflects
+        revoked_at INTEGER,                 -- certificates.revoked_at the answer reflects
+        responder_key_hash BLOB NOT NULL,   -- SHA-1 of the signing key: a new responder key voids the row
+        this_update INTEGER NOT NULL,       -- Unix seconds; also producedAt
+        next_update INTEGER NOT NULL,
+        single_der BLOB NOT NULL,           -- the SingleResponse, reused when signing with a nonce
+        der BLOB NOT NULL,                  -- the whole OCSPResponse, served as is
+        PRIMARY KEY (issuer_id, serial, hash)
+    ) WITHOUT ROWID;
+    """,
 ]
