@@ -246,7 +246,7 @@ class DirectoryProtocol(protocol.Protocol):
                     )
                 if len(buf) < start + n:
                     break
-                frame = ber.split_message(memoryview(buf)[start : start + n])
+                frame = ber.split_message(bytes(buf[start : start + n]))
                 pos = start + n
                 self._accept(frame)
                 if self._closing:
@@ -260,7 +260,7 @@ class DirectoryProtocol(protocol.Protocol):
             self._disconnect(e.code, str(e))
             return
         finally:
-            if pos:
+            if pos and not self._closing:
                 del buf[:pos]
         self._pump()
         if len(self._queue) >= self.settings.max_pending and not self._read_paused:
@@ -382,6 +382,7 @@ class DirectoryProtocol(protocol.Protocol):
         self._closing = True
         self._job = None
         self._queue.clear()
+        self._buf.clear()
         self._send(0, notice_of_disconnection(code, message))
         self._flush()
         self.transport.loseConnection()
