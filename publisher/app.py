@@ -278,4 +278,8 @@ def create_app(
     app.router.add_get("/ca/{file}", get_ca)
     app.router.add_get("/certs/{issuer}/{file}", get_cert)
     # Protocol front-ends (OCSP, LDAP) register their routes and contexts here.
+    # OCSP responder (ocsp/http.py): POST /ocsp, GET /ocsp/<base64>, /healthz/ocsp. [added by the OCSP helper]
+    from ocsp.http import setup as setup_ocsp
+
+    setup_ocsp(app)
     return app

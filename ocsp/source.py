@@ -1,0 +1,66 @@
+"""Where certificate status comes from: the repository's store.
+
+One method, like Boulder's `Source`: the responder asks for the state of (issuer, serial)
+and gets what the store holds now, or None for a serial the CA never issued.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Protocol
+
+from publisher.store import Status, Store
+
+from .response import CertStatus, RevocationReason
+
+#: RFC 5280 serials are positive and at most 20 octets; anything else was never issued.
+MAX_SERIAL = 2**160
+
+
+@dataclass(frozen=True)
+class CertState:
+    """What an OCSP answer says about one certificate; also the key for telling whether a
+    pre-signed answer still holds."""
+
+    status: Status | None  # None: never issued
+    reason: int | None = None
+    revoked_at: dt.datetime | None = None
+
+    @property
+    def issued(self) -> bool:
+        return self.status is not None
+
+    def answer(self) -> tuple[CertStatus, dt.datetime | None, RevocationReason | None]:
+        """(certStatus, revocationTime, revocationReason) for a SingleResponse."""
+        if self.status is None:
+            return CertStatus.UNKNOWN, None, None
+        if self.status is Status.GOOD:
+            return CertStatus.GOOD, None, None
+        if self.status is Status.HOLD:
+            return CertStatus.REVOKED, self.revoked_at, RevocationReason.CERTIFICATE_HOLD
+        # RFC 5280 §5.3.1 leaves `unspecified` out; an absent reason says the same in OCSP.
+        reason = None if self.reason in (None, 0) else RevocationReason(self.reason)
+        return CertStatus.REVOKED, self.revoked_at, reason
+
+
+NEVER_ISSUED = CertState(None)
+
+
+class StatusSource(Protocol):
+    async def state(self, issuer_id: int, serial: int) -> CertState:
+        """The certificate's current state; NEVER_ISSUED if the issuer has no such serial."""
+
+
+class StoreStatusSource:
+    """Status straight from the repository's `Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def state(self, issuer_id: int, serial: int) -> CertState:
+        if serial < 0 or serial >= MAX_SERIAL:
+            return NEVER_ISSUED
+        rec = await self.store.certificate(issuer_id, serial)
+        if rec is None:
+            return NEVER_ISSUED
+        return CertState(rec.status, None if rec.reason is None else int(rec.reason), rec.revoked_at)
