@@ -146,6 +146,11 @@ def _norm_type(attr: str) -> str:
     return at.key if at is not None else attr.lower()
 
 
+def escape_value(value: str) -> str:
+    """An attribute value escaped for a DN string (RFC 4514 section 2.4)."""
+    return _escape(value)
+
+
 def _escape(value: str) -> str:
     out = []
     for k, c in enumerate(value):

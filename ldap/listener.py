@@ -59,9 +59,14 @@ class LdapListener:
     factory: DirectoryFactory
     _port: Any
     _loop: asyncio.AbstractEventLoop
+    _stopped: bool = False
 
     async def stop(self, grace: float = 2.0) -> None:
-        """Stop accepting, let sessions end for up to `grace` seconds, then cut the rest."""
+        """Stop accepting, let sessions end for up to `grace` seconds, then cut the rest.
+        Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
         d = self._port.stopListening()
         if d is not None:
             await d.asFuture(self._loop)

@@ -35,8 +35,9 @@ class LdapSettings:
     # Bounds of the per-snapshot cache of complete search responses.
     cache_entries: int = 4096
     cache_bytes: int = 64 << 20
-    # Seconds between looks at the store's change token (ldap.service).
-    poll_interval: float = 1.0
+    # Seconds between looks at the store's change token (ldap.service); a change is served
+    # within this plus the rebuild time.
+    poll_interval: float = 0.5
 
     @property
     def enabled(self) -> bool:

@@ -17,7 +17,7 @@ from ldap.directory import DirectoryHolder
 from ldap.listener import start_ldap
 from ldap.settings import LdapSettings
 
-from conftest import CA_DN, CRL1_DN, ROOT_DN
+from ldap_fixtures import CA_DN, CRL1_DN, ROOT_DN
 from ldap_wire import msg, replies, search
 
 pytestmark = pytest.mark.skipif(shutil.which("ldapsearch") is None,

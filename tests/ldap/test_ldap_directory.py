@@ -11,7 +11,7 @@ from ldap.directory import Directory, Entry, NoSuchObject, ResponseCache, Select
 from ldap.filters import compile_filter
 from publisher.errors import MalformedInput
 
-from conftest import CA_DN, CRL1_DN, ORG, ROOT_DN
+from ldap_fixtures import CA_DN, CRL1_DN, ORG, ROOT_DN
 
 
 class TestDN:

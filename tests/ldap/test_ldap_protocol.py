@@ -12,7 +12,7 @@ from ldap.codes import NOTICE_OF_DISCONNECTION, PASSWORD_MODIFY, START_TLS, WHO_
 from ldap.directory import Directory
 from ldap.settings import LdapSettings
 
-from conftest import ARL_DN, CA_DN, CRL1_DN, ORG, ROOT_DN, SUBSCRIBERS
+from ldap_fixtures import ARL_DN, CA_DN, CRL1_DN, ORG, ROOT_DN, SUBSCRIBERS
 from ldap_wire import done, entries, msg, replies, search, text
 
 CRL = "certificateRevocationList;binary"
@@ -353,7 +353,7 @@ class TestFlowControl:
     def test_connection_cap(self, directory):
         from twisted.internet.testing import StringTransport
 
-        from conftest import Session
+        from ldap_fixtures import Session
         from ldap.directory import DirectoryHolder
         from ldap.server import DirectoryFactory
 

@@ -1,0 +1,342 @@
+"""The directory built from config and the store, in the layout the CPS describes:
+
+    c=HK                                             (suffix: the naming context)
+    o=Hongkong Post,c=HK                             (base)
+      cn=Hongkong Post Root CA 2,...                 pkiCA: cACertificate, authorityRevocationList
+      cn=Hongkong Post e-Cert CA 2 - 17,...          pkiCA: cACertificate, certificateRevocationList
+        uid=<SERIAL HEX>,cn=Hongkong Post e-Cert...  pkiUser + inetOrgPerson: cn, mail, userCertificate
+      cn=Hongkong Post e-Cert CA 2 - 17 CRL1,...     cRLDistributionPoint: the full CRL
+      cn=Hongkong Post e-Cert CA 2 - 17 CRL2,...     cRLDistributionPoint: a partition
+      cn=Hongkong Post Root CA 2 ARL,...             cRLDistributionPoint: the ARL
+
+`make_entries` is pure (records and DER in, entries out); `DirectoryBuilder` reads the store
+and keeps subscriber entries between builds, so a rebuild after one revocation parses only
+what changed.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from publisher.crl import ScopeKind
+from publisher.errors import ConfigError, MalformedInput
+from publisher.store import CertRecord, CrlRecord, Issuer, Status, Store, serial_hex
+
+from . import dn as dnmod
+from .directory import Directory, Entry
+
+log = logging.getLogger("pkirepo.ldap")
+
+_CRL_NUMBER = re.compile(r"CRL(\d+)$")
+_CONTAINER_CLASSES = {
+    "c": ["top", "country"],
+    "o": ["top", "organization"],
+    "ou": ["top", "organizationalUnit"],
+    "l": ["top", "locality"],
+    "st": ["top", "locality"],
+    "dc": ["top", "dcObject", "organization"],
+}
+
+
+@dataclass(frozen=True)
+class CaLayout:
+    """Per-CA keys, in the CA's [[ca]] table."""
+
+    name: str
+    dn: str | None = None  # ldap_dn: its pkiCA entry (default cn=<its CN>,<base>)
+    crl_dn: str | None = None  # ldap_crl_dn: entry of its full CRL (default cn=<CN> CRL1,<base>)
+    arl_dn: str | None = None  # ldap_arl_dn: entry of its ARL (default cn=<CN> ARL,<base>)
+    subscribers: bool = True  # ldap_subscribers: publish its subscriber certificates
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where entries go.  suffix/base default to c=<C> and o=<O>,c=<C> of the first CA."""
+
+    suffix: str | None = None
+    base: str | None = None
+    crl_dns: Mapping[str, str] = field(default_factory=dict)  # [ldap.crl_dns] name -> DN
+    cas: tuple[CaLayout, ...] = ()
+
+    def ca(self, name: str) -> CaLayout:
+        for c in self.cas:
+            if c.name == name:
+                return c
+        return CaLayout(name)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "Layout":
+        """Read [ldap] suffix, base, crl_dns and the ldap_* keys of each [[ca]]."""
+        table = getattr(settings, "sections", {}).get("ldap")
+        data = table.data if table is not None else {}
+        where = f"{getattr(settings, 'source', 'config')}: ldap"
+
+        def check_dn(value: Any, key: str) -> str:
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}.{key}: must be a DN string, not {value!r}")
+            try:
+                dnmod.parse(value)
+            except MalformedInput as e:
+                raise ConfigError(f"{where}.{key}: {e.message}") from None
+            return value
+
+        suffix = check_dn(data["suffix"], "suffix") if "suffix" in data else None
+        base = check_dn(data["base"], "base") if "base" in data else None
+        if suffix is not None and base is not None and not _under(base, suffix):
+            raise ConfigError(f"{where}.base: {base!r} is not under the suffix {suffix!r}")
+        crl_dns_raw = data.get("crl_dns", {})
+        if not isinstance(crl_dns_raw, dict):
+            raise ConfigError(f"{where}.crl_dns: must be a table of CRL name = DN")
+        crl_dns = {k: check_dn(v, f"crl_dns.{k}") for k, v in crl_dns_raw.items()}
+        cas = []
+        for i, ca in enumerate(getattr(settings, "cas", ())):
+            raw = getattr(ca, "raw", {}) or {}
+            w = f"{getattr(settings, 'source', 'config')}: ca[{i}]"
+            keys = {}
+            for k in ("ldap_dn", "ldap_crl_dn", "ldap_arl_dn"):
+                if k in raw:
+                    try:
+                        keys[k] = check_dn(raw[k], k)
+                    except ConfigError as e:
+                        raise ConfigError(str(e).replace(where, w)) from None
+            subs = raw.get("ldap_subscribers", True)
+            if not isinstance(subs, bool):
+                raise ConfigError(f"{w}.ldap_subscribers: must be true or false, not {subs!r}")
+            cas.append(CaLayout(ca.name, keys.get("ldap_dn"), keys.get("ldap_crl_dn"),
+                                keys.get("ldap_arl_dn"), subs))
+        return cls(suffix=suffix, base=base, crl_dns=crl_dns, cas=tuple(cas))
+
+
+def _under(child: str, parent: str) -> bool:
+    c, p = dnmod.normalise(child), dnmod.normalise(parent)
+    return c == p or c.endswith("," + p)
+
+
+def _rdn(attr: str, value: str) -> str:
+    return f"{attr}={dnmod.escape_value(value)}"
+
+
+def _first(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
+    attrs = name.get_attributes_for_oid(oid)
+    return str(attrs[0].value) if attrs else None
+
+
+@dataclass(frozen=True)
+class CaInfo:
+    issuer: Issuer
+    layout: CaLayout
+    cn: str
+    dn: str
+
+
+@dataclass(frozen=True)
+class PublishedCrl:
+    record: CrlRecord
+    der: bytes
+
+
+def subscriber_entry(cert: CertRecord, ca_dn: str) -> Entry | None:
+    """The entry of one certificate: pkiUser with inetOrgPerson naming attributes taken
+    from the certificate (cn; mail from the subject's emailAddress and rfc822Name SANs)."""
+    if cert.der is None:
+        return None
+    try:
+        c = x509.load_der_x509_certificate(cert.der)
+        cn = _first(c.subject, NameOID.COMMON_NAME)
+        mails = [str(a.value) for a in c.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)]
+        try:
+            san = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            mails += [m for m in san.get_values_for_type(x509.RFC822Name) if m not in mails]
+        except x509.ExtensionNotFound:
+            pass
+    except ValueError as e:
+        log.warning("certificate %s of issuer %d does not parse, not in LDAP: %s",
+                    cert.serial_hex, cert.issuer_id, e)
+        return None
+    uid = serial_hex(cert.serial)
+    name = cn or uid
+    attrs: list[tuple[str, Any]] = [
+        ("objectClass", ["top", "person", "organizationalPerson", "inetOrgPerson", "pkiUser"]),
+        ("uid", uid),
+        ("cn", name),
+        ("sn", name),  # person requires a surname; the certificate rarely has one
+    ]
+    if mails:
+        attrs.append(("mail", mails))
+    attrs.append(("userCertificate;binary", cert.der))
+    return Entry.make(f"uid={uid},{ca_dn}", attrs)
+
+
+def published(cert: CertRecord) -> bool:
+    """Subscriber certificates in the directory: not revoked (a hold is temporary), not CAs."""
+    return cert.status is not Status.REVOKED and not cert.is_ca and cert.der is not None
+
+
+def ca_infos(layout: Layout, issuers: Sequence[Issuer], base: str) -> list[CaInfo]:
+    out = []
+    for issuer in issuers:
+        lay = layout.ca(issuer.name)
+        cert = x509.load_der_x509_certificate(issuer.cert_der)
+        cn = _first(cert.subject, NameOID.COMMON_NAME) or issuer.name
+        out.append(CaInfo(issuer, lay, cn, lay.dn or f"{_rdn('cn', cn)},{base}"))
+    return out
+
+
+def default_suffix_base(layout: Layout, issuers: Sequence[Issuer]) -> tuple[str, str]:
+    """Configured suffix and base, else c=<C> / o=<O>,c=<C> of the first CA certificate."""
+    suffix, base = layout.suffix, layout.base
+    if suffix is None or base is None:
+        c = o = None
+        if issuers:
+            subject = x509.load_der_x509_certificate(issuers[0].cert_der).subject
+            c = _first(subject, NameOID.COUNTRY_NAME)
+            o = _first(subject, NameOID.ORGANIZATION_NAME)
+        top = _rdn("c", c) if c else _rdn("o", o or "pkirepo")
+        if suffix is None:
+            suffix = base if base is not None else top
+        if base is None:
+            base = f"{_rdn('o', o)},{suffix}" if (o and c) else suffix
+    return suffix, base
+
+
+def make_entries(
+    layout: Layout,
+    issuers: Sequence[Issuer],
+    crls: Sequence[PublishedCrl],
+    subscribers: Mapping[int, Iterable[Entry]],
+) -> tuple[str, list[Entry]]:
+    """(naming context, entries in order).  `subscribers` maps issuer id to its entries,
+    already filtered and built (see `subscriber_entry`)."""
+    configured = {c.name for c in layout.cas}
+    issuers = [i for i in issuers if not configured or i.name in configured]
+    suffix, base = default_suffix_base(layout, issuers)
+    entries: list[Entry] = []
+    seen: set[str] = set()
+
+    def add(e: Entry) -> None:
+        if e.ndn in seen:
+            log.warning("LDAP entry %r defined twice; keeping the first", e.dn)
+            return
+        seen.add(e.ndn)
+        entries.append(e)
+
+    # The suffix and every level down to the base, as containers.
+    chain = dnmod.parse(base)
+    depth = len(chain) - len(dnmod.parse(suffix))
+    for k in range(len(chain) - 1, -1, -1):
+        if k > depth:
+            continue
+        text = ",".join("+".join(f"{t}={dnmod.escape_value(v)}" for t, v in rdn) for rdn in chain[k:])
+        t, v = chain[k][0]
+        classes = _CONTAINER_CLASSES.get(t.lower(), ["top", "extensibleObject"])
+        attrs: list[tuple[str, Any]] = [("objectClass", classes)]
+        attrs += [(tt, vv) for tt, vv in chain[k]]
+        if t.lower() == "dc":
+            attrs.append(("o", v))
+        add(Entry.make(text, attrs))
+
+    infos = ca_infos(layout, issuers, base)
+    by_issuer = {i.issuer.id: i for i in infos}
+    full = {p.record.scope.issuer_id: p for p in crls if p.record.scope.kind is ScopeKind.FULL}
+    arls = {p.record.scope.issuer_id: p for p in crls if p.record.scope.kind is ScopeKind.ARL}
+    for info in infos:
+        attrs = [("objectClass", ["top", "applicationProcess", "pkiCA"]), ("cn", info.cn),
+                 ("cACertificate;binary", info.issuer.cert_der)]
+        if info.issuer.id in full:
+            attrs.append(("certificateRevocationList;binary", full[info.issuer.id].der))
+        if info.issuer.id in arls:
+            attrs.append(("authorityRevocationList;binary", arls[info.issuer.id].der))
+        add(Entry.make(info.dn, attrs))
+        if info.layout.subscribers:
+            for e in subscribers.get(info.issuer.id, ()):
+                add(e)
+
+    for p in sorted(crls, key=lambda p: (p.record.scope.issuer_id, p.record.scope.name)):
+        info = by_issuer.get(p.record.scope.issuer_id)
+        if info is None:
+            continue
+        dn = crl_dn(layout, info, p.record, base)
+        attr = ("authorityRevocationList;binary" if p.record.scope.kind is ScopeKind.ARL
+                else "certificateRevocationList;binary")
+        cn = dnmod.parse(dn)[0][0][1]
+        add(Entry.make(dn, [("objectClass", ["top", "cRLDistributionPoint"]), ("cn", cn),
+                            (attr, p.der)]))
+    return suffix, entries
+
+
+def crl_dn(layout: Layout, info: CaInfo, record: CrlRecord, base: str) -> str:
+    """The cRLDistributionPoint entry of a published CRL: configured, else `cn=<CA CN>
+    CRL1` for the full CRL, `cn=<CA CN> CRL<n>` for a partition whose name ends in CRL<n>,
+    `cn=<CA CN> ARL` for the ARL, and `cn=<CRL name>` otherwise."""
+    name = record.scope.name
+    if name in layout.crl_dns:
+        return layout.crl_dns[name]
+    kind = record.scope.kind
+    if kind is ScopeKind.FULL:
+        return info.layout.crl_dn or f"{_rdn('cn', info.cn + ' CRL1')},{base}"
+    if kind is ScopeKind.ARL:
+        return info.layout.arl_dn or f"{_rdn('cn', info.cn + ' ARL')},{base}"
+    m = _CRL_NUMBER.search(name)
+    if m and m.group(1) != "1":
+        return f"{_rdn('cn', f'{info.cn} CRL{m.group(1)}')},{base}"
+    return f"{_rdn('cn', name)},{base}"
+
+
+class DirectoryBuilder:
+    """Builds snapshots from the store, reusing what did not change since the last build."""
+
+    def __init__(self, layout: Layout, *, page: int = 2000) -> None:
+        self.layout = layout
+        self.page = page
+        # certificate id -> (status, entry): a certificate's DER never changes, its status may.
+        self._subs: dict[int, tuple[Status, Entry | None]] = {}
+        self._crl_der: dict[int, bytes] = {}  # CRL record id -> DER
+
+    async def build(self, store: Store) -> Directory:
+        issuers = await store.issuers()
+        configured = {c.name for c in self.layout.cas}
+        if configured:
+            issuers = [i for i in issuers if i.name in configured]
+            order = {c.name: k for k, c in enumerate(self.layout.cas)}
+            issuers.sort(key=lambda i: order[i.name])
+        crls = []
+        crl_der = {}
+        for rec in await store.current_crls():
+            der = self._crl_der.get(rec.id)
+            if der is None:
+                der = await store.crl_der(rec.id)
+            crl_der[rec.id] = der
+            crls.append(PublishedCrl(rec, der))
+        self._crl_der = crl_der
+        _, base = default_suffix_base(self.layout, issuers)
+        infos = {i.issuer.id: i for i in ca_infos(self.layout, issuers, base)}
+        subs: dict[int, list[Entry]] = {}
+        kept: dict[int, tuple[Status, Entry | None]] = {}
+        for issuer_id, info in infos.items():
+            if not info.layout.subscribers:
+                continue
+            out: list[Entry] = []
+            after = -1
+            while True:
+                page = await store.certificates(issuer_id, after_serial=after, limit=self.page)
+                for cert in page:
+                    old = self._subs.get(cert.id)
+                    if old is not None and old[0] is cert.status:
+                        entry = old[1]
+                    else:
+                        entry = subscriber_entry(cert, info.dn) if published(cert) else None
+                    kept[cert.id] = (cert.status, entry)
+                    if entry is not None and published(cert):
+                        out.append(entry)
+                if len(page) < self.page:
+                    break
+                after = page[-1].serial
+            subs[issuer_id] = out
+        self._subs = kept
+        suffix, entries = make_entries(self.layout, issuers, crls, subs)
+        return Directory(entries, naming_contexts=[suffix])
