@@ -282,4 +282,9 @@ def create_app(
     from ocsp.http import setup as setup_ocsp
 
     setup_ocsp(app)
+    # LDAP directory (ldap/service.py): listener + snapshot refresh as a cleanup context, only
+    # when a listen address is given (`pkirepo serve` passes one). [added by the LDAP helper]
+    from ldap.service import setup as setup_ldap
+
+    setup_ldap(app, settings, listen=ldap_listen)
     return app

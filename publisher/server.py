@@ -20,6 +20,13 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
                 shutdown_timeout: float = 10.0) -> int:
     from .app import create_app
 
+    # LDAP front-end [added by the LDAP helper]: Twisted's asyncio reactor on this loop before
+    # anything imports twisted.internet.reactor; the address from --ldap, else [ldap] listen.
+    from ldap.listener import install_reactor
+    from ldap.service import listen_address
+
+    install_reactor(asyncio.get_running_loop())
+    ldap = listen_address(settings, ldap)
     signers = load_signers(settings)  # before listening: a bad key refuses to start
     store = SQLiteStore(settings.store_path)
     await store.open()
