@@ -1,0 +1,1 @@
+"""Benchmarks (not tests). `python -m bench.crl` or `make bench-crl`."""
