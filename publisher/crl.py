@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -76,13 +77,19 @@ def encode_entry(
         raise ValueError("serial numbers are positive")
     exts = []
     if reason is not None and not (reason is Reason.unspecified and policy is ReasonPolicy.OMIT):
-        exts.append(der.extension(OID_REASON_CODE, der.enumerated(int(reason))))
+        exts.append(_reason_extension(int(reason)))
     if invalidity_date is not None:
         exts.append(der.extension(OID_INVALIDITY_DATE, der.generalized_time(invalidity_date)))
     parts = [der.integer(serial), der.x509_time(revocation_date)]
     if exts:
         parts.append(der.sequence(*exts))
     return der.sequence(*parts)
+
+
+@functools.lru_cache(maxsize=None)
+def _reason_extension(code: int) -> bytes:
+    # A handful of distinct values; an import encodes a million entries.
+    return der.extension(OID_REASON_CODE, der.enumerated(code))
 
 
 def idp_extension(

@@ -7,6 +7,7 @@ here is pure: bytes in, bytes out.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 # Universal tags.
 BOOLEAN = 0x01
@@ -76,6 +77,7 @@ def bit_string(content: bytes, unused_bits: int = 0) -> bytes:
     return tlv(BIT_STRING, bytes((unused_bits,)) + content)
 
 
+@functools.lru_cache(maxsize=256)  # a few fixed OIDs, encoded once per entry on imports
 def oid(dotted: str) -> bytes:
     arcs = [int(a) for a in dotted.split(".")]
     if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] >= 40):

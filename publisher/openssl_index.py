@@ -12,6 +12,8 @@ from typing import Iterator
 from .crl import Reason
 from .errors import MalformedInput
 
+_UTC = dt.timezone.utc
+
 # openssl's spellings (crypto/x509/v3_crld.c and apps/ca.c).
 _REASONS = {
     "unspecified": Reason.unspecified,
@@ -45,9 +47,15 @@ def parse_time(text: str) -> dt.datetime:
     if len(body) == 12:
         year = int(body[:2])
         body = f"{1900 + year if year >= 50 else 2000 + year}{body[2:]}"
-    if len(body) != 14 or not body.isdigit():
+    if len(body) != 14 or not (body.isascii() and body.isdigit()):
         raise ValueError(f"time {text!r} is not YYMMDDHHMMSSZ or YYYYMMDDHHMMSSZ")
-    return dt.datetime.strptime(body, "%Y%m%d%H%M%S").replace(tzinfo=dt.timezone.utc)
+    # Slicing, not strptime: a million-line index has two times a line, and strptime costs
+    # ~20x more. The constructor rejects what strptime would (month 13, second 60, ...).
+    try:
+        return dt.datetime(int(body[0:4]), int(body[4:6]), int(body[6:8]), int(body[8:10]), int(body[10:12]),
+                           int(body[12:14]), tzinfo=_UTC)
+    except ValueError as e:
+        raise ValueError(f"time {text!r}: {e}") from None
 
 
 def parse_line(line: str, line_no: int, source: str) -> IndexLine:
