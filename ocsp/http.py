@@ -23,7 +23,7 @@ from .request import decode_get_path
 from .responder import Answer, OcspResponder
 from .responders import load_responders
 from .response import ResponseStatus, unsuccessful
-from .source import StoreStatusSource
+from .source import StoreStatusSource, configured_ca_serials
 
 log = logging.getLogger("pkirepo.ocsp")
 
@@ -84,7 +84,7 @@ async def ocsp_context(app: web.Application):
         responder = OcspResponder(
             service.settings,
             store=repo.store,
-            source=StoreStatusSource(repo.store),
+            source=StoreStatusSource(repo.store, configured_cas=configured_ca_serials(issuers)),
             clock=app[CLOCK],
             responders=responders,
             table=table,

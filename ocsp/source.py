@@ -52,15 +52,44 @@ class StatusSource(Protocol):
 
 
 class StoreStatusSource:
-    """Status straight from the repository's `Store`."""
+    """Status straight from the repository's `Store`.
 
-    def __init__(self, store: Store) -> None:
+    `configured_cas` names (issuer id, serial) pairs of CA certificates that we serve and
+    that one of our CAs issued (an issuing CA under our root). The repository keeps those
+    as issuers, not as certificates, so without this the root's responder would call its
+    own sub-CA `unknown`. A record in the store, if there is one, wins.
+    """
+
+    def __init__(self, store: Store, *, configured_cas: frozenset[tuple[int, int]] = frozenset()) -> None:
         self.store = store
+        self.configured_cas = configured_cas
 
     async def state(self, issuer_id: int, serial: int) -> CertState:
         if serial < 0 or serial >= MAX_SERIAL:
             return NEVER_ISSUED
         rec = await self.store.certificate(issuer_id, serial)
         if rec is None:
+            if (issuer_id, serial) in self.configured_cas:
+                return CertState(Status.GOOD)
             return NEVER_ISSUED
         return CertState(rec.status, None if rec.reason is None else int(rec.reason), rec.revoked_at)
+
+
+def configured_ca_serials(issuers) -> frozenset[tuple[int, int]]:
+    """(parent issuer id, serial) of every served CA certificate that another served CA
+    signed. `issuers` are `publisher.store.Issuer` records."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+
+    certs = {i.id: x509.load_der_x509_certificate(i.cert_der) for i in issuers}
+    out = set()
+    for child_id, child in certs.items():
+        for parent_id, parent in certs.items():
+            if parent_id == child_id or child.issuer != parent.subject:
+                continue
+            try:
+                child.verify_directly_issued_by(parent)
+            except (InvalidSignature, ValueError, TypeError):
+                continue
+            out.add((parent_id, child.serial_number))
+    return frozenset(out)
