@@ -1,18 +1,21 @@
 """LDAP benchmark (not a test): pkirepo's LDAP server against OpenLDAP slapd, same entries.
 
-    .venv/bin/python -m bench.ldap [--users N] [--seconds S]
+    .venv/bin/python -m bench.ldap [--users N] [--seconds S] [--rounds R] [--serve]
 
 Builds a directory in the CPS layout (c=HK / o=Hongkong Post / one CA, its CRL1 entry, N
 subscriber entries with real DER certificates and a real CRL), serves it from pkirepo's
 listener in this process and from a throw-away slapd (mdb backend, own config, loaded with
 slapadd from the same entries), and measures with one C client (bench/ldapclient.c, built
-here against libldap; one connection, one request at a time):
+here against libldap; one connection, one request at a time).  With --serve, the directory
+is instead the one `pkirepo serve` builds from a fresh `pkirepo demo init` repository with N
+subscribers, measured against that server process (HTTP and OCSP on the same loop) and
+against slapd loaded with the same entries.  The searches:
 
 - base: base-object searches of the CRL1 entry for certificateRevocationList;binary;
 - mail: subtree searches from c=HK for (mail=...), cycling through every subscriber.
 
-pkirepo is measured twice: as configured (its per-snapshot response cache warm after the
-first pass) and with the cache off, which is what a never-repeated search costs.
+pkirepo is measured as configured (its per-snapshot response cache warm after the first
+pass) and, in-process only, with the cache off: what a never-repeated search costs.
 Needs: gcc, libldap-dev, slapd (Debian packages).
 """
 from __future__ import annotations
@@ -113,6 +116,26 @@ def to_ldif(entries: list[tuple[str, dict[str, object]]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def directory_ldif(directory: Directory) -> str:
+    out = []
+    for e in directory:
+        out.append(f"dn: {e.dn}")
+        for a in e.attributes:
+            for v in a.values:
+                text = None
+                if not a.name.endswith(";binary"):
+                    try:
+                        text = v.decode("ascii")
+                    except UnicodeDecodeError:
+                        pass
+                if text is not None and text.isprintable() and not text.startswith((" ", ":", "<")):
+                    out.append(f"{a.name}: {text}")
+                else:
+                    out.append(f"{a.name}:: {base64.b64encode(v).decode()}")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -169,8 +192,21 @@ async def start_slapd(tmp: Path, ldif: str) -> tuple[asyncio.subprocess.Process,
     return proc, port
 
 
-async def measure(client: Path, port: int, mode: str, seconds: float, mails: list[str]) -> float:
-    base = CRL_DN if mode == "base" else SUFFIX
+async def interleaved(rounds: int, runs: list) -> list[float]:
+    """Median rate of each run (a zero-argument coroutine factory), measured in turns so
+    that load from elsewhere on the machine hits every server alike."""
+    import statistics
+
+    results: list[list[float]] = [[] for _ in runs]
+    for _ in range(rounds):
+        for k, run in enumerate(runs):
+            results[k].append(await run())
+    return [statistics.median(r) for r in results]
+
+
+async def measure(client: Path, port: int, mode: str, seconds: float, mails: list[str],
+                  crl_dn: str = CRL_DN, suffix: str = SUFFIX) -> float:
+    base = crl_dn if mode == "base" else suffix
     args = [str(client), f"ldap://127.0.0.1:{port}", mode, base, str(seconds)]
     if mode == "mail":
         args += mails
@@ -182,11 +218,78 @@ async def measure(client: Path, port: int, mode: str, seconds: float, mails: lis
     return int(ops) / float(secs)
 
 
+async def serve_mode(args: argparse.Namespace) -> None:
+    from ldap.build import DirectoryBuilder
+    from ldap.service import read_settings
+    from publisher.config import load_settings
+    from publisher.sqlite_store import SQLiteStore
+
+    pkirepo = str(Path(sys.executable).parent / "pkirepo")
+    with tempfile.TemporaryDirectory(prefix="pkirepo-bench-") as t:
+        tmp = Path(t)
+        http, ldap_port = free_port(), free_port()
+        subprocess.run([pkirepo, "demo", "init", str(tmp / "demo"), "--subscribers", str(args.users),
+                        "--http", f"127.0.0.1:{http}", "--ldap", f"127.0.0.1:{ldap_port}"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        config = tmp / "demo" / "pkirepo.toml"
+        settings = load_settings(config)
+        async with SQLiteStore(settings.store_path) as store:
+            directory = await DirectoryBuilder(read_settings(settings)[1]).build(store)
+        suffix = directory.naming_contexts[0]
+        crl_dn = next(e.dn for e in directory if e.dn.lower().startswith("cn=")
+                      and e.dn.split(",")[0].endswith(" CRL1"))
+        mails = [v.decode() for e in directory if "mail" in e.by_key for v in e.by_key["mail"].values]
+        client = build_client(tmp)
+        slapd, slapd_port = await start_slapd(tmp, directory_ldif(directory))
+        log = open(tmp / "serve.log", "w")
+        server = await asyncio.create_subprocess_exec(
+            pkirepo, "serve", "--config", str(config), stdout=asyncio.subprocess.PIPE, stderr=log)
+        try:
+            while True:
+                line = await server.stdout.readline()  # type: ignore[union-attr]
+                if not line:
+                    raise RuntimeError("pkirepo serve did not start: see its log")
+                if line.startswith(b"pkirepo: serving on"):
+                    break
+            # Wait for the OCSP responder's start-up pre-signing to finish: it shares the loop
+            # and would otherwise be measured with the first run.
+            import urllib.request
+            for _ in range(600):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{http}/healthz/ocsp", timeout=5):
+                        break
+                except OSError:
+                    await asyncio.sleep(0.1)
+            rows = []
+            for mode in ("base", "mail"):
+                s, o = await interleaved(args.rounds, [
+                    lambda p=p: measure(client, p, mode, args.seconds, mails, crl_dn, suffix)
+                    for p in (slapd_port, ldap_port)])
+                rows.append((mode, s, o))
+        finally:
+            server.terminate()
+            await server.wait()
+            slapd.terminate()
+            await slapd.wait()
+            log.close()
+    print(f"pkirepo serve (demo, {len(directory)} entries), median of {args.rounds} interleaved "
+          f"{args.seconds:g} s runs, one connection, sequential")
+    print(f"{'search':<6} {'slapd/s':>9} {'pkirepo/s':>10} {'ratio':>6}")
+    for mode, s, o in rows:
+        print(f"{mode:<6} {s:9.0f} {o:10.0f} {o / s:6.2f}")
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=1000)
-    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--seconds", type=float, default=1.0, help="length of one run")
+    ap.add_argument("--rounds", type=int, default=5, help="runs per server, interleaved; medians shown")
+    ap.add_argument("--serve", action="store_true",
+                    help="measure `pkirepo serve` on a demo repository instead of the in-process listener")
     args = ap.parse_args()
+    if args.serve:
+        await serve_mode(args)
+        return
     entries = make_entries(args.users)
     mails = [a["mail"] for _, a in entries if "mail" in a]  # type: ignore[misc]
     directory = Directory.from_entries(entries)
@@ -200,16 +303,17 @@ async def main() -> None:
         try:
             rows = []
             for mode in ("base", "mail"):
-                s = await measure(client, slapd_port, mode, args.seconds, mails)
-                o = await measure(client, ours.port, mode, args.seconds, mails)
-                c = await measure(client, cold.port, mode, args.seconds, mails)
+                s, o, c = await interleaved(args.rounds, [
+                    lambda p=p: measure(client, p, mode, args.seconds, mails)
+                    for p in (slapd_port, ours.port, cold.port)])
                 rows.append((mode, s, o, c))
         finally:
             await ours.stop()
             await cold.stop()
             slapd.terminate()
             await slapd.wait()
-    print(f"{len(entries)} entries, {args.seconds:g} s per run, one connection, sequential")
+    print(f"in-process listener, {len(entries)} entries, median of {args.rounds} interleaved "
+          f"{args.seconds:g} s runs, one connection, sequential")
     print(f"{'search':<6} {'slapd/s':>9} {'pkirepo/s':>10} {'ratio':>6} {'no-cache/s':>11} {'ratio':>6}")
     for mode, s, o, c in rows:
         print(f"{mode:<6} {s:9.0f} {o:10.0f} {o / s:6.2f} {c:11.0f} {c / s:6.2f}")
