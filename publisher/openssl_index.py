@@ -71,6 +71,8 @@ def parse_line(line: str, line_no: int, source: str) -> IndexLine:
     except ValueError as e:
         raise MalformedInput(f"{where}: expiry: {e}") from None
     try:
+        if not serial or serial.strip("0123456789abcdefABCDEF"):
+            raise ValueError  # int() would also take "-05", "+05", "0x5", "5_0", " 5"
         number = int(serial, 16)
     except ValueError:
         raise MalformedInput(f"{where}: serial {serial!r} is not hex") from None
@@ -99,7 +101,11 @@ def parse_line(line: str, line_no: int, source: str) -> IndexLine:
 
 def read_index(path, source: str | None = None) -> Iterator[IndexLine]:
     source = source or str(path)
-    with open(path, encoding="utf-8", errors="strict", newline="") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise MalformedInput(f"{source}:{n}: not UTF-8 text (byte {e.start})") from None
             if line.strip():
                 yield parse_line(line, n, source)

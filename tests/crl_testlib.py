@@ -1,0 +1,253 @@
+"""Helpers for the CRL interop, crash-safety, HTTP and CLI error tests.
+
+A demo repository takes ~2 s to make (RSA keys); tests that change one work on a copy of a
+single session-wide template (`template_demo` + `copy_demo`), each copy with ports of its
+own. Servers are real `pkirepo serve` subprocesses on 127.0.0.1; HTTP is fetched with a real
+client (urllib); openssl is the real binary. Nothing here sleeps for timing: `wait_until`
+polls a condition under a deadline.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from asn1crypto import crl as asn1_crl
+from asn1crypto import pem
+from asn1crypto import x509 as asn1_x509
+
+from publisher import der as derlib
+
+PKIREPO = str(Path(sys.executable).parent / "pkirepo")
+CA = "eCertCA2-17"
+ROOT = "RootCA2"
+FULL = "eCertCA2-17CRL1"
+ARL = "RootCA2ARL"
+PARTITIONS = ("eCertCA2-17CRL2", "eCertCA2-17CRL3", "eCertCA2-17CRL4")
+ALL_CRLS = (ARL, FULL, *PARTITIONS)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `pkirepo ARGS`, never raising on a non-zero exit (callers assert on it)."""
+    return subprocess.run([PKIREPO, *args], capture_output=True, text=True, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})
+
+
+def wait_until(condition: Callable[[], object], *, timeout: float = 20.0, what: str = "condition"):
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.05)  # poll interval, not a timing assumption
+
+
+@dataclass
+class RepoDemo:
+    """Duck-types tests/conftest.py's Demo (dir, config, ports, base_url, pki, cli)."""
+
+    dir: Path
+    config: Path
+    http_port: int
+    ldap_port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def pki(self) -> Path:
+        return self.dir / "pki"
+
+    @property
+    def crl_dir(self) -> Path:
+        return self.dir / "pub" / "crl"
+
+    def cli(self, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        return run_cli(*args, "--config", str(self.config), env=env)
+
+    def set_config(self, old: str, new: str) -> None:
+        text = self.config.read_text()
+        assert old in text, old
+        self.config.write_text(text.replace(old, new, 1))
+
+
+_TEMPLATE: dict[str, RepoDemo] = {}
+
+
+def template_demo(tmp_path_factory, subscribers: int = 24) -> RepoDemo:
+    """One small demo per session (never served, never changed): copy it, don't use it."""
+    if "t" not in _TEMPLATE:
+        directory = tmp_path_factory.mktemp("crl-template") / "demo"
+        http, ldap = free_port(), free_port()
+        p = run_cli("demo", "init", str(directory), "--subscribers", str(subscribers),
+                    "--http", f"127.0.0.1:{http}", "--ldap", f"127.0.0.1:{ldap}")
+        assert p.returncode == 0, p.stderr
+        demo = RepoDemo(directory, directory / "pkirepo.toml", http, ldap)
+        demo.set_config("supplementary_delay_seconds = 60", "supplementary_delay_seconds = 0")
+        # One daily issuance 12 h from now: no scheduled CRL falls due while a test runs
+        # (a slot passing mid-test would make a server issue, or crash, at start-up).
+        far = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=12)).strftime("%H:%M")
+        demo.set_config('daily = ["01:15", "06:15", "11:00"]', f'daily = ["{far}"]')
+        _TEMPLATE["t"] = demo
+    return _TEMPLATE["t"]
+
+
+def copy_demo(template: RepoDemo, dest: Path) -> RepoDemo:
+    """A private copy with its own ports. URLs inside certificates and CRLs keep the
+    template's port; tests that follow those URLs must use a demo served on its own port."""
+    shutil.copytree(template.dir, dest, symlinks=True)
+    return RepoDemo(dest, dest / "pkirepo.toml", free_port(), free_port())
+
+
+class ServerProc:
+    """`pkirepo serve` with an optional environment (e.g. PKIREPO_CRASH_AT)."""
+
+    def __init__(self, demo: RepoDemo, env: dict | None = None) -> None:
+        self.demo = demo
+        self.log_path = demo.dir / "server.log"
+        self._log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [PKIREPO, "serve", "--config", str(demo.config), "--http", f"127.0.0.1:{demo.http_port}",
+             "--ldap", f"127.0.0.1:{demo.ldap_port}"],
+            stdout=subprocess.PIPE, stderr=self._log, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        for line in self.proc.stdout:  # until it says it listens, or exits (EOF)
+            if line.startswith("pkirepo: serving on"):
+                return
+        code = self.proc.wait(timeout=30)
+        self.close()
+        raise AssertionError(f"server did not start (exit {code}):\n{self.log()}")
+
+    @property
+    def url(self) -> str:
+        return self.demo.base_url
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text()
+
+    def wait_exit(self, timeout: float = 30) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self.close()
+        return code
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.wait_exit()
+
+    def close(self) -> None:
+        if self.proc.stdout and not self.proc.stdout.closed:
+            self.proc.stdout.close()
+        if not self._log.closed:
+            self._log.close()
+
+
+def http_get(url: str, *, method: str = "GET", headers: dict | None = None) -> tuple[int, dict, bytes]:
+    req = urllib.request.Request(url, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def fetch(url: str) -> bytes:
+    status, _, body = http_get(url)
+    assert status == 200, f"GET {url}: {status} {body[:200]!r}"
+    return body
+
+
+def index(base_url: str) -> dict[str, dict]:
+    import json
+
+    return {e["name"]: e for e in json.loads(fetch(f"{base_url}/crl/"))["crls"]}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def openssl(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["openssl", *args], input=input, capture_output=True, timeout=60)
+
+
+def openssl_text(p: subprocess.CompletedProcess) -> str:
+    return (p.stdout + p.stderr).decode(errors="replace")
+
+
+def der_to_pem_crl(der: bytes, path: Path) -> Path:
+    path.write_bytes(pem.armor("X509 CRL", der))
+    return path
+
+
+def load_cert(path: Path) -> asn1_x509.Certificate:
+    data = Path(path).read_bytes()
+    if pem.detect(data):
+        _, _, data = pem.unarmor(data)
+    return asn1_x509.Certificate.load(data)
+
+
+def load_certs(path: Path) -> list[asn1_x509.Certificate]:
+    data = Path(path).read_bytes()
+    return [asn1_x509.Certificate.load(d) for _, _, d in pem.unarmor(data, multiple=True)]
+
+
+def parse_crl(der: bytes) -> asn1_crl.CertificateList:
+    c = asn1_crl.CertificateList.load(der)
+    c.native  # parse everything now: a malformed field fails here, not later
+    return c
+
+
+def crl_serials(c: asn1_crl.CertificateList) -> list[int]:
+    return [e["user_certificate"].native for e in c["tbs_cert_list"]["revoked_certificates"]]
+
+
+def crl_number(der: bytes) -> int:
+    return parse_crl(der).crl_number_value.native
+
+
+def cdp_url(cert: asn1_x509.Certificate) -> str | None:
+    for dp in cert.crl_distribution_points_value or []:
+        for name in dp["distribution_point"].chosen:
+            if name.name == "uniform_resource_identifier":
+                return name.native
+    return None
+
+
+def tbs_tags(der: bytes) -> list[int]:
+    """The tags of the TBSCertList's top-level fields, in order."""
+    _, start, _ = derlib.read_tlv(der)  # CertificateList
+    tag, pos, end = derlib.read_tlv(der, start)  # TBSCertList
+    assert tag == derlib.SEQUENCE
+    tags = []
+    while pos < end:
+        t, s, e = derlib.read_tlv(der, pos)
+        tags.append(t)
+        pos = e
+    return tags
+
+
+def tmp_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.name.endswith(".tmp"))
