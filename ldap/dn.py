@@ -7,6 +7,8 @@ space-collapsed, multi-valued RDNs are sorted, and the RDNs are joined with a ba
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from publisher.errors import MalformedInput
 
 from . import schema
@@ -168,6 +170,7 @@ def normalise_rdn(rdn: RDN) -> str:
     return "+".join(parts)
 
 
+@lru_cache(maxsize=8192)
 def normalise(text: str | bytes) -> str:
     """The lookup key of a DN. Raises InvalidDN."""
     return ",".join(normalise_rdn(r) for r in parse(text))

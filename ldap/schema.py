@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 class Matching(enum.Enum):
@@ -92,6 +93,7 @@ class Description:
     usable: bool
 
 
+@lru_cache(maxsize=4096)
 def parse_description(text: str | bytes) -> Description:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")

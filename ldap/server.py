@@ -32,6 +32,7 @@ from . import dn as dnmod
 from .codes import NOTICE_OF_DISCONNECTION, PASSWORD_MODIFY, WHO_AM_I, ResultCode
 from .directory import Directory, Entry, NoSuchObject, ResponseCache, Selection
 from .filters import compile_filter
+from .requests import decode_search
 from .settings import LdapSettings
 
 log = logging.getLogger("pkirepo.ldap")
@@ -318,6 +319,9 @@ class DirectoryProtocol(protocol.Protocol):
             except _Fatal as e:
                 self._disconnect(e.code, str(e))
                 return
+            except ber.FrameError as e:
+                self._disconnect(ResultCode.PROTOCOL_ERROR, f"malformed request: {e}")
+                return
             except Exception:
                 log.exception("LDAP request failed")
                 self._disconnect(ResultCode.OTHER, "internal error")
@@ -504,14 +508,12 @@ class DirectoryProtocol(protocol.Protocol):
             if code in (ResultCode.NO_SUCH_OBJECT, ResultCode.INVALID_DN_SYNTAX):
                 responses.put(frame.key, (op,))
 
-        req = _decode_op(frame.op)
-        if not isinstance(req, pureldap.LDAPSearchRequest):
-            raise _Fatal(ResultCode.PROTOCOL_ERROR, "malformed search request")
+        req = decode_search(frame.op)  # FrameError: Notice of Disconnection
         try:
             _check_controls(frame.controls)
             if req.scope not in (0, 1, 2):
                 raise _RequestError(ResultCode.PROTOCOL_ERROR, "bad scope")
-            base = dnmod.normalise(_text(req.baseObject))
+            base = dnmod.normalise(req.base)
             predicate, hint = compile_filter(req.filter)
             selection = Selection.from_request(req.attributes)
             cands = directory.candidates(base, req.scope, hint)
@@ -526,8 +528,8 @@ class DirectoryProtocol(protocol.Protocol):
             done(e.ldap_result, msg=e.message)
             return
         s = self.settings
-        size = min((x for x in (req.sizeLimit, s.size_limit) if x > 0), default=0)
-        tl = min((x for x in (req.timeLimit, s.time_limit) if x > 0), default=0)
+        size = min((x for x in (req.size_limit, s.size_limit) if x > 0), default=0)
+        tl = min((x for x in (req.time_limit, s.time_limit) if x > 0), default=0)
         deadline = self.clock.seconds() + tl if tl else None
 
         def chain() -> Iterator[Entry]:
@@ -536,7 +538,7 @@ class DirectoryProtocol(protocol.Protocol):
             yield from cands
 
         self._job = _Search(mid, frame.key, chain(), predicate, selection,
-                            bool(req.typesOnly), size, deadline, cache=responses)
+                            req.types_only, size, deadline, cache=responses)
 
     def _step(self, job: _Search, budget: list[int]) -> bool:
         """Advance a search; True when it has finished (result sent)."""
