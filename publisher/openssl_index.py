@@ -6,6 +6,7 @@ revocation ("date[,reason[,extra]]"), serial (hex), file name (usually "unknown"
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -39,21 +40,27 @@ class IndexLine:
     subject: str
 
 
+_TIME = re.compile(r"(\d\d)?(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z", re.ASCII)
+
+
 def parse_time(text: str) -> dt.datetime:
     """UTCTime (YYMMDDHHMMSSZ) or GeneralizedTime (YYYYMMDDHHMMSSZ), as openssl writes them."""
-    if not text.endswith("Z"):
-        raise ValueError(f"time {text!r} does not end in Z")
-    body = text[:-1]
-    if len(body) == 12:
-        year = int(body[:2])
-        body = f"{1900 + year if year >= 50 else 2000 + year}{body[2:]}"
-    if len(body) != 14 or not (body.isascii() and body.isdigit()):
+    # One regex and the constructor, not strptime: a million-line index has two times a
+    # line, and strptime costs several times more. The constructor rejects what strptime
+    # would (month 13, second 60, ...).
+    m = _TIME.fullmatch(text)
+    if m is None:
+        if not text.endswith("Z"):
+            raise ValueError(f"time {text!r} does not end in Z")
         raise ValueError(f"time {text!r} is not YYMMDDHHMMSSZ or YYYYMMDDHHMMSSZ")
-    # Slicing, not strptime: a million-line index has two times a line, and strptime costs
-    # ~20x more. The constructor rejects what strptime would (month 13, second 60, ...).
+    century, yy, mo, d, h, mi, sec = m.groups()
+    year = int(yy)
+    if century is None:
+        year += 1900 if year >= 50 else 2000
+    else:
+        year += int(century) * 100
     try:
-        return dt.datetime(int(body[0:4]), int(body[4:6]), int(body[6:8]), int(body[8:10]), int(body[10:12]),
-                           int(body[12:14]), tzinfo=_UTC)
+        return dt.datetime(year, int(mo), int(d), int(h), int(mi), int(sec), tzinfo=_UTC)
     except ValueError as e:
         raise ValueError(f"time {text!r}: {e}") from None
 
