@@ -12,7 +12,9 @@ def atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync it, rename it over the target,
     and fsync the directory so the rename itself survives a crash."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The writer's PID in the name lets any later process tell a crash's leftover from a
+    # file another live process is still writing.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             half = len(data) // 2
@@ -38,10 +40,32 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def remove_stale_temporaries(directory: Path) -> int:
-    """Temporary files left by a crash mid-write; called at start."""
+    """Remove temporary files left by writers that crashed mid-write (their PID is gone).
+    Called before publishing, by the server and the CLI alike."""
     n = 0
-    if directory.is_dir():
-        for p in directory.rglob(".*.tmp"):
-            p.unlink(missing_ok=True)
-            n += 1
+    if not directory.is_dir():
+        return 0
+    for p in directory.rglob(".*.tmp"):
+        if _writer_alive(p.name):
+            continue
+        p.unlink(missing_ok=True)
+        n += 1
     return n
+
+
+def _writer_alive(name: str) -> bool:
+    parts = name.split(".")
+    # .<file name>.<pid>.<random>.tmp ; the file name itself may contain dots.
+    pid = parts[-3] if len(parts) >= 4 else ""
+    if not pid.isdigit():
+        return False
+    pid_n = int(pid)
+    if pid_n == os.getpid():
+        return False  # our own leftovers: nothing in this process is mid-write at these call sites
+    try:
+        os.kill(pid_n, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

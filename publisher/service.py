@@ -21,7 +21,7 @@ from .clock import Clock
 from .config import NAME_RE, CaSettings, Settings
 from .crl import Reason, ScopeKind
 from .errors import ConfigError, Conflict, MalformedInput, NotFound, VerificationError
-from .files import atomic_write
+from .files import atomic_write, remove_stale_temporaries
 from .schedule import STATUS_EVENTS, Due, due, next_update_for
 from .signer import Signer, load_key_signer
 from .store import Action, CrlRecord, Issuer, NewCert, Scope, StatusChange, Store
@@ -159,6 +159,7 @@ class Repository:
         CA certificate in a chain file is skipped, self-signed roots too."""
         new: list[NewCert] = []
         seen: set[tuple[int, int]] = set()
+        sources: dict[int, str] = {}
         touched: set[str] = set()
         configured = {c.public_bytes(x509_der()) for c in self._certs.values()}
         for data, source in items:
@@ -174,6 +175,7 @@ class Repository:
                 if key in seen:
                     raise Conflict(f"{where}: serial {cert.serial_number:X} appears twice in the input")
                 seen.add(key)
+                sources[cert.serial_number] = where
                 touched.add(ca.name)
                 new.append(NewCert(
                     issuer_id=issuer.id,
@@ -187,7 +189,11 @@ class Repository:
                 ))
         if not new:
             raise MalformedInput("no certificate to add (only configured CA certificates or roots in the input)")
-        count = await self.store.add_certificates(new, at=self.clock.now())
+        try:
+            count = await self.store.add_certificates(new, at=self.clock.now())
+        except Conflict as e:
+            where = sources.get(e.detail.get("serial"))
+            raise Conflict(f"{where}: {e.message}" if where else e.message) from e
         for name in touched:
             await self.ensure_scopes(self.settings.ca(name))
         return count
@@ -216,8 +222,11 @@ class Repository:
         entry = None
         if action is not Action.RELEASE:
             entry = crlmod.encode_entry(serial, at, reason, invalidity, self.settings.crl.reason_policy)
-        return await self.store.change_status(
-            StatusChange(issuer.id, serial, action, reason, at, invalidity, entry))
+        try:
+            return await self.store.change_status(
+                StatusChange(issuer.id, serial, action, reason, at, invalidity, entry))
+        except NotFound as e:
+            raise NotFound(f"{issuer_name}: {e.message}") from e
 
     # CRLs
 
@@ -283,6 +292,10 @@ class Repository:
             if issuer_name is not None:
                 issuer = self.issuer(issuer_name)
                 todo = [(s, d) for s, d in todo if s.issuer_id == issuer.id]
+            if todo:
+                # Clear what a writer that crashed mid-write (this process earlier, the CLI,
+                # another server) left behind before adding files of our own.
+                await asyncio.to_thread(remove_stale_temporaries, self.settings.publication_dir)
             return [await self.issue(scope, d.why) for scope, d in todo]
 
     def crl_path(self, name: str) -> Path:
@@ -348,9 +361,12 @@ class Repository:
             if not urls:
                 raise MalformedInput(f"{source}: IDP names no URI distribution point")
             scope = await self.store.ensure_scope(issuer.id, ScopeKind.PARTITION, urls[0], partition_name(ca, urls[0]))
-        record = await self.store.record_crl(
-            scope, number, c.last_update_utc, c.next_update_utc, der,
-            entries=len(c), covered_event=0, issued_at=self.clock.now(), source="handed-in")
+        try:
+            record = await self.store.record_crl(
+                scope, number, c.last_update_utc, c.next_update_utc, der,
+                entries=len(c), covered_event=0, issued_at=self.clock.now(), source="handed-in")
+        except Conflict as e:
+            raise Conflict(f"{source}: {e.message}") from e
         await asyncio.to_thread(self.write_crl_file, scope.name, der)
         return record
 
