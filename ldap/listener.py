@@ -35,10 +35,14 @@ def install_reactor(loop: asyncio.AbstractEventLoop | None = None) -> Any:
             return existing
         raise RuntimeError(f"a different Twisted reactor is already installed: {existing!r}")
     from twisted.internet import asyncioreactor
+    from twisted.logger import STDLibLogObserver, globalLogBeginner
 
     asyncioreactor.install(loop)
     from twisted.internet import reactor
 
+    # Twisted buffers its log events until told where to send them: the stdlib's logging,
+    # like the rest of pkirepo (logger "twisted").
+    globalLogBeginner.beginLoggingTo([STDLibLogObserver(name="twisted")], redirectStandardIO=False)
     reactor.startRunning(installSignalHandlers=False)  # type: ignore[attr-defined]
     return reactor
 

@@ -260,6 +260,10 @@ class DirectoryProtocol(protocol.Protocol):
         except _Fatal as e:
             self._disconnect(e.code, str(e))
             return
+        except Exception:
+            log.exception("LDAP input handling failed")
+            self._disconnect(ResultCode.OTHER, "internal error")
+            return
         finally:
             if pos and not self._closing:
                 del buf[:pos]
