@@ -1,9 +1,10 @@
 """LDAP against the real `pkirepo serve` subprocess (demo repository, free ports), with
 OpenLDAP's ldapsearch / ldapmodify and ldap3 as the clients, HTTP as the reference.
 
-The directory served (demo): suffix c=HK, base o=Hongkong Post Demo,c=HK (from the demo CA
-certificates), CRL entries `cn=Demo e-Cert CA 2 - 17 CRL1..4`, `cn=Demo Root CA 2 ARL`,
-subscribers `uid=<SERIAL>,cn=Demo e-Cert CA 2 - 17,...`.
+The demo directory (suffix c=HK; base o=<the CAs' O>,c=HK unless the config sets one) is
+discovered through the root DSE and searches, so the tests follow the configured layout:
+CRL entries `cn=Demo e-Cert CA 2 - 17 CRL1..4`, `cn=Demo Root CA 2 ARL`, pkiCA entries for
+both CAs, subscribers under the issuing CA's entry.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import shutil
 import subprocess
 import time
 import urllib.request
+
+from dataclasses import dataclass
 
 import aiohttp
 import ldap3
@@ -26,14 +29,40 @@ from ldap import ber
 pytestmark = pytest.mark.skipif(shutil.which("ldapsearch") is None,
                                 reason="needs ldap-utils (apt-get install ldap-utils)")
 
-BASE = "o=Hongkong Post Demo,c=HK"
-CA_DN = f"cn=Demo e-Cert CA 2 - 17,{BASE}"
-ROOT_DN = f"cn=Demo Root CA 2,{BASE}"
-CRL1_DN = f"cn=Demo e-Cert CA 2 - 17 CRL1,{BASE}"
-ARL_DN = f"cn=Demo Root CA 2 ARL,{BASE}"
 CRL = "certificateRevocationList;binary"
 ARL = "authorityRevocationList;binary"
 ENV = {**os.environ, "LDAPNOINIT": "1"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    suffix: str
+    ca: str
+    root: str
+    crl: dict[int, str]  # CRL<n> entries
+    arl: str
+
+    @property
+    def crl1(self) -> str:
+        return self.crl[1]
+
+
+def discover(port: int) -> Layout:
+    server = ldap3.Server("127.0.0.1", port=port, get_info=ldap3.DSA)
+    with ldap3.Connection(server, auto_bind=True) as c:
+        [suffix] = c.server.info.naming_contexts
+
+        def find(flt: str) -> list[str]:
+            c.search(suffix, flt, ldap3.SUBTREE, attributes=["cn"])
+            return [e.entry_dn for e in c.entries]
+
+        [ca] = find("(&(objectClass=pkiCA)(certificateRevocationList=*))")
+        [root] = find("(&(objectClass=pkiCA)(authorityRevocationList=*))")
+        [arl] = find("(&(objectClass=cRLDistributionPoint)(authorityRevocationList=*))")
+        crl = {}
+        for dn in find("(&(objectClass=cRLDistributionPoint)(certificateRevocationList=*))"):
+            crl[int(dn.split(",")[0].rsplit("CRL", 1)[1])] = dn
+    return Layout(suffix, ca, root, crl, arl)
 
 
 def ldapsearch(port: int, *args: str, stdin: bytes | None = None, tool: str = "ldapsearch"):
@@ -78,18 +107,21 @@ def email_of(cert: x509.Certificate) -> str:
 def test_crl_bytes_equal_http_also_after_publish(fresh_demo, server_factory):
     server = server_factory(fresh_demo)
     port = fresh_demo.ldap_port
-    pairs = [(CRL1_DN, CRL, "eCertCA2-17CRL1"), (ARL_DN, ARL, "RootCA2ARL"),
-             (CA_DN, CRL, "eCertCA2-17CRL1"), (ROOT_DN, ARL, "RootCA2ARL")]
-    pairs += [(f"cn=Demo e-Cert CA 2 - 17 CRL{k},{BASE}", CRL, f"eCertCA2-17CRL{k}") for k in (2, 3, 4)]
+    lay = discover(port)
+    assert lay.suffix == "c=HK" and sorted(lay.crl) == [1, 2, 3, 4]
+    assert lay.crl1.startswith("cn=Demo e-Cert CA 2 - 17 CRL1,")
+    pairs = [(lay.crl1, CRL, "eCertCA2-17CRL1"), (lay.arl, ARL, "RootCA2ARL"),
+             (lay.ca, CRL, "eCertCA2-17CRL1"), (lay.root, ARL, "RootCA2ARL")]
+    pairs += [(lay.crl[k], CRL, f"eCertCA2-17CRL{k}") for k in (2, 3, 4)]
     for dn, attr, name in pairs:
         assert ldap_value(port, dn, attr) == http_get(f"{server.url}/crl/{name}.crl"), dn
 
-    before = ldap_value(port, CRL1_DN, CRL)
+    before = ldap_value(port, lay.crl1, CRL)
     fresh_demo.cli("publish")
     published = time.monotonic()
     # Poll for the change (condition wait, not a sleep for timing); the bound is the
     # acceptance criterion's "within one second" plus a margin for a loaded machine.
-    while (now := ldap_value(port, CRL1_DN, CRL)) == before:
+    while (now := ldap_value(port, lay.crl1, CRL)) == before:
         assert time.monotonic() - published < 3.0, "new CRL not visible over LDAP"
         time.sleep(0.05)
     seen_after = time.monotonic() - published
@@ -103,6 +135,7 @@ def test_crl_bytes_equal_http_also_after_publish(fresh_demo, server_factory):
 
 
 def test_ldap3_by_mail_and_arl(shared_server, shared_demo):
+    lay = discover(shared_demo.ldap_port)
     good = cert_der(shared_demo.pki / "good.pem")
     revoked = cert_der(shared_demo.pki / "revoked.pem")
     server = ldap3.Server("127.0.0.1", port=shared_demo.ldap_port, get_info=ldap3.DSA)
@@ -113,10 +146,10 @@ def test_ldap3_by_mail_and_arl(shared_server, shared_demo):
                  attributes=["userCertificate;binary", "cn", "mail"])
         [e] = c.entries
         assert e["userCertificate;binary"].value == good.public_bytes(Encoding.DER)
-        assert e.entry_dn.endswith(f",{CA_DN}")
+        assert e.entry_dn.endswith(f",{lay.ca}")
         c.search(base, f"(mail={email_of(revoked)})", ldap3.SUBTREE)
         assert c.entries == []  # revoked certificates are not published
-        c.search(ROOT_DN, "(objectClass=pkiCA)", ldap3.BASE,
+        c.search(lay.root, "(objectClass=pkiCA)", ldap3.BASE,
                  attributes=["authorityRevocationList;binary", "cACertificate;binary"])
         [root] = c.entries
         arl = root["authorityRevocationList;binary"].value
@@ -126,14 +159,15 @@ def test_ldap3_by_mail_and_arl(shared_server, shared_demo):
 
 def test_ldapmodify_refused_and_nothing_changed(shared_server, shared_demo):
     port = shared_demo.ldap_port
-    before = ldap_value(port, CRL1_DN, CRL)
-    ldif = (f"dn: {CRL1_DN}\nchangetype: modify\nreplace: {CRL}\n"
+    crl1 = discover(port).crl1
+    before = ldap_value(port, crl1, CRL)
+    ldif = (f"dn: {crl1}\nchangetype: modify\nreplace: {CRL}\n"
             f"{CRL}:: {base64.b64encode(b'forged').decode()}\n").encode()
     p = ldapsearch(port, tool="ldapmodify", stdin=ldif)
     assert p.returncode == 50 and b"Insufficient access" in p.stderr
-    p = ldapsearch(port, CRL1_DN, tool="ldapdelete")
+    p = ldapsearch(port, crl1, tool="ldapdelete")
     assert p.returncode == 50 and b"Insufficient access" in p.stderr
-    assert ldap_value(port, CRL1_DN, CRL) == before
+    assert ldap_value(port, crl1, CRL) == before
     assert before == http_get(f"{shared_server.url}/crl/eCertCA2-17CRL1.crl")
 
 
@@ -232,12 +266,13 @@ async def test_ldap_answers_while_http_is_loaded(shared_server, shared_demo):
                 await asyncio.sleep(0.01)
             start_count = http_done
             want = http_get(f"{shared_server.url}/crl/eCertCA2-17CRL1.crl")
+            lay = await asyncio.to_thread(discover, shared_demo.ldap_port)
             worst = 0.0
             for _ in range(15):
                 t = time.monotonic()
                 p = await asyncio.create_subprocess_exec(
                     "ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no",
-                    "-H", f"ldap://127.0.0.1:{shared_demo.ldap_port}", "-b", CRL1_DN, "-s", "base",
+                    "-H", f"ldap://127.0.0.1:{shared_demo.ldap_port}", "-b", lay.crl1, "-s", "base",
                     "(objectClass=*)", CRL, env=ENV, stdout=asyncio.subprocess.PIPE)
                 out, _ = await p.communicate()
                 worst = max(worst, time.monotonic() - t)
