@@ -284,3 +284,22 @@ async def test_ldap_answers_while_http_is_loaded(shared_server, shared_demo):
     assert not http_errors
     assert served_meanwhile > 100  # HTTP kept going while LDAP was answered
     assert worst < 2.0, f"an ldapsearch took {worst:.2f} s under HTTP load"
+
+
+def test_serve_refuses_to_start_when_the_ldap_port_is_taken(fresh_demo):
+    import socket
+    import sys
+    from pathlib import Path
+
+    pkirepo = str(Path(sys.executable).parent / "pkirepo")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p = subprocess.run(
+            [pkirepo, "serve", "--config", str(fresh_demo.config),
+             "--http", f"127.0.0.1:{fresh_demo.http_port}", "--ldap", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0
+    assert f"cannot listen for LDAP on 127.0.0.1:{port}" in p.stderr
+    assert "pkirepo: serving on" not in p.stdout
