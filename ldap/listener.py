@@ -31,9 +31,13 @@ def install_reactor(loop: asyncio.AbstractEventLoop | None = None) -> Any:
     loop = loop or asyncio.get_running_loop()
     existing = sys.modules.get("twisted.internet.reactor")
     if existing is not None:
-        if isinstance(existing, AsyncioSelectorReactor) and existing._asyncioEventloop is loop:
+        if isinstance(existing, AsyncioSelectorReactor):
+            if existing._asyncioEventloop is not loop:
+                # A second serve() in one process (tests): listeners use a private reactor
+                # on this loop instead (see reactor_for).
+                log.warning("Twisted's reactor is bound to an earlier event loop")
             return existing
-        raise RuntimeError(f"a different Twisted reactor is already installed: {existing!r}")
+        raise RuntimeError(f"a non-asyncio Twisted reactor is already installed: {existing!r}")
     from twisted.internet import asyncioreactor
     from twisted.logger import STDLibLogObserver, globalLogBeginner
 
