@@ -266,3 +266,37 @@ class TestRobustness:
         w.close()
         with pytest.raises(OSError):
             await asyncio.open_connection("127.0.0.1", listener.port)
+
+
+SCRIPT = r'''
+import asyncio, socket, sys
+from ldap.directory import Directory, DirectoryHolder
+from ldap.listener import install_reactor, start_ldap
+from ldap.settings import LdapSettings
+
+d = Directory.from_entries([("c=HK", {"objectClass": ["top", "country"], "c": "HK"})])
+
+async def main():
+    reactor = install_reactor(asyncio.get_running_loop())
+    listener = await start_ldap(LdapSettings(listen="127.0.0.1:0"), DirectoryHolder(d))
+    p = await asyncio.create_subprocess_exec(
+        "ldapsearch", "-x", "-LLL", "-H", f"ldap://127.0.0.1:{listener.port}", "-b", "c=HK",
+        "-s", "base", "1.1", stdout=asyncio.subprocess.PIPE)
+    out, _ = await p.communicate()
+    await listener.stop()
+    print(type(reactor).__name__, p.returncode, out.decode().strip())
+
+asyncio.run(main())
+asyncio.run(main())  # a second loop in the same process
+'''
+
+
+def test_global_reactor_in_an_entry_point(tmp_path):
+    """install_reactor() as `pkirepo serve` calls it, in a process of its own."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+                       timeout=60, env=ENV, cwd=str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == ["AsyncioSelectorReactor 0 dn: c=HK"] * 2
