@@ -303,3 +303,52 @@ def test_serve_refuses_to_start_when_the_ldap_port_is_taken(fresh_demo):
     assert p.returncode != 0
     assert f"cannot listen for LDAP on 127.0.0.1:{port}" in p.stderr
     assert "pkirepo: serving on" not in p.stdout
+
+
+def _wait_for(check, what: str, limit: float = 3.0) -> float:
+    """Poll `check()` until true; seconds it took.  A condition wait, not a timed sleep."""
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < limit, f"{what}: not visible over LDAP"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def test_certificates_added_and_revoked_are_followed(fresh_demo, server_factory):
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    server_factory(fresh_demo)
+    port = fresh_demo.ldap_port
+    pki = fresh_demo.pki
+    ca = cert_der(pki / "eCertCA2-17.pem")
+    ca_key = serialization.load_pem_private_key((pki / "eCertCA2-17.key").read_bytes(), None)
+    now = dt.datetime.now(dt.timezone.utc)
+    mail = "new.subscriber@example.hk"
+    new = (x509.CertificateBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "New Subscriber"),
+                                    x509.NameAttribute(x509.NameOID.EMAIL_ADDRESS, mail)]))
+           .issuer_name(ca.subject).public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+           .serial_number(x509.random_serial_number())
+           .not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
+           .sign(ca_key, hashes.SHA256()))
+    path = fresh_demo.dir / "new.pem"
+    path.write_bytes(new.public_bytes(Encoding.PEM))
+
+    def by_mail(m: str) -> list[bytes]:
+        p = ldapsearch(port, "-b", "c=HK", f"(mail={m})", "userCertificate;binary")
+        assert p.returncode == 0, p.stderr
+        return ldif_values(p.stdout, "userCertificate;binary")
+
+    assert by_mail(mail) == []
+    fresh_demo.cli("cert", "add", str(path))
+    took = _wait_for(lambda: by_mail(mail) == [new.public_bytes(Encoding.DER)], "added certificate")
+    assert took < 2.0
+
+    good = cert_der(pki / "good.pem")
+    assert by_mail(email_of(good)) == [good.public_bytes(Encoding.DER)]
+    fresh_demo.cli("revoke", "--issuer", "eCertCA2-17", "--serial", f"{good.serial_number:X}")
+    took = _wait_for(lambda: by_mail(email_of(good)) == [], "revocation")
+    assert took < 2.0
