@@ -31,7 +31,10 @@ def length(n: int) -> bytes:
 
 
 def tlv(tag: int, content: bytes) -> bytes:
-    return bytes((tag,)) + length(len(content)) + content
+    n = len(content)
+    if n < 0x80:  # the common case, a few times per CRL entry: one call, no length()
+        return bytes((tag, n)) + content
+    return bytes((tag,)) + length(n) + content
 
 
 def sequence(*parts: bytes) -> bytes:
