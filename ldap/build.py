@@ -15,6 +15,7 @@ what changed.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
@@ -290,7 +291,7 @@ def crl_dn(layout: Layout, info: CaInfo, record: CrlRecord, base: str) -> str:
 class DirectoryBuilder:
     """Builds snapshots from the store, reusing what did not change since the last build."""
 
-    def __init__(self, layout: Layout, *, page: int = 2000) -> None:
+    def __init__(self, layout: Layout, *, page: int = 500) -> None:
         self.layout = layout
         self.page = page
         # certificate id -> (status, entry): a certificate's DER never changes, its status may.
@@ -336,6 +337,9 @@ class DirectoryBuilder:
                 if len(page) < self.page:
                     break
                 after = page[-1].serial
+                # Parsing a page of new certificates takes the loop for a while; let HTTP
+                # and the LDAP sessions in between pages.
+                await asyncio.sleep(0)
             subs[issuer_id] = out
         self._subs = kept
         suffix, entries = make_entries(self.layout, issuers, crls, subs)
