@@ -122,6 +122,11 @@ def _rdn(attr: str, value: str) -> str:
     return f"{attr}={dnmod.escape_value(value)}"
 
 
+def _rdn_attrs(dn: str) -> list[tuple[str, str]]:
+    """The attribute values of a DN's first RDN, which its entry must hold (RFC 4512 2.3)."""
+    return list(dnmod.parse(dn)[0])
+
+
 def _first(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
     attrs = name.get_attributes_for_oid(oid)
     return str(attrs[0].value) if attrs else None
@@ -247,7 +252,7 @@ def make_entries(
     arls = {p.record.scope.issuer_id: p for p in crls if p.record.scope.kind is ScopeKind.ARL}
     for info in infos:
         attrs = [("objectClass", ["top", "applicationProcess", "pkiCA"]), ("cn", info.cn),
-                 ("cACertificate;binary", info.issuer.cert_der)]
+                 *_rdn_attrs(info.dn), ("cACertificate;binary", info.issuer.cert_der)]
         if info.issuer.id in full:
             attrs.append(("certificateRevocationList;binary", full[info.issuer.id].der))
         if info.issuer.id in arls:
@@ -264,8 +269,10 @@ def make_entries(
         dn = crl_dn(layout, info, p.record, base)
         attr = ("authorityRevocationList;binary" if p.record.scope.kind is ScopeKind.ARL
                 else "certificateRevocationList;binary")
-        cn = dnmod.parse(dn)[0][0][1]
-        add(Entry.make(dn, [("objectClass", ["top", "cRLDistributionPoint"]), ("cn", cn),
+        rdn = _rdn_attrs(dn)
+        cn = [("cn", rdn[0][1])] if not any(t.lower() in ("cn", "commonname", "2.5.4.3")
+                                           for t, _ in rdn) else []
+        add(Entry.make(dn, [("objectClass", ["top", "cRLDistributionPoint"]), *cn, *rdn,
                             (attr, p.der)]))
     return suffix, entries
 

@@ -211,3 +211,15 @@ class TestConfig:
         assert listen_address(s, None) == s.sections["ldap"].data["listen"]
         with pytest.raises(ConfigError):
             listen_address(s, "nonsense")
+
+
+def test_configured_rdns_are_in_their_entries(pki):
+    layout = Layout(cas=(CaLayout("eCertCA2-17", dn="cn=Issuing,o=Hongkong Post,c=HK",
+                                  crl_dn="ou=Full CRL,o=Hongkong Post,c=HK"),))
+    crls = [crl(10, 2, ScopeKind.FULL, "eCertCA2-17CRL1", pki.crl)]
+    _, entries = make_entries(layout, [issuer(2, "eCertCA2-17", pki.ca)], crls, {})
+    d = Directory(entries)
+    ca = d.get("cn=Issuing,o=Hongkong Post,c=HK")
+    assert set(ca.by_key["cn"].values) == {b"Hongkong Post e-Cert CA 2 - 17", b"Issuing"}
+    dp = d.get("ou=Full CRL,o=Hongkong Post,c=HK")
+    assert dp.by_key["ou"].values == (b"Full CRL",) and dp.by_key["cn"].values == (b"Full CRL",)
