@@ -75,7 +75,7 @@ async def ocsp_context(app: web.Application):
     configured = {ca.name for ca in repo.settings.cas}
     issuers = [i for i in await repo.store.issuers() if i.name in configured]
     responders = load_responders(service.settings, issuers, repo.signers)
-    table = watch = None
+    table = watch = responder = None
     if isinstance(repo.store, SQLiteStore):
         table = PresignedTable(repo.store.path)
         await table.open()
@@ -107,6 +107,8 @@ async def ocsp_context(app: web.Application):
             except asyncio.CancelledError:
                 pass
         service.tasks.clear()
+        if responder is not None:
+            responder.close()
         if table is not None:
             await table.close()
         if watch is not None:

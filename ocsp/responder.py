@@ -19,8 +19,11 @@ the `epoch` counter tells.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import dataclasses
 import datetime as dt
 import email.utils
+import functools
 import hashlib
 import logging
 import random
@@ -46,7 +49,7 @@ from .errors import (
 )
 from .issuers import IssuerIndex
 from .presigned import DataVersionWatch, PresignedTable, StoredResponse
-from .request import CertID, HashAlgorithm, OCSPRequest, decode_request
+from .request import CertID, HashAlgorithm, Nonce, OCSPRequest, decode_request
 from .responders import IssuerResponder
 from .response import (
     ResponseStatus,
@@ -64,6 +67,39 @@ log = logging.getLogger("pkirepo.ocsp")
 _CERT_EVENTS = frozenset({"revoke", "hold", "release"})
 _ISSUER_EVENTS = frozenset({"cert-add", "import-revoked", "issuer-update"})
 _DECODE_CACHE_MAX = 20_000
+_TEMPLATES_MAX = 256
+
+
+@dataclass(frozen=True)
+class _NonceTemplate:
+    """A decoded request with a nonce, and the bytes around the nonce's octets.
+
+    A client sends the same request again with only a new nonce: same length, same bytes
+    everywhere else. Such a request decodes to the same thing with the new nonce, since the
+    octets of an OCTET STRING can be anything and every length octet lies outside them.
+    """
+
+    prefix: bytes
+    suffix: bytes
+    header: bytes  # extnValue octets before the nonce octets (the inner OCTET STRING's tag and length)
+    request: OCSPRequest
+
+    @classmethod
+    def of(cls, data: bytes, req: OCSPRequest) -> _NonceTemplate | None:
+        nonce = req.nonce
+        ev = nonce.extn_value
+        at = data.find(ev)
+        if at < 0 or data.rfind(ev) != at:
+            return None  # not found exactly once: do not guess
+        start = at + len(ev) - len(nonce.value)
+        return cls(data[:start], data[start + len(nonce.value):], ev[: len(ev) - len(nonce.value)], req)
+
+    def match(self, data: bytes) -> OCSPRequest | None:
+        if not (data.startswith(self.prefix) and data.endswith(self.suffix)):
+            return None
+        value = data[len(self.prefix): len(data) - len(self.suffix)]
+        tbs = data[len(data) - len(self.request.tbs_der):]
+        return dataclasses.replace(self.request, nonce=Nonce(value, self.header + value), tbs_der=tbs)
 
 
 def http_date(when: dt.datetime) -> str:
@@ -139,6 +175,11 @@ class OcspResponder:
         self.index: IssuerIndex[int] = IssuerIndex((r.issuer_id, r.ca_certificate_der) for r in responders.values())
         self.limits = settings.limits
         self._decoded: dict[bytes, OCSPRequest] = {}
+        self._templates: dict[int, list[_NonceTemplate]] = {}
+        self._template_count = 0
+        # Signing with a nonce runs here: cryptography releases the GIL while it signs, so
+        # the event loop goes on decoding and answering meanwhile.
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._entries: dict[_Key, Entry] = {}
         self._unknown: dict[_Key, Entry] = {}  # never-issued serials: bounded apart, flooding them evicts nothing else
         self._inflight: dict[_Key, asyncio.Future] = {}
@@ -161,6 +202,12 @@ class OcspResponder:
             self._synced_version = self.watch.version()
         self._event_id = await self.store.change_token()
         await self._load_crl_caps()
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="ocsp-sign")
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
 
     async def _load_crl_caps(self) -> None:
         caps: dict[int, dt.datetime] = {}
@@ -195,16 +242,27 @@ class OcspResponder:
             return Answer(unsuccessful(ResponseStatus.INTERNAL_ERROR), ResponseStatus.INTERNAL_ERROR, error=err)
 
     def _decode(self, data: bytes) -> OCSPRequest:
+        # Decoding is a pure function of the bytes, so caching it needs no invalidation.
+        # Requests without a nonce repeat byte for byte; those with one, all but the nonce.
         req = self._decoded.get(data)
         if req is not None:
             return req
+        for template in self._templates.get(len(data), ()):
+            req = template.match(data)
+            if req is not None:
+                return req
         req = decode_request(data, self.limits)
-        # Decoding is a pure function of the bytes, so caching it needs no invalidation. Only
-        # requests without a nonce repeat byte for byte.
-        if req.nonce is None and not req.signed:
+        if req.signed:
+            return req
+        if req.nonce is None:
             if len(self._decoded) >= _DECODE_CACHE_MAX:
                 self._decoded.pop(next(iter(self._decoded)))
             self._decoded[data] = req
+        elif self._template_count < _TEMPLATES_MAX:
+            template = _NonceTemplate.of(data, req)
+            if template is not None:
+                self._templates.setdefault(len(data), []).append(template)
+                self._template_count += 1
         return req
 
     async def _answer(self, req: OCSPRequest) -> Answer:
@@ -230,13 +288,15 @@ class OcspResponder:
             return Answer(entry.der, ResponseStatus.SUCCESSFUL, entry=entry)
         entries = [await self._entry(issuer_id, cid, responder, now) for cid in req.cert_ids]
         self.stats["nonce"] += 1
-        body = build_response(
+        sign = functools.partial(
+            build_response,
             responder.identity,
             now,
             [e.single_der for e in entries],
             nonce=nonce,
             extended_revoke=any(e.extended_revoke for e in entries),
         )
+        body = sign() if self._executor is None else await asyncio.get_running_loop().run_in_executor(self._executor, sign)
         return Answer(body, ResponseStatus.SUCCESSFUL)
 
     def _check_signature(self, req: OCSPRequest) -> None:

@@ -1,0 +1,210 @@
+"""OCSP responder benchmark: pkirepo against `openssl ocsp -port` over the same certificate.
+
+    python -m bench.ocsp [--requests N] [--concurrency C] [--keep DIR]
+
+1. `pkirepo demo init` in a fresh directory; `pkirepo serve` on a free port (one process).
+2. `openssl ocsp -port` on another free port with an index.txt holding the demo's good
+   certificate, signing with the same delegated responder certificate and key.
+3. Requests written by `openssl ocsp -reqout`: one without a nonce (pkirepo answers from
+   its pre-signed responses) and one with a nonce (pkirepo signs afresh, as openssl always
+   does). ab sends the same bytes every time; a nonce request is still signed each time.
+4. One load client for both sides: ab (apache2-utils) with C concurrent clients and no
+   keep-alive (openssl's responder stalls on kept-alive connections), after a warm-up.
+5. Every answer is checked once with `openssl ocsp -respin` before the timed runs.
+
+Prints responses per second, p50 and p99 latency (ab's percentiles, in ms) and the ratios
+pkirepo / openssl. Targets (issue 3): pre-signed >= 2x openssl, nonce path >= 0.6x, p99
+under 20 ms. Not a test: nothing asserts.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+PKIREPO = str(BIN / "pkirepo")
+CA = "eCertCA2-17"
+ROOT = "RootCA2"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_line(path: Path, text: str, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
+    """Wait for a server's "listening" line. Not a probe connection: openssl's single-threaded
+    responder blocks on a connection that sends nothing."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with {proc.returncode}: see {path}")
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"{what} did not start: see {path}")
+
+
+@dataclass
+class Result:
+    name: str
+    rps: float
+    p50: float
+    p99: float
+    failed: int
+    non2xx: int
+
+
+def ab(name: str, url: str, *, body: Path | None, requests: int, concurrency: int) -> Result:
+    args = ["ab", "-q", "-n", str(requests), "-c", str(concurrency), "-s", "30"]
+    if body is not None:
+        args += ["-p", str(body), "-T", "application/ocsp-request"]
+    out = subprocess.run([*args, url], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"ab failed for {name}:\n{out.stdout}\n{out.stderr}")
+    text = out.stdout
+
+    def num(pattern: str, default: float = 0.0) -> float:
+        m = re.search(pattern, text, re.MULTILINE)
+        return float(m.group(1)) if m else default
+
+    return Result(
+        name,
+        rps=num(r"^Requests per second:\s+([\d.]+)"),
+        p50=num(r"^\s+50%\s+(\d+)"),
+        p99=num(r"^\s+99%\s+(\d+)"),
+        failed=int(num(r"^Failed requests:\s+(\d+)")),
+        non2xx=int(num(r"^Non-2xx responses:\s+(\d+)")),
+    )
+
+
+def check_answer(pki: Path, url: str, req: Path, tmp: Path, label: str) -> None:
+    """One answer per server and request kind, verified by openssl before timing."""
+    resp = tmp / f"check-{label}.der"
+    subprocess.run(["curl", "-sS", "-m", "30", "-o", str(resp), "--data-binary", f"@{req}",
+                    "-H", "Content-Type: application/ocsp-request", url], check=True)
+    out = subprocess.run(
+        ["openssl", "ocsp", "-respin", str(resp), "-reqin", str(req), "-CAfile", str(pki / f"{ROOT}.pem"),
+         "-verify_other", str(pki / f"{CA}.pem"), "-resp_text"],
+        capture_output=True, text=True)
+    ok = "Response verify OK" in out.stderr and "Cert Status: good" in out.stdout
+    print(f"  check {label:<22} {'verify OK, good' if ok else 'FAILED: ' + out.stderr.strip()}")
+
+
+def openssl_index(pki: Path, directory: Path) -> Path:
+    """index.txt with the good certificate: V, expiry, (no revocation), serial, file, subject."""
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate((pki / "good.pem").read_bytes())
+    expiry = cert.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
+    subject = "/" + "/".join(a.rfc4514_string() for a in reversed(cert.subject.rdns))
+    index = directory / "index.txt"
+    index.write_text(f"V\t{expiry}\t\t{cert.serial_number:X}\tunknown\t{subject}\n")
+    (directory / "index.txt.attr").write_text("unique_subject = no\n")
+    return index
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    args = ap.parse_args()
+    if shutil.which("ab") is None:
+        raise SystemExit("ab not found: apt-get install apache2-utils")
+    work = args.keep or Path(tempfile.mkdtemp(prefix="pkirepo-bench-ocsp-"))
+    work.mkdir(parents=True, exist_ok=True)
+    procs: list[subprocess.Popen] = []
+    try:
+        http_port, ldap_port, ossl_port = free_port(), free_port(), free_port()
+        demo = work / "demo"
+        if not (demo / "pkirepo.toml").exists():
+            subprocess.run([PKIREPO, "demo", "init", str(demo), "--subscribers", "40",
+                            "--http", f"127.0.0.1:{http_port}", "--ldap", f"127.0.0.1:{ldap_port}"],
+                           check=True, capture_output=True)
+        pki = demo / "pki"
+        log = open(work / "pkirepo.log", "w")
+        server = subprocess.Popen([PKIREPO, "serve", "--config", str(demo / "pkirepo.toml"),
+                                   "--http", f"127.0.0.1:{http_port}", "--ldap", f"127.0.0.1:{ldap_port}"],
+                                  stdout=open(work / "pkirepo.out", "w"), stderr=log)
+        procs.append(server)
+        index = openssl_index(pki, work)
+        ossl_log = open(work / "openssl-ocsp.log", "w")
+        ossl = subprocess.Popen(
+            ["openssl", "ocsp", "-port", str(ossl_port), "-index", str(index), "-CA", str(pki / f"{CA}.pem"),
+             "-rsigner", str(pki / f"ocsp-{CA}.pem"), "-rkey", str(pki / f"ocsp-{CA}.key"), "-nmin", "240"],
+            stdout=ossl_log, stderr=subprocess.STDOUT)
+        procs.append(ossl)
+        wait_line(work / "pkirepo.out", "pkirepo: serving on", server, "pkirepo serve")
+        wait_line(work / "openssl-ocsp.log", "waiting for OCSP client connections", ossl, "openssl ocsp -port")
+
+        plain, nonce = work / "req-plain.der", work / "req-nonce.der"
+        for path, extra in ((plain, ["-no_nonce"]), (nonce, [])):
+            subprocess.run(["openssl", "ocsp", "-issuer", str(pki / f"{CA}.pem"), "-cert", str(pki / "good.pem"),
+                            *extra, "-reqout", str(path)], check=True, capture_output=True)
+        ours = f"http://127.0.0.1:{http_port}/ocsp"
+        theirs = f"http://127.0.0.1:{ossl_port}/"
+        get_url = f"{ours}/{base64.b64encode(plain.read_bytes()).decode()}"
+        print(f"pkirepo {ours}   openssl ocsp -port {theirs}   ab -n {args.requests} -c {args.concurrency}")
+        for label, url, req in (("pkirepo pre-signed", ours, plain), ("pkirepo nonce", ours, nonce),
+                                ("openssl no nonce", theirs, plain), ("openssl nonce", theirs, nonce)):
+            check_answer(pki, url, req, work, label.replace(" ", "-"))
+
+        runs = [
+            ("pkirepo pre-signed POST", ours, plain),
+            ("pkirepo pre-signed GET", get_url, None),
+            ("pkirepo nonce POST", ours, nonce),
+            ("openssl ocsp no nonce", theirs, plain),
+            ("openssl ocsp nonce", theirs, nonce),
+        ]
+        results: dict[str, Result] = {}
+        for name, url, body in runs:
+            ab(name, url, body=body, requests=min(2000, args.requests), concurrency=args.concurrency)  # warm-up
+            results[name] = ab(name, url, body=body, requests=args.requests, concurrency=args.concurrency)
+
+        print()
+        print(f"{'':<26}{'resp/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}{'non-2xx':>9}")
+        for r in results.values():
+            print(f"{r.name:<26}{r.rps:>10.0f}{r.p50:>9.0f}{r.p99:>9.0f}{r.failed:>8}{r.non2xx:>9}")
+        print()
+        print("ratios (pkirepo / openssl ocsp, each against openssl answering the same request):")
+        for name, target in (("pkirepo pre-signed POST", 2.0), ("pkirepo pre-signed GET", 2.0), ("pkirepo nonce POST", 0.6)):
+            r = results[name]
+            ref = results["openssl ocsp nonce" if "nonce" in name else "openssl ocsp no nonce"]
+            ratio = r.rps / (ref.rps or 1.0)
+            if "nonce" in name:
+                # Both sides sign every answer here, so latency follows throughput: compare p99s.
+                ok = ratio >= target
+                note = f"p99 {r.p99:.0f} ms vs openssl {ref.p99:.0f} ms"
+            else:
+                ok = ratio >= target and r.p99 < 20
+                note = f"p99 {r.p99:.0f} ms, target < 20 ms"
+            print(f"  {name:<26}{ratio:>6.2f}x  target {target}x, {note}: {'meets' if ok else 'MISSES'}")
+        return 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
