@@ -364,7 +364,7 @@ class OcspResponder:
                 entry = self._entry_from_row(row)
                 self.stats["loaded"] += 1
         if entry is None:
-            entry = self.sign_entry(key, state, responder, now)
+            entry = await self._sign(key, state, responder, now)
             if persist:
                 await self.table.put_many([entry.stored()])
         if epoch == self.epoch:
@@ -401,6 +401,14 @@ class OcspResponder:
         if key not in cache and len(cache) >= limit:
             cache.pop(next(iter(cache)))  # oldest first
         cache[key] = entry
+
+    async def _sign(self, key: _Key, state: CertState, responder: IssuerResponder, now: dt.datetime) -> Entry:
+        """sign_entry() off the event loop, so that requests go on while it signs."""
+        if self._executor is None:
+            return self.sign_entry(key, state, responder, now)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self.sign_entry, key, state, responder, now
+        )
 
     def sign_entry(self, key: _Key, state: CertState, responder: IssuerResponder, now: dt.datetime) -> Entry:
         """Sign a pre-signable answer about one certificate now."""
@@ -531,7 +539,7 @@ class OcspResponder:
         epoch = self.epoch
         state = await self.source.state(issuer_id, serial)
         now = self.clock.now()
-        entries = [self.sign_entry((issuer_id, serial, alg), state, responder, now) for alg in self.settings.presign_hashes]
+        entries = [await self._sign((issuer_id, serial, alg), state, responder, now) for alg in self.settings.presign_hashes]
         if self.table is not None and state.issued:
             await self.table.put_many([e.stored() for e in entries])
         if epoch == self.epoch:
@@ -565,10 +573,8 @@ class OcspResponder:
                         if row is not None and self._row_usable(row, state, responder, now):
                             keep.append(self._entry_from_row(row))
                         else:
-                            fresh.append(self.sign_entry((issuer_id, rec.serial, alg), state, responder, now))
+                            fresh.append(await self._sign((issuer_id, rec.serial, alg), state, responder, now))
                             signed += 1
-                            if signed % 16 == 0:
-                                await asyncio.sleep(0)  # let requests in between signatures
                 if self.table is not None:
                     await self.table.put_many([e.stored() for e in fresh])
                 if epoch == self.epoch:
