@@ -12,7 +12,7 @@ import operator
 import sqlite3
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator, Sequence
+from typing import AsyncIterable, AsyncIterator, Sequence
 
 import aiosqlite
 
@@ -39,8 +39,10 @@ from .store import (
 UTC = dt.timezone.utc
 
 
-def _ts(when: dt.datetime | None) -> int | None:
-    return None if when is None else int(when.timestamp())
+def _ts(when: dt.datetime | int | None) -> int | None:
+    if when is None or type(when) is int:  # bulk imports pass Unix seconds (see NewCert)
+        return when
+    return int(when.timestamp())
 
 
 def _dt(ts: int | None) -> dt.datetime | None:
@@ -48,7 +50,38 @@ def _dt(ts: int | None) -> dt.datetime | None:
 
 
 _READ_MMAP = 1 << 30
-_ISSUER_SERIAL = operator.itemgetter(0, 1)
+_ISSUER_SERIAL = operator.itemgetter(1, 2)
+
+
+async def _once(certs: Sequence[NewCert]):
+    yield certs
+
+
+def _rows(chunk: Sequence[NewCert], first_id: int, now: int, counts: dict) -> tuple[list, list]:
+    """Insert rows for one chunk, sorted by (issuer, serial) so the indexes mostly grow at
+    their end rather than taking inserts at random places."""
+    rows = []
+    revoked = []
+    good = Status.GOOD
+    for c in chunk:
+        key = serial_key(c.serial)
+        k = counts.setdefault(c.issuer_id, [0, False])
+        k[0] += 1
+        na = _ts(c.not_after)
+        if c.status != good:
+            if c.entry is None:
+                raise ValueError("a revoked or held certificate needs its CRL entry")
+            k[1] = True
+        rows.append([None, c.issuer_id, key, c.der, c.subject, _ts(c.not_before), na, c.dp_url, int(c.is_ca),
+                     int(c.status), None if c.reason is None else int(c.reason), _ts(c.revoked_at),
+                     _ts(c.invalidity_at), now, c.entry])
+    rows.sort(key=_ISSUER_SERIAL)
+    for i, row in enumerate(rows):
+        row[0] = first_id + i
+        entry = row.pop()
+        if entry is not None and row[9] != good:
+            revoked.append((row[0], row[1], row[2], row[7], row[8], row[6], entry))
+    return rows, revoked
 
 _CERT_COLS = ("id, issuer_id, serial, der, subject, not_before, not_after, dp_url, is_ca, "
               "status, reason, revoked_at, invalidity_at")
@@ -217,56 +250,71 @@ class SQLiteStore(Store):
     async def add_certificates(self, certs: Sequence[NewCert], *, at: dt.datetime) -> int:
         if not certs:
             return 0
+        return await self.add_certificates_stream(_once(certs), at=at)
+
+    async def add_certificates_stream(self, chunks: AsyncIterable[Sequence[NewCert]], *, at: dt.datetime) -> int:
+        """All chunks in one write transaction. While SQLite inserts one chunk (in
+        aiosqlite's thread, which releases the GIL as it steps), the caller's generator
+        parses the next: a million-line import costs about max(parse, insert), not the sum."""
         now = _ts(at)
-        rows = [
-            (c.issuer_id, serial_key(c.serial), c.der, c.subject, _ts(c.not_before), _ts(c.not_after),
-             c.dp_url, int(c.is_ca), int(c.status), None if c.reason is None else int(c.reason),
-             _ts(c.revoked_at), _ts(c.invalidity_at), now, c.entry)
-            for c in certs
-        ]
-        # Inserted in (issuer, serial) order, so every index grows at its end instead of
-        # taking a million inserts at random places (with the old random order a 1M-line
-        # import spent most of its 162 s there).
-        rows.sort(key=_ISSUER_SERIAL)
-        revoked = []  # (position in rows, revoked row without cert_id)
-        for i, row in enumerate(rows):
-            if row[8] != Status.GOOD:
-                if row[13] is None:
-                    raise ValueError("a revoked or held certificate needs its CRL entry")
-                revoked.append((i, (row[0], row[1], row[6], row[7], row[5], row[13])))
-        counts: dict[int, list[int]] = {}
-        for c in certs:
-            k = counts.setdefault(c.issuer_id, [0, False])
-            k[0] += 1
-            k[1] = k[1] or c.status is not Status.GOOD
+        counts: dict[int, list] = {}
+        total = 0
+        failed: Sequence[NewCert] = ()
         try:
             async with self._write() as w:
                 # Ids are handed out here, inside the write transaction (BEGIN IMMEDIATE: no
-                # other writer), so each revoked row names its certificate directly instead
-                # of looking it up again.
-                (first,) = await (await w.execute("SELECT coalesce(max(id), 0) + 1 FROM certificates")).fetchone()
-                # executemany: one thread hop for the whole batch, so a million-line import
-                # is bounded by SQLite, not by per-row round trips.
-                await w.executemany(
-                    "INSERT INTO certificates (id, issuer_id, serial, der, subject, not_before, not_after, dp_url,"
-                    " is_ca, status, reason, revoked_at, invalidity_at, added_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    ((first + i, *row[:13]) for i, row in enumerate(rows)))
-                if revoked:
-                    await w.executemany(
-                        "INSERT INTO revoked (cert_id, issuer_id, serial, dp_url, is_ca, not_after, entry)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        ((first + i, *row) for i, row in revoked))
+                # other writer), so each revoked row names its certificate directly.
+                (next_id,) = await (await w.execute("SELECT coalesce(max(id), 0) + 1 FROM certificates")).fetchone()
+                # A bulk import touches every index page at random (serials are random): with
+                # SQLite's default 2 MiB cache a million rows spill and re-read pages all the
+                # way. Up to 1 GiB while it lasts; the cache only grows as pages are used.
+                (cache_size,) = await (await w.execute("PRAGMA cache_size")).fetchone()
+                await w.execute("PRAGMA cache_size = -1048576")
+                pending: asyncio.Future | None = None
+                pending_chunk: Sequence[NewCert] = ()
+                try:
+                    async for chunk in chunks:
+                        if not chunk:
+                            continue
+                        certs_rows, revoked_rows = _rows(chunk, next_id, now, counts)
+                        next_id += len(chunk)
+                        total += len(chunk)
+                        if pending is not None:
+                            failed, p, pending = pending_chunk, pending, None
+                            await p
+                        pending_chunk = chunk
+                        pending = asyncio.ensure_future(self._insert_rows(w, certs_rows, revoked_rows))
+                        await asyncio.sleep(0)  # hand the chunk to SQLite's thread before parsing on
+                    if pending is not None:
+                        failed, p, pending = pending_chunk, pending, None
+                        await p
+                finally:
+                    if pending is not None:  # the producer failed: let the insert finish, then roll back
+                        await asyncio.gather(pending, return_exceptions=True)
                 for issuer_id in sorted(counts):
                     await self._event(w, "cert-add", at, issuer_id, detail=str(counts[issuer_id][0]))
                     if counts[issuer_id][1]:
                         await self._event(w, "import-revoked", at, issuer_id)
+                await w.execute(f"PRAGMA cache_size = {int(cache_size)}")
         except sqlite3.IntegrityError as e:
-            dup = await self._first_existing(certs)
+            dup = await self._first_existing(failed)
             what = f"certificate {serial_hex(dup.serial)}" if dup else "a certificate"
             raise Conflict(f"{what} is already in the repository; nothing was added",
                            serial=dup.serial if dup else None) from e
-        return len(certs)
+        return total
+
+    @staticmethod
+    async def _insert_rows(w, certs_rows, revoked_rows) -> None:
+        # executemany: one thread hop per chunk, so the import is bounded by SQLite, not by
+        # per-row round trips.
+        await w.executemany(
+            "INSERT INTO certificates (id, issuer_id, serial, der, subject, not_before, not_after, dp_url,"
+            " is_ca, status, reason, revoked_at, invalidity_at, added_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", certs_rows)
+        if revoked_rows:
+            await w.executemany(
+                "INSERT INTO revoked (cert_id, issuer_id, serial, dp_url, is_ca, not_after, entry)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)", revoked_rows)
 
     async def _first_existing(self, certs: Sequence[NewCert]) -> NewCert | None:
         for c in certs:

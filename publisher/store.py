@@ -10,7 +10,7 @@ import abc
 import datetime as dt
 import enum
 from dataclasses import dataclass
-from typing import Sequence
+from typing import AsyncIterable, NamedTuple, Sequence
 
 from .crl import Reason, ScopeKind
 from .errors import Conflict
@@ -53,9 +53,12 @@ class Issuer:
     cert_der: bytes
 
 
-@dataclass(frozen=True)
-class NewCert:
-    """A certificate to add. Imports may add one already revoked, with its entry."""
+class NewCert(NamedTuple):
+    """A certificate to add. Imports may add one already revoked, with its entry.
+
+    A NamedTuple rather than a dataclass: imports make a million of them, in worker
+    processes, so bulk producers may also give times as Unix seconds and status and reason
+    as their int values (cheap to pickle); stores accept both."""
 
     issuer_id: int
     serial: int
@@ -196,6 +199,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def add_certificates(self, certs: Sequence[NewCert], *, at: dt.datetime) -> int:
         """Add all or none; Conflict names the first duplicate."""
+
+    async def add_certificates_stream(self, chunks: "AsyncIterable[Sequence[NewCert]]", *, at: dt.datetime) -> int:
+        """Add every chunk, all or none (bulk imports). Stores may overlap producing and
+        writing; this default collects the chunks first."""
+        certs: list[NewCert] = []
+        async for chunk in chunks:
+            certs.extend(chunk)
+        return await self.add_certificates(certs, at=at) if certs else 0
 
     @abc.abstractmethod
     async def certificate(self, issuer_id: int, serial: int) -> CertRecord | None: ...
