@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from publisher import der
+
 # Universal and LDAP application tags used by the server (RFC 4511, appendix B).
 SEQUENCE = 0x30
 SET = 0x31
@@ -41,16 +43,9 @@ RESPONSE_NAME = 0x8A
 RESPONSE_VALUE = 0x8B
 
 
-def length(n: int) -> bytes:
-    """Definite-form BER length octets for a content of n bytes."""
-    if n < 0x80:
-        return bytes((n,))
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((0x80 | len(body),)) + body
-
-
-def tlv(tag: int, content: bytes) -> bytes:
-    return bytes((tag,)) + length(len(content)) + content
+# Definite-form lengths and TLVs: the same encoder the CRL builder uses.
+length = der.length
+tlv = der.tlv
 
 
 def integer(value: int, tag: int = INTEGER) -> bytes:
