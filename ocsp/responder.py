@@ -462,21 +462,30 @@ class OcspResponder:
             events = await self.store.events_since(self._event_id, limit=1000)
             for ev in events:
                 self._event_id = ev.id
-                if ev.kind in _CERT_EVENTS and ev.issuer_id is not None and ev.detail:
+                if ev.kind in _CERT_EVENTS:
                     try:
-                        serial = int(ev.detail, 16)
+                        serial = int(ev.detail or "", 16)
                     except ValueError:
-                        self._drop_issuer(ev.issuer_id)
+                        serial = None
+                    if ev.issuer_id is None or serial is None:
+                        # The log does not say which certificate: forget every answer.
+                        log.warning("OCSP: change-log event %d (%s) names no certificate", ev.id, ev.kind)
+                        self._entries.clear()
+                        self._unknown.clear()
                     else:
                         self._drop_cert(ev.issuer_id, serial)
                         self._resign.add((ev.issuer_id, serial))
                     dropped = True
                 elif ev.kind in _ISSUER_EVENTS:
+                    # Added certificates (imported revoked or not) were "unknown" a moment ago:
+                    # those answers go. A changed CA certificate voids everything it signed for.
+                    everything = ev.kind == "issuer-update"
                     if ev.issuer_id is None:
-                        self._entries.clear()
                         self._unknown.clear()
+                        if everything:
+                            self._entries.clear()
                     else:
-                        self._drop_issuer(ev.issuer_id)
+                        self._drop_issuer(ev.issuer_id, unknown_only=not everything)
                     dropped = True
                 elif ev.kind == "crl":
                     crl = True
@@ -493,10 +502,9 @@ class OcspResponder:
             self._entries.pop((issuer_id, serial, alg), None)
             self._unknown.pop((issuer_id, serial, alg), None)
 
-    def _drop_issuer(self, issuer_id: int) -> None:
-        # An added certificate was "unknown" a moment ago; an import may have revoked many.
+    def _drop_issuer(self, issuer_id: int, *, unknown_only: bool = False) -> None:
         self._unknown = {k: v for k, v in self._unknown.items() if k[0] != issuer_id}
-        if any(k[0] == issuer_id for k in self._entries):
+        if not unknown_only and any(k[0] == issuer_id for k in self._entries):
             self._entries = {k: v for k, v in self._entries.items() if k[0] != issuer_id}
 
     # Pre-signing

@@ -269,10 +269,16 @@ class TestChanges:
         r = await world.responder()
         new_serial = 0x4242
         req = der_request(world.ca, new_serial)
+        good = der_request(world.ca, ocsp_pki.GOOD_SERIAL)
         assert parse((await r.answer(req)).body).certificate_status is x509_ocsp.OCSPCertStatus.UNKNOWN
+        await r.answer(good)
         other = await world.other_process()
         await other.add_certificates([NewCert(world.issuer_id, new_serial, None, None, None, None, None, False)], at=NOW)
         assert parse((await r.answer(req)).body).certificate_status is x509_ocsp.OCSPCertStatus.GOOD
+        # Adding certificates leaves the answers about the others in memory.
+        before = dict(r.stats)
+        await r.answer(good)
+        assert (r.stats["signed"], r.stats["loaded"]) == (before["signed"], before["loaded"])
 
     async def test_answer_signed_from_a_read_that_raced_a_change_is_not_kept(self, world):
         """A request reads "good", a revocation commits and is applied, then the request
