@@ -59,7 +59,7 @@ from .response import (
     never_issued,
     unsuccessful,
 )
-from .source import NEVER_ISSUED, CertState, StatusSource
+from .source import CertState, StatusSource
 
 log = logging.getLogger("pkirepo.ocsp")
 
@@ -607,4 +607,4 @@ _SIGNATURE_HASHES = {
     "1.2.840.10045.4.3.4": hashes.SHA512(),
 }
 
-__all__ = ["Answer", "Entry", "NEVER_ISSUED", "OcspResponder"]
+__all__ = ["Answer", "Entry", "OcspResponder"]
