@@ -307,6 +307,29 @@ class TestChanges:
         assert parse((await r.answer(req)).body).certificate_status is x509_ocsp.OCSPCertStatus.REVOKED
 
 
+class TestFailures:
+    async def test_a_failing_store_is_internal_error_not_an_exception(self, world, caplog):
+        class Broken(StoreStatusSource):
+            async def state(self, issuer_id, serial):
+                raise RuntimeError("disk on fire")
+
+        r = await world.responder(source=Broken(world.store))
+        ans = await r.answer(der_request(world.ca, ocsp_pki.GOOD_SERIAL))
+        assert ans.status is ResponseStatus.INTERNAL_ERROR and ans.body == b"\x30\x03\x0a\x01\x02"
+        assert "disk on fire" in caplog.text  # logged, with its traceback, not sent
+
+    async def test_a_busy_store_is_try_later(self, world):
+        from publisher.errors import Unavailable
+
+        class Busy(StoreStatusSource):
+            async def state(self, issuer_id, serial):
+                raise Unavailable("store busy")
+
+        r = await world.responder(source=Busy(world.store))
+        ans = await r.answer(der_request(world.ca, ocsp_pki.GOOD_SERIAL))
+        assert ans.status is ResponseStatus.TRY_LATER
+
+
 class TestReadiness:
     async def test_problem_without_identity(self, world):
         broken = {world.issuer_id: IssuerResponder(world.issuer_id, "ca", world.ca.cert_der, None,
