@@ -97,8 +97,27 @@ class Repository:
                 ca.name, cert.public_bytes(x509_der()), certmod.subject_der(cert), certmod.key_identifier(cert))
             self._issuers[ca.name] = issuer
             self._certs[ca.name] = cert
+        await self._register_intermediates()
         for ca in self.settings.cas:
             await self.ensure_scopes(ca)
+
+    async def _register_intermediates(self) -> None:
+        """A configured CA issued by another configured CA is also one of that CA's
+        certificates: it can be revoked (and then appears on the ARL) and OCSP answers for
+        it like any other."""
+        new = []
+        for ca in self.settings.cas:
+            cert = self._certs[ca.name]
+            if cert.issuer == cert.subject:
+                continue
+            try:
+                _, parent = self._find_issuer_of(cert, str(ca.certificate))
+            except (NotFound, VerificationError):
+                continue  # issued by a CA we do not serve
+            if await self.store.certificate(parent.id, cert.serial_number) is None:
+                new.append(_new_cert(cert, parent.id))
+        if new:
+            await self.store.add_certificates(new, at=self.clock.now())
 
     async def ensure_scopes(self, ca: CaSettings) -> list[Scope]:
         issuer = self._issuers[ca.name]
@@ -177,16 +196,7 @@ class Repository:
                 seen.add(key)
                 sources[cert.serial_number] = where
                 touched.add(ca.name)
-                new.append(NewCert(
-                    issuer_id=issuer.id,
-                    serial=cert.serial_number,
-                    der=der,
-                    subject=cert.subject.rfc4514_string(),
-                    not_before=cert.not_valid_before_utc,
-                    not_after=cert.not_valid_after_utc,
-                    dp_url=certmod.crl_dp_url(cert),
-                    is_ca=certmod.is_ca(cert),
-                ))
+                new.append(_new_cert(cert, issuer.id))
         if not new:
             raise MalformedInput("no certificate to add (only configured CA certificates or roots in the input)")
         try:
@@ -372,6 +382,19 @@ class Repository:
 
     async def prune_archive(self) -> int:
         return await self.store.prune_crls(self.clock.now() - self.settings.crl.archive_retention)
+
+
+def _new_cert(cert: x509.Certificate, issuer_id: int) -> NewCert:
+    return NewCert(
+        issuer_id=issuer_id,
+        serial=cert.serial_number,
+        der=cert.public_bytes(x509_der()),
+        subject=cert.subject.rfc4514_string(),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        dp_url=certmod.crl_dp_url(cert),
+        is_ca=certmod.is_ca(cert),
+    )
 
 
 def ca_names(cas: list[CaSettings]) -> str:

@@ -121,3 +121,16 @@ async def test_expired_revoked_dropped_by_policy(env):
     dropped = (await repo.issue(scope, "t")).record
     assert keep.entries > 0 and dropped.entries == 0
     assert dropped.number == keep.number + 1
+
+
+async def test_configured_intermediate_can_be_revoked_onto_the_arl(env):
+    app, _, clock, settings = env
+    repo = app[REPO]
+    ca_cert = repo.issuer_certificate("eCertCA2-17")
+    rec = await repo.store.certificate(repo.issuer("RootCA2").id, ca_cert.serial_number)
+    assert rec is not None and rec.is_ca  # registered under the root at start-up
+    await repo.change_status("RootCA2", ca_cert.serial_number, Action.REVOKE, reason=Reason.cACompromise)
+    clock.advance(seconds=300)
+    issued = {i.record.scope.name: i for i in await repo.issue_due()}
+    arl = x509.load_der_x509_crl(issued["RootCA2ARL"].der)
+    assert arl.get_revoked_certificate_by_serial_number(ca_cert.serial_number) is not None
