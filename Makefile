@@ -9,7 +9,7 @@ LDAP    ?= 127.0.0.1:1389
 SYSPKGS := openssl curl ldap-utils apache2-utils
 SYSBINS := openssl curl ldapsearch ab
 
-.PHONY: venv demo test sysdeps bench bench-crl clean
+.PHONY: venv demo test sysdeps benchdeps bench bench-crl bench-ocsp bench-ldap clean
 
 $(BIN)/pkirepo: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,10 +36,24 @@ demo: venv
 test: venv sysdeps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-bench: bench-crl
+# Peers the benchmarks run side by side with ours: openssl ca / ocsp, ab, slapd + libldap.
+benchdeps: sysdeps
+	@if ! command -v slapd >/dev/null 2>&1 || ! test -f /usr/include/ldap.h || ! command -v gcc >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd libldap-dev gcc >/dev/null; \
+	  else echo "missing: slapd libldap-dev gcc (apt-get install slapd libldap-dev gcc)"; fi; \
+	fi
 
-bench-crl: venv
+bench: bench-crl bench-ocsp bench-ldap
+
+bench-crl: venv sysdeps
 	$(BIN)/python -m bench.crl
+
+bench-ocsp: venv sysdeps
+	$(BIN)/python -m bench.ocsp
+
+bench-ldap: venv benchdeps
+	$(BIN)/python -m bench.ldap
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
