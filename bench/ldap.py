@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import base64
 import datetime as dt
-import os
 import shutil
 import socket
 import subprocess

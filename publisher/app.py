@@ -12,6 +12,9 @@ from typing import Mapping
 from aiohttp import web
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
+from ldap.service import setup as setup_ldap
+from ocsp.http import setup as setup_ocsp
+
 from .clock import Clock
 from .config import NAME_RE, Settings
 from .errors import MalformedInput, NotFound, RepoError
@@ -277,14 +280,9 @@ def create_app(
     app.router.add_get("/crl/{file}", get_crl)
     app.router.add_get("/ca/{file}", get_ca)
     app.router.add_get("/certs/{issuer}/{file}", get_cert)
-    # Protocol front-ends (OCSP, LDAP) register their routes and contexts here.
-    # OCSP responder (ocsp/http.py): POST /ocsp, GET /ocsp/<base64>, /healthz/ocsp. [added by the OCSP helper]
-    from ocsp.http import setup as setup_ocsp
-
+    # Protocol front-ends share this app, its store and its loop. OCSP: POST /ocsp,
+    # GET /ocsp/<base64>, /healthz/ocsp. LDAP: a listener and snapshot refresh as a cleanup
+    # context, only when a listen address is given (`pkirepo serve` passes one).
     setup_ocsp(app)
-    # LDAP directory (ldap/service.py): listener + snapshot refresh as a cleanup context, only
-    # when a listen address is given (`pkirepo serve` passes one). [added by the LDAP helper]
-    from ldap.service import setup as setup_ldap
-
     setup_ldap(app, settings, listen=ldap_listen)
     return app

@@ -7,14 +7,13 @@ import asyncio
 import datetime as dt
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
 from .clock import SystemClock
 from .config import Settings, load_settings, parse_listen
 from .crl import Reason
-from .errors import ConfigError, MalformedInput, RepoError
+from .errors import MalformedInput, RepoError
 from .service import Repository, load_signers
 from .sqlite_store import SQLiteStore
 from .store import Action

@@ -1,7 +1,6 @@
 """`pkirepo demo init`: a demo PKI, its config file and a populated store."""
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Callable
 

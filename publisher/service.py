@@ -8,10 +8,11 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable, Mapping
+from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
 
 from . import certs as certmod
@@ -94,7 +95,7 @@ class Repository:
             if signer is not None and signer.public_key().public_numbers() != cert.public_key().public_numbers():
                 raise ConfigError(f"{self.settings.source}: ca[{i}].key does not belong to {ca.certificate}")
             issuer = await self.store.put_issuer(
-                ca.name, cert.public_bytes(x509_der()), certmod.subject_der(cert), certmod.key_identifier(cert))
+                ca.name, cert.public_bytes(Encoding.DER), certmod.subject_der(cert), certmod.key_identifier(cert))
             self._issuers[ca.name] = issuer
             self._certs[ca.name] = cert
         await self._register_intermediates()
@@ -180,11 +181,11 @@ class Repository:
         seen: set[tuple[int, int]] = set()
         sources: dict[int, str] = {}
         touched: set[str] = set()
-        configured = {c.public_bytes(x509_der()) for c in self._certs.values()}
+        configured = {c.public_bytes(Encoding.DER) for c in self._certs.values()}
         for data, source in items:
             for n, cert in enumerate(certmod.split_certificates(data, source)):
                 where = f"{source} (certificate {n + 1})"
-                der = cert.public_bytes(x509_der())
+                der = cert.public_bytes(Encoding.DER)
                 if der in configured or cert.issuer == cert.subject:
                     continue
                 ca, issuer = self._find_issuer_of(cert, where)
@@ -338,7 +339,7 @@ class Repository:
         except ValueError:
             try:
                 c = x509.load_pem_x509_crl(der)
-                der = c.public_bytes(x509_der())
+                der = c.public_bytes(Encoding.DER)
             except ValueError as e:
                 raise MalformedInput(f"{source}: not a CRL (DER or PEM): {e}") from None
         candidates = [ca for ca in self.settings.cas if self._certs[ca.name].subject == c.issuer]
@@ -388,7 +389,7 @@ def _new_cert(cert: x509.Certificate, issuer_id: int) -> NewCert:
     return NewCert(
         issuer_id=issuer_id,
         serial=cert.serial_number,
-        der=cert.public_bytes(x509_der()),
+        der=cert.public_bytes(Encoding.DER),
         subject=cert.subject.rfc4514_string(),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
@@ -401,10 +402,3 @@ def ca_names(cas: list[CaSettings]) -> str:
     return ", ".join(ca.name for ca in cas)
 
 
-def x509_der():
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return Encoding.DER
-
-
-ProgressFn = Callable[[int, int], None]

@@ -22,7 +22,6 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 from asn1crypto import cms
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from crl_testlib import ARL, CA, FULL, PARTITIONS, ROOT, copy_demo, load_cert, openssl, openssl_text, template_demo
 from publisher.app import create_app

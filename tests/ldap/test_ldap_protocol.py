@@ -8,11 +8,11 @@ from ldaptor.protocols import pureber
 from ldaptor.protocols import pureldap as pl
 from twisted.internet.task import Clock
 
-from ldap.codes import NOTICE_OF_DISCONNECTION, PASSWORD_MODIFY, START_TLS, WHO_AM_I
+from ldap.codes import NOTICE_OF_DISCONNECTION, START_TLS, WHO_AM_I
 from ldap.directory import Directory
 from ldap.settings import LdapSettings
 
-from ldap_fixtures import ARL_DN, CA_DN, CRL1_DN, ORG, ROOT_DN, SUBSCRIBERS
+from ldap_fixtures import ARL_DN, CA_DN, CRL1_DN, ORG, ROOT_DN
 from ldap_wire import done, entries, msg, replies, search, text
 
 CRL = "certificateRevocationList;binary"
