@@ -84,6 +84,9 @@ async def init_demo(
     shown = f"[{host}]" if ":" in host else host
     pki = make_demo_pki(directory, base_url=f"http://{shown}:{port}", subscribers=subscribers,
                         now=clock.now(), progress=progress)
+    # Short names for people trying the demo: pki/root.pem and pki/ca.pem (the issuing CA).
+    for short, cert in (("root.pem", pki.root), ("ca.pem", pki.ca)):
+        (cert.parent / short).write_bytes(cert.read_bytes())
     config = write_config(directory, http=http, ldap=ldap)
     settings = load_settings(config)
     store = SQLiteStore(settings.store_path)
@@ -107,7 +110,7 @@ def demo_summary(config: Path, pki: DemoPki, settings) -> str:
         f"  serve:   pkirepo serve --config {config}",
         f"  index:   {base}/crl/",
         f"  samples: {pki.good} (good), {pki.revoked} (revoked), {pki.held} (on hold)",
-        f"  roots:   {pki.root}   issuing CA: {pki.ca}",
+        f"  CAs:     {pki.root.parent / 'root.pem'} (root), {pki.ca.parent / 'ca.pem'} (issuing CA)",
     ]
     return "\n".join(lines)
 

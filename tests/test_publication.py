@@ -134,3 +134,11 @@ async def test_configured_intermediate_can_be_revoked_onto_the_arl(env):
     issued = {i.record.scope.name: i for i in await repo.issue_due()}
     arl = x509.load_der_x509_crl(issued["RootCA2ARL"].der)
     assert arl.get_revoked_certificate_by_serial_number(ca_cert.serial_number) is not None
+
+
+def test_demo_writes_short_names_for_people(demo_template):
+    pki = demo_template.pki
+    assert (pki / "root.pem").read_bytes() == (pki / "RootCA2.pem").read_bytes()
+    assert (pki / "ca.pem").read_bytes() == (pki / "eCertCA2-17.pem").read_bytes()
+    for sample in ("good.pem", "revoked.pem", "held.pem"):
+        x509.load_pem_x509_certificate((pki / sample).read_bytes())
