@@ -2,6 +2,7 @@
 subprocesses on 127.0.0.1, and helpers to run the CLI."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 import subprocess
@@ -58,6 +59,10 @@ def make_demo(directory: Path, *, subscribers: int = 40, delay: int = 0) -> Demo
             "--http", f"127.0.0.1:{http}", "--ldap", f"127.0.0.1:{ldap}")
     demo = Demo(directory, directory / "pkirepo.toml", http, ldap)
     demo.set_config("supplementary_delay_seconds = 60", f"supplementary_delay_seconds = {delay}")
+    # One daily issuance 12 h away: no scheduled CRL falls due while a test compares what
+    # two protocols serve (tests of the schedule itself pin the clock instead).
+    far = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=12)).strftime("%H:%M")
+    demo.set_config('daily = ["01:15", "06:15", "11:00"]', f'daily = ["{far}"]')
     return demo
 
 
