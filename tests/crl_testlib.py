@@ -12,13 +12,10 @@ import datetime as dt
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -27,8 +24,9 @@ from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
 
 from publisher import der as derlib
+from repo_testlib import PKIREPO, Demo, free_port
+from repo_testlib import run_cli as _run_cli
 
-PKIREPO = str(Path(sys.executable).parent / "pkirepo")
 CA = "eCertCA2-17"
 ROOT = "RootCA2"
 FULL = "eCertCA2-17CRL1"
@@ -37,16 +35,9 @@ PARTITIONS = ("eCertCA2-17CRL2", "eCertCA2-17CRL3", "eCertCA2-17CRL4")
 ALL_CRLS = (ARL, FULL, *PARTITIONS)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run `pkirepo ARGS`, never raising on a non-zero exit (callers assert on it)."""
-    return subprocess.run([PKIREPO, *args], capture_output=True, text=True, timeout=timeout,
-                          env=None if env is None else {**os.environ, **env})
+    return _run_cli(*args, check=False, env=env, timeout=timeout)
 
 
 def wait_until(condition: Callable[[], object], *, timeout: float = 20.0, what: str = "condition"):
@@ -61,34 +52,11 @@ def wait_until(condition: Callable[[], object], *, timeout: float = 20.0, what: 
         time.sleep(0.05)  # poll interval, not a timing assumption
 
 
-@dataclass
-class RepoDemo:
-    """Duck-types tests/conftest.py's Demo (dir, config, ports, base_url, pki, cli)."""
+class RepoDemo(Demo):
+    """conftest's Demo, whose `cli` never raises: these tests assert on exit codes."""
 
-    dir: Path
-    config: Path
-    http_port: int
-    ldap_port: int
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def pki(self) -> Path:
-        return self.dir / "pki"
-
-    @property
-    def crl_dir(self) -> Path:
-        return self.dir / "pub" / "crl"
-
-    def cli(self, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-        return run_cli(*args, "--config", str(self.config), env=env)
-
-    def set_config(self, old: str, new: str) -> None:
-        text = self.config.read_text()
-        assert old in text, old
-        self.config.write_text(text.replace(old, new, 1))
+    def cli(self, *args: str, check: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
+        return super().cli(*args, check=check, env=env)
 
 
 _TEMPLATE: dict[str, RepoDemo] = {}

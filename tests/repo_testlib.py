@@ -1,0 +1,116 @@
+"""Test helpers shared by conftest.py and the test libraries: demo repositories made by the
+real CLI, `pkirepo serve` as a real subprocess on 127.0.0.1, and running the CLI.
+
+A module of its own (not conftest.py) because tests/ocsp and tests/ldap have conftests
+too, and `from conftest import ...` would pick whichever was loaded first."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+PKIREPO = str(BIN / "pkirepo")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(*args: str, check: bool = True, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `pkirepo ARGS`; `env` adds to this process's environment. With check, a
+    non-zero exit fails the test with the command's output."""
+    proc = subprocess.run([PKIREPO, *args], capture_output=True, text=True, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"pkirepo {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@dataclass
+class Demo:
+    dir: Path
+    config: Path
+    http_port: int
+    ldap_port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def pki(self) -> Path:
+        return self.dir / "pki"
+
+    @property
+    def crl_dir(self) -> Path:
+        return self.dir / "pub" / "crl"
+
+    def cli(self, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+        return run_cli(*args, "--config", str(self.config), check=check, env=env)
+
+    def set_config(self, old: str, new: str) -> None:
+        text = self.config.read_text()
+        assert old in text, old
+        self.config.write_text(text.replace(old, new, 1))
+
+
+def make_demo(directory: Path, *, subscribers: int = 40, delay: int = 0) -> Demo:
+    http, ldap = free_port(), free_port()
+    run_cli("demo", "init", str(directory), "--subscribers", str(subscribers),
+            "--http", f"127.0.0.1:{http}", "--ldap", f"127.0.0.1:{ldap}")
+    demo = Demo(directory, directory / "pkirepo.toml", http, ldap)
+    demo.set_config("supplementary_delay_seconds = 60", f"supplementary_delay_seconds = {delay}")
+    # One daily issuance 12 h away: no scheduled CRL falls due while a test compares what
+    # two protocols serve (tests of the schedule itself pin the clock instead).
+    far = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=12)).strftime("%H:%M")
+    demo.set_config('daily = ["01:15", "06:15", "11:00"]', f'daily = ["{far}"]')
+    return demo
+
+
+class Server:
+    """`pkirepo serve` as a subprocess; ready once it prints its serving line."""
+
+    def __init__(self, demo: Demo, *extra: str) -> None:
+        self.demo = demo
+        # stderr (the log) goes to a file: an unread pipe would fill and block the server.
+        self.log_path = demo.dir / "server.log"
+        self._log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [PKIREPO, "serve", "--config", str(demo.config), "--http", f"127.0.0.1:{demo.http_port}",
+             "--ldap", f"127.0.0.1:{demo.ldap_port}", *extra],
+            stdout=subprocess.PIPE, stderr=self._log, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        for line in self.proc.stdout:  # blocks until the server says it listens, or exits
+            if line.startswith("pkirepo: serving on"):
+                return
+        code = self.proc.wait()
+        raise AssertionError(f"server did not start (exit {code}):\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    @property
+    def url(self) -> str:
+        return self.demo.base_url
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            self.proc.stdout.close()
+            self._log.close()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+        self.proc.stdout.close()
+        self._log.close()
