@@ -24,7 +24,8 @@ from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
 
 from publisher import der as derlib
-from repo_testlib import PKIREPO, Demo, free_port
+from repo_testlib import Demo, free_port
+from repo_testlib import Server as ServerProc  # noqa: F401 (the crash tests' name for it)
 from repo_testlib import run_cli as _run_cli
 
 CA = "eCertCA2-17"
@@ -85,51 +86,6 @@ def copy_demo(template: RepoDemo, dest: Path) -> RepoDemo:
     template's port; tests that follow those URLs must use a demo served on its own port."""
     shutil.copytree(template.dir, dest, symlinks=True)
     return RepoDemo(dest, dest / "pkirepo.toml", free_port(), free_port())
-
-
-class ServerProc:
-    """`pkirepo serve` with an optional environment (e.g. PKIREPO_CRASH_AT)."""
-
-    def __init__(self, demo: RepoDemo, env: dict | None = None) -> None:
-        self.demo = demo
-        self.log_path = demo.dir / "server.log"
-        self._log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(
-            [PKIREPO, "serve", "--config", str(demo.config), "--http", f"127.0.0.1:{demo.http_port}",
-             "--ldap", f"127.0.0.1:{demo.ldap_port}"],
-            stdout=subprocess.PIPE, stderr=self._log, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
-        for line in self.proc.stdout:  # until it says it listens, or exits (EOF)
-            if line.startswith("pkirepo: serving on"):
-                return
-        code = self.proc.wait(timeout=30)
-        self.close()
-        raise AssertionError(f"server did not start (exit {code}):\n{self.log()}")
-
-    @property
-    def url(self) -> str:
-        return self.demo.base_url
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text()
-
-    def wait_exit(self, timeout: float = 30) -> int:
-        code = self.proc.wait(timeout=timeout)
-        self.close()
-        return code
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        return self.wait_exit()
-
-    def close(self) -> None:
-        if self.proc.stdout and not self.proc.stdout.closed:
-            self.proc.stdout.close()
-        if not self._log.closed:
-            self._log.close()
 
 
 def http_get(url: str, *, method: str = "GET", headers: dict | None = None) -> tuple[int, dict, bytes]:

@@ -75,9 +75,10 @@ def make_demo(directory: Path, *, subscribers: int = 40, delay: int = 0) -> Demo
 
 
 class Server:
-    """`pkirepo serve` as a subprocess; ready once it prints its serving line."""
+    """`pkirepo serve` as a subprocess, with an optional environment (e.g. PKIREPO_CRASH_AT);
+    ready once it prints its serving line."""
 
-    def __init__(self, demo: Demo, *extra: str) -> None:
+    def __init__(self, demo: Demo, *extra: str, env: dict | None = None) -> None:
         self.demo = demo
         # stderr (the log) goes to a file: an unread pipe would fill and block the server.
         self.log_path = demo.dir / "server.log"
@@ -85,32 +86,40 @@ class Server:
         self.proc = subprocess.Popen(
             [PKIREPO, "serve", "--config", str(demo.config), "--http", f"127.0.0.1:{demo.http_port}",
              "--ldap", f"127.0.0.1:{demo.ldap_port}", *extra],
-            stdout=subprocess.PIPE, stderr=self._log, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            stdout=subprocess.PIPE, stderr=self._log, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         for line in self.proc.stdout:  # blocks until the server says it listens, or exits
             if line.startswith("pkirepo: serving on"):
                 return
-        code = self.proc.wait()
+        code = self.proc.wait(timeout=30)
+        self.close()
         raise AssertionError(f"server did not start (exit {code}):\n{self.log()}")
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text()
 
     @property
     def url(self) -> str:
         return self.demo.base_url
 
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text()
+
+    def wait_exit(self, timeout: float = 30) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self.close()
+        return code
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.terminate()
-        try:
-            return self.proc.wait(timeout=30)
-        finally:
-            self.proc.stdout.close()
-            self._log.close()
+        return self.wait_exit()
 
     def kill(self) -> None:
         self.proc.kill()
-        self.proc.wait(timeout=30)
-        self.proc.stdout.close()
-        self._log.close()
+        self.wait_exit()
+
+    def close(self) -> None:
+        if self.proc.stdout and not self.proc.stdout.closed:
+            self.proc.stdout.close()
+        if not self._log.closed:
+            self._log.close()
