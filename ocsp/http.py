@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from publisher.sqlite_store import SQLiteStore
-
 from .config import OcspSettings, load_ocsp_settings
 from .errors import BadBase64
-from .presigned import DataVersionWatch, PresignedTable
+from .presigned import PresignedTable
 from .request import decode_get_path
 from .responder import Answer, OcspResponder
 from .responders import load_responders
@@ -75,11 +73,11 @@ async def ocsp_context(app: web.Application):
     configured = {ca.name for ca in repo.settings.cas}
     issuers = [i for i in await repo.store.issuers() if i.name in configured]
     responders = load_responders(service.settings, issuers, repo.signers)
-    table = watch = responder = None
-    if isinstance(repo.store, SQLiteStore):
-        table = PresignedTable(repo.store.path)
-        await table.open()
-        watch = DataVersionWatch(repo.store.path)
+    responder = None
+    # Both come from the Store interface: a store without them still answers correctly,
+    # with per-process pre-signing only and change detection by polling the change log.
+    table = await PresignedTable.of(repo.store)
+    watch = repo.store.change_probe()
     try:
         responder = OcspResponder(
             service.settings,

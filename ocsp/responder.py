@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from publisher.clock import Clock
 from publisher.errors import RepoError
-from publisher.store import Status, Store
+from publisher.store import ChangeProbe, Status, Store
 
 from .config import NeverIssued, OcspSettings
 from .errors import (
@@ -48,7 +48,7 @@ from .errors import (
     UnknownIssuer,
 )
 from .issuers import IssuerIndex
-from .presigned import DataVersionWatch, PresignedTable, StoredResponse
+from .presigned import PresignedTable, StoredResponse
 from .request import CertID, HashAlgorithm, Nonce, OCSPRequest, decode_request
 from .responders import IssuerResponder
 from .response import (
@@ -163,7 +163,7 @@ class OcspResponder:
         clock: Clock,
         responders: dict[int, IssuerResponder],
         table: PresignedTable | None = None,
-        watch: DataVersionWatch | None = None,
+        watch: ChangeProbe | None = None,
     ) -> None:
         self.settings = settings
         self.store = store

@@ -10,7 +10,7 @@ import abc
 import datetime as dt
 import enum
 from dataclasses import dataclass
-from typing import AsyncIterable, NamedTuple, Sequence
+from typing import AsyncIterable, NamedTuple, Protocol, Sequence
 
 from .crl import Reason, ScopeKind
 from .errors import Conflict
@@ -150,6 +150,45 @@ class Event:
     detail: str | None
 
 
+@dataclass(frozen=True)
+class PresignedResponse:
+    """A pre-signed OCSP response as stored: what it answers (status, reason, revocation
+    time) and which key signed it, so that a reader can tell a row that no longer matches."""
+
+    issuer_id: int
+    serial: int
+    hash_name: str  # hashlib name of the CertID hash: sha1, sha256, ...
+    status: int
+    reason: int | None
+    revoked_at: dt.datetime | None
+    responder_key_hash: bytes
+    this_update: dt.datetime
+    next_update: dt.datetime
+    single_der: bytes
+    der: bytes
+
+
+class PresignedResponses(Protocol):
+    """Pre-signed OCSP responses shared by every process using the store."""
+
+    async def get(self, issuer_id: int, serial: int, hash_name: str) -> PresignedResponse | None: ...
+
+    async def between(self, issuer_id: int, first: int, last: int) -> list[PresignedResponse]: ...
+
+    async def put_many(self, rows: Sequence[PresignedResponse]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class ChangeProbe(Protocol):
+    """A synchronous, microsecond-cheap check for commits by any connection: called on
+    every OCSP request, so it must not leave the event loop."""
+
+    def version(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
 def serial_hex(serial: int) -> str:
     """Upper-case hex, even number of digits, as openssl prints serials."""
     text = f"{serial:X}"
@@ -282,6 +321,16 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def events_since(self, event_id: int, *, limit: int = 1000) -> list[Event]: ...
+
+    # Front-end support (optional: a store without them still serves, with less sharing)
+
+    async def presigned_responses(self) -> PresignedResponses | None:
+        """Open the shared table of pre-signed OCSP responses, or None if this store has none."""
+        return None
+
+    def change_probe(self) -> ChangeProbe | None:
+        """A cheap synchronous commit detector, or None (callers then poll change_token())."""
+        return None
 
     @abc.abstractmethod
     async def log_event(self, kind: str, *, at: dt.datetime, issuer_id: int | None = None, detail: str | None = None) -> int: ...

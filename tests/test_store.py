@@ -149,3 +149,31 @@ async def test_committed_change_survives_reopen(tmp_path):
     async with SQLiteStore(path) as s:
         rec = await s.certificate(i.id, 1)
         assert rec.status is Status.REVOKED and rec.reason is Reason.keyCompromise
+
+
+async def test_presigned_responses_and_change_probe(tmp_path):
+    from publisher.store import PresignedResponse
+
+    path = tmp_path / "r.sqlite"
+    async with SQLiteStore(path) as s:
+        i = await issuer(s)
+        probe = s.change_probe()
+        table = await s.presigned_responses()
+        try:
+            row = PresignedResponse(i.id, 2**150, "sha1", 0, None, None, b"k", NOW, NOW + dt.timedelta(hours=8),
+                                    b"single", b"der")
+            seen = probe.version()
+            await table.put_many([row, dataclasses_replace(row, hash_name="sha256")])
+            assert probe.version() != seen  # a commit by another connection is noticed
+            assert await table.get(i.id, 2**150, "sha1") == row
+            assert await table.get(i.id, 2**150, "sha512") is None
+            assert {r.hash_name for r in await table.between(i.id, 0, 2**159)} == {"sha1", "sha256"}
+        finally:
+            await table.close()
+            probe.close()
+
+
+def dataclasses_replace(obj, **kw):
+    import dataclasses
+
+    return dataclasses.replace(obj, **kw)

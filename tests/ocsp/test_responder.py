@@ -16,7 +16,7 @@ import ocsp_pki
 from ocsp_helpers import cert_id, make_request, nonce_ext, responder_for
 from ocsp.config import NeverIssued, OcspSettings
 from ocsp.issuers import issuer_hashes
-from ocsp.presigned import DataVersionWatch, PresignedTable
+from ocsp.presigned import PresignedTable
 from ocsp.request import HashAlgorithm
 from ocsp.responder import OcspResponder
 from ocsp.responders import IssuerResponder
@@ -76,9 +76,8 @@ class World:
                 self.issuer_id, "ca", self.ca.cert_der, responder_for(self.ca),
                 ocsp_pki.RESPONDER_NOT_BEFORE, ocsp_pki.RESPONDER_NOT_AFTER)
         }
-        table = PresignedTable(self.path)
-        await table.open()
-        w = DataVersionWatch(self.path) if watch else None
+        table = await PresignedTable.of(self.store)
+        w = self.store.change_probe() if watch else None
         r = OcspResponder(settings, store=self.store, source=kw.pop("source", None) or StoreStatusSource(self.store),
                           clock=self.clock, responders=responders, table=table, watch=w)
         await r.start()
