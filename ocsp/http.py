@@ -16,7 +16,6 @@ from aiohttp import web
 
 from .config import OcspSettings, load_ocsp_settings
 from .errors import BadBase64
-from .presigned import PresignedTable
 from .request import decode_get_path
 from .responder import Answer, OcspResponder
 from .responders import load_responders
@@ -76,7 +75,7 @@ async def ocsp_context(app: web.Application):
     responder = None
     # Both come from the Store interface: a store without them still answers correctly,
     # with per-process pre-signing only and change detection by polling the change log.
-    table = await PresignedTable.of(repo.store)
+    table = await repo.store.presigned_responses()
     watch = repo.store.change_probe()
     try:
         responder = OcspResponder(

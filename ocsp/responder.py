@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from publisher.clock import Clock
 from publisher.errors import RepoError
-from publisher.store import ChangeProbe, Status, Store
+from publisher.store import ChangeProbe, PresignedResponse, PresignedResponses, Status, Store
 
 from .config import NeverIssued, OcspSettings
 from .errors import (
@@ -48,7 +48,6 @@ from .errors import (
     UnknownIssuer,
 )
 from .issuers import IssuerIndex
-from .presigned import PresignedTable, StoredResponse
 from .request import CertID, HashAlgorithm, Nonce, OCSPRequest, decode_request
 from .responders import IssuerResponder
 from .response import (
@@ -60,6 +59,9 @@ from .response import (
     unsuccessful,
 )
 from .source import CertState, StatusSource
+
+# Rows in the store name their CertID hash by its hashlib name.
+HASH_BY_NAME = {h.hashlib_name: h for h in HashAlgorithm}
 
 log = logging.getLogger("pkirepo.ocsp")
 
@@ -132,9 +134,9 @@ class Entry:
                    extended_revoke, f'"{hashlib.sha256(der).hexdigest()[:32]}"', http_date(this_update),
                    http_date(next_update))
 
-    def stored(self) -> StoredResponse:
-        return StoredResponse(
-            self.issuer_id, self.serial, self.hash_algorithm, int(self.state.status), self.state.reason,
+    def stored(self) -> PresignedResponse:
+        return PresignedResponse(
+            self.issuer_id, self.serial, self.hash_algorithm.hashlib_name, int(self.state.status), self.state.reason,
             self.state.revoked_at, self.responder_key_hash, self.this_update, self.next_update, self.single_der,
             self.der,
         )
@@ -162,7 +164,7 @@ class OcspResponder:
         source: StatusSource,
         clock: Clock,
         responders: dict[int, IssuerResponder],
-        table: PresignedTable | None = None,
+        table: PresignedResponses | None = None,
         watch: ChangeProbe | None = None,
     ) -> None:
         self.settings = settings
@@ -359,7 +361,7 @@ class OcspResponder:
         entry = None
         persist = self.table is not None and state.issued and hash_alg in self.settings.presign_hashes
         if persist:
-            row = await self.table.get(issuer_id, serial, hash_alg)
+            row = await self.table.get(issuer_id, serial, hash_alg.hashlib_name)
             if row is not None and self._row_usable(row, state, responder, now):
                 entry = self._entry_from_row(row)
                 self.stats["loaded"] += 1
@@ -371,7 +373,7 @@ class OcspResponder:
             self._remember(entry)
         return entry
 
-    def _row_usable(self, row: StoredResponse, state: CertState, responder: IssuerResponder, now: dt.datetime) -> bool:
+    def _row_usable(self, row: PresignedResponse, state: CertState, responder: IssuerResponder, now: dt.datetime) -> bool:
         return (
             row.status == int(state.status)
             and row.reason == state.reason
@@ -384,9 +386,9 @@ class OcspResponder:
         """Time to sign again: the refresh period is over, or half the validity is gone."""
         return now >= min(this_update + self.settings.refresh, this_update + (next_update - this_update) / 2)
 
-    def _entry_from_row(self, row: StoredResponse) -> Entry:
+    def _entry_from_row(self, row: PresignedResponse) -> Entry:
         state = CertState(Status(row.status), row.reason, row.revoked_at)
-        return Entry.make(row.issuer_id, row.serial, row.hash_algorithm, state, row.responder_key_hash,
+        return Entry.make(row.issuer_id, row.serial, HASH_BY_NAME[row.hash_name], state, row.responder_key_hash,
                           row.this_update, row.next_update, row.single_der, row.der, False)
 
     def _remember(self, entry: Entry) -> None:
@@ -571,7 +573,8 @@ class OcspResponder:
                 rows = {}
                 if self.table is not None:
                     for row in await self.table.between(issuer_id, certs[0].serial, certs[-1].serial):
-                        rows[(row.serial, row.hash_algorithm)] = row
+                        if row.hash_name in HASH_BY_NAME:
+                            rows[(row.serial, HASH_BY_NAME[row.hash_name])] = row
                 now = self.clock.now()
                 fresh, keep = [], []
                 for rec in certs:

@@ -16,7 +16,6 @@ import ocsp_pki
 from ocsp_helpers import cert_id, make_request, nonce_ext, responder_for
 from ocsp.config import NeverIssued, OcspSettings
 from ocsp.issuers import issuer_hashes
-from ocsp.presigned import PresignedTable
 from ocsp.request import HashAlgorithm
 from ocsp.responder import OcspResponder
 from ocsp.responders import IssuerResponder
@@ -76,7 +75,7 @@ class World:
                 self.issuer_id, "ca", self.ca.cert_der, responder_for(self.ca),
                 ocsp_pki.RESPONDER_NOT_BEFORE, ocsp_pki.RESPONDER_NOT_AFTER)
         }
-        table = await PresignedTable.of(self.store)
+        table = await self.store.presigned_responses()
         w = self.store.change_probe() if watch else None
         r = OcspResponder(settings, store=self.store, source=kw.pop("source", None) or StoreStatusSource(self.store),
                           clock=self.clock, responders=responders, table=table, watch=w)
