@@ -85,8 +85,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX events_by_issuer ON events (issuer_id, kind, id);
     """,
-    # 2: pre-signed OCSP responses (ocsp/responder.py, through SQLiteStore.presigned_responses()). One row per certificate and
-    # CertID hash algorithm; the status columns record what the answer says, so that a row
+    # 2: pre-signed OCSP responses (ocsp/responder.py, through Store.presigned_responses()).
+    # One row per certificate and CertID hash algorithm; the status columns record what the answer says, so that a row
     # whose certificate changed since it was signed is recognised and never served.
     """
     CREATE TABLE ocsp_responses (
