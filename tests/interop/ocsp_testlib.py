@@ -21,9 +21,8 @@ def openssl(*args, check: bool = False) -> subprocess.CompletedProcess:
     return proc
 
 
-def query(demo, *certs: str, issuer: str = CA, nonce: bool = True, digest: str | None = None,
-          serials: tuple[int, ...] = (), extra: tuple = ()) -> subprocess.CompletedProcess:
-    """`openssl ocsp -issuer ... -cert ... -url .../ocsp -CAfile root` as a relying party runs it."""
+def _request_args(demo, certs, issuer: str, nonce: bool, serials, digest: str | None = None) -> list:
+    """The request part of an `openssl ocsp` command line."""
     args = ["ocsp", "-issuer", demo.pki / f"{issuer}.pem"]
     if digest:
         args.append(f"-{digest}")  # must come before -cert
@@ -33,6 +32,13 @@ def query(demo, *certs: str, issuer: str = CA, nonce: bool = True, digest: str |
         args += ["-serial", hex(s)]
     if not nonce:
         args.append("-no_nonce")
+    return args
+
+
+def query(demo, *certs: str, issuer: str = CA, nonce: bool = True, digest: str | None = None,
+          serials: tuple[int, ...] = (), extra: tuple = ()) -> subprocess.CompletedProcess:
+    """`openssl ocsp -issuer ... -cert ... -url .../ocsp -CAfile root` as a relying party runs it."""
+    args = _request_args(demo, certs, issuer, nonce, serials, digest)
     args += ["-url", f"{demo.base_url}/ocsp", "-CAfile", demo.pki / f"{ROOT}.pem", *extra]
     return openssl(*args)
 
@@ -46,13 +52,7 @@ def verified(proc: subprocess.CompletedProcess) -> bool:
 def request_der(demo, out: Path, *certs: str, issuer: str = CA, nonce: bool = False,
                 serials: tuple[int, ...] = ()) -> bytes:
     """A request written by `openssl ocsp -reqout`."""
-    args = ["ocsp", "-issuer", demo.pki / f"{issuer}.pem"]
-    for c in certs:
-        args += ["-cert", demo.pki / c]
-    for s in serials:
-        args += ["-serial", hex(s)]
-    if not nonce:
-        args.append("-no_nonce")
+    args = _request_args(demo, certs, issuer, nonce, serials)
     args += ["-reqout", out]
     openssl(*args, check=True)
     return out.read_bytes()
