@@ -228,7 +228,7 @@ def _vm_hwm_kib() -> int:
 def child_issue(directory: Path) -> int:
     """In a child process: open the store and time Repository.issue() of the full CRL."""
     from publisher.clock import SystemClock
-    from publisher.config import load_settings
+    from publisher.root import load_settings
     from publisher.crl import ScopeKind
     from publisher.service import Repository, load_signers
     from publisher.sqlite_store import SQLiteStore

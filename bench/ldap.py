@@ -219,8 +219,7 @@ async def measure(client: Path, port: int, mode: str, seconds: float, mails: lis
 
 async def serve_mode(args: argparse.Namespace) -> None:
     from ldap.build import DirectoryBuilder
-    from ldap.service import read_settings
-    from publisher.config import load_settings
+    from publisher.root import load_settings
     from publisher.sqlite_store import SQLiteStore
 
     pkirepo = str(Path(sys.executable).parent / "pkirepo")
@@ -233,7 +232,7 @@ async def serve_mode(args: argparse.Namespace) -> None:
         config = tmp / "demo" / "pkirepo.toml"
         settings = load_settings(config)
         async with SQLiteStore(settings.store_path) as store:
-            directory = await DirectoryBuilder(read_settings(settings)[1]).build(store)
+            directory = await DirectoryBuilder(settings.ldap.layout).build(store)
         suffix = directory.naming_contexts[0]
         crl_dn = next(e.dn for e in directory if e.dn.lower().startswith("cn=")
                       and e.dn.split(",")[0].endswith(" CRL1"))

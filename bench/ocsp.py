@@ -125,17 +125,15 @@ def serve_worker(config: str, port: int) -> int:
 
     from aiohttp import web
 
-    from publisher.app import create_app
     from publisher.clock import SystemClock
-    from publisher.config import load_settings
+    from publisher.root import create_app, load_settings, open_backend
     from publisher.service import load_signers
-    from publisher.sqlite_store import SQLiteStore
 
     async def run() -> None:
         settings = load_settings(Path(config))
-        store = SQLiteStore(settings.store_path)
-        await store.open()
-        app = create_app(settings, store=store, signers=load_signers(settings), clock=SystemClock())
+        backend = await open_backend(settings)
+        app = create_app(settings, store=backend.store, signers=load_signers(settings), clock=SystemClock(),
+                         presigned=backend.presigned)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port, reuse_port=True).start()
@@ -144,7 +142,7 @@ def serve_worker(config: str, port: int) -> int:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()
         await runner.cleanup()
-        await store.close()
+        await backend.close()
 
     asyncio.run(run())
     return 0

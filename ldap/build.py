@@ -18,18 +18,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from publisher.crl import ScopeKind
-from publisher.errors import ConfigError, MalformedInput
 from publisher.store import CertRecord, CrlRecord, Issuer, Status, Store, serial_hex
 
 from . import dn as dnmod
 from .directory import Directory, Entry
+from .settings import CaLayout, Layout
 
 log = logging.getLogger("pkirepo.ldap")
 
@@ -42,80 +42,6 @@ _CONTAINER_CLASSES = {
     "st": ["top", "locality"],
     "dc": ["top", "dcObject", "organization"],
 }
-
-
-@dataclass(frozen=True)
-class CaLayout:
-    """Per-CA keys, in the CA's [[ca]] table."""
-
-    name: str
-    dn: str | None = None  # ldap_dn: its pkiCA entry (default cn=<its CN>,<base>)
-    crl_dn: str | None = None  # ldap_crl_dn: entry of its full CRL (default cn=<CN> CRL1,<base>)
-    arl_dn: str | None = None  # ldap_arl_dn: entry of its ARL (default cn=<CN> ARL,<base>)
-    subscribers: bool = True  # ldap_subscribers: publish its subscriber certificates
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where entries go.  suffix/base default to c=<C> and o=<O>,c=<C> of the first CA."""
-
-    suffix: str | None = None
-    base: str | None = None
-    crl_dns: Mapping[str, str] = field(default_factory=dict)  # [ldap.crl_dns] name -> DN
-    cas: tuple[CaLayout, ...] = ()
-
-    def ca(self, name: str) -> CaLayout:
-        for c in self.cas:
-            if c.name == name:
-                return c
-        return CaLayout(name)
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> "Layout":
-        """Read [ldap] suffix, base, crl_dns and the ldap_* keys of each [[ca]]."""
-        table = getattr(settings, "sections", {}).get("ldap")
-        data = table.data if table is not None else {}
-        where = f"{getattr(settings, 'source', 'config')}: ldap"
-
-        def check_dn(value: Any, key: str) -> str:
-            if not isinstance(value, str):
-                raise ConfigError(f"{where}.{key}: must be a DN string, not {value!r}")
-            try:
-                dnmod.parse(value)
-            except MalformedInput as e:
-                raise ConfigError(f"{where}.{key}: {e.message}") from None
-            return value
-
-        suffix = check_dn(data["suffix"], "suffix") if "suffix" in data else None
-        base = check_dn(data["base"], "base") if "base" in data else None
-        if suffix is not None and base is not None and not _under(base, suffix):
-            raise ConfigError(f"{where}.base: {base!r} is not under the suffix {suffix!r}")
-        crl_dns_raw = data.get("crl_dns", {})
-        if not isinstance(crl_dns_raw, dict):
-            raise ConfigError(f"{where}.crl_dns: must be a table of CRL name = DN")
-        crl_dns = {k: check_dn(v, f"crl_dns.{k}") for k, v in crl_dns_raw.items()}
-        cas = []
-        for i, ca in enumerate(getattr(settings, "cas", ())):
-            raw = getattr(ca, "raw", {}) or {}
-            w = f"{getattr(settings, 'source', 'config')}: ca[{i}]"
-            keys = {}
-            for k in ("ldap_dn", "ldap_crl_dn", "ldap_arl_dn"):
-                if k in raw:
-                    try:
-                        keys[k] = check_dn(raw[k], k)
-                    except ConfigError as e:
-                        raise ConfigError(str(e).replace(where, w)) from None
-            subs = raw.get("ldap_subscribers", True)
-            if not isinstance(subs, bool):
-                raise ConfigError(f"{w}.ldap_subscribers: must be true or false, not {subs!r}")
-            cas.append(CaLayout(ca.name, keys.get("ldap_dn"), keys.get("ldap_crl_dn"),
-                                keys.get("ldap_arl_dn"), subs))
-        return cls(suffix=suffix, base=base, crl_dns=crl_dns, cas=tuple(cas))
-
-
-def _under(child: str, parent: str) -> bool:
-    c, p = dnmod.normalise(child), dnmod.normalise(parent)
-    return c == p or c.endswith("," + p)
 
 
 def _rdn(attr: str, value: str) -> str:

@@ -1,8 +1,8 @@
-"""The LDAP front-end inside `pkirepo serve`: settings from config, the listener and the
-snapshot refresh loop as an aiohttp cleanup context.
+"""The LDAP front-end inside `pkirepo serve`: the listener and the snapshot refresh loop as
+an aiohttp cleanup context.
 
-The app factory calls `setup(app, settings, listen=...)` once; the listener then starts with
-the other contexts (after the repository's, so issuers are in the store) and stops at
+The composition root calls `setup(app, settings, store=...)` once; the listener then starts
+with the other contexts (after the repository's, so issuers are in the store) and stops at
 shutdown right after the HTTP site stops accepting.  The directory is rebuilt whenever the
 store's change token moves (any process: `pkirepo publish`, `revoke`, ...), polled every
 `poll_interval` seconds, and swapped whole.
@@ -10,54 +10,22 @@ store's change token moves (any process: `pkirepo publish`, `revoke`, ...), poll
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-from typing import Any
 
 from aiohttp import web
 
-from publisher.errors import ConfigError
 from publisher.store import Store
+from publisher.tasks import cancel_and_wait
 
-from .build import DirectoryBuilder, Layout
+from .build import DirectoryBuilder
 from .directory import DirectoryHolder
 from .listener import LdapListener, start_ldap
-from .settings import LdapSettings
+from .settings import Layout, LdapSettings
 
 log = logging.getLogger("pkirepo.ldap")
 
 LDAP_LISTENER = web.AppKey("ldap_listener", LdapListener)
 LDAP_DIRECTORY = web.AppKey("ldap_directory", DirectoryHolder)
-
-# Keys of [ldap] read by LdapSettings and Layout; anything else there is a typo.
-_LAYOUT_KEYS = ("suffix", "base", "crl_dns")
-
-
-def read_settings(settings: Any) -> tuple[LdapSettings, Layout]:
-    """[ldap] and the ldap_* keys of each [[ca]], validated (ConfigError names the key)."""
-    table = getattr(settings, "sections", {}).get("ldap")
-    data = dict(table.data) if table is not None else {}
-    known = {f.name for f in dataclasses.fields(LdapSettings)} | set(_LAYOUT_KEYS)
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{getattr(settings, 'source', 'config')}: [ldap] has unknown key(s): "
-                          f"{', '.join(unknown)}")
-    if table is not None:
-        table._seen.update(data)  # reported as read to publisher.config's Table
-    try:
-        ls = LdapSettings.from_config({k: v for k, v in data.items() if k not in _LAYOUT_KEYS})
-    except ConfigError as e:
-        raise ConfigError(f"{getattr(settings, 'source', 'config')}: {e.message}") from None
-    return ls, Layout.from_settings(settings)
-
-
-def listen_address(settings: Any, override: str | None) -> str:
-    """What `pkirepo serve` listens on for LDAP: --ldap, else [ldap] listen (default
-    127.0.0.1:1389).  An empty string means LDAP is off."""
-    if override is not None:
-        LdapSettings.from_config({"listen": override})  # validates HOST:PORT
-        return override
-    return read_settings(settings)[0].listen
 
 
 class DirectoryService:
@@ -93,35 +61,27 @@ class DirectoryService:
                 log.exception("LDAP directory refresh failed; serving the previous snapshot")
 
 
-def setup(app: web.Application, settings: Any, *, listen: str | None) -> None:
-    """Register the LDAP listener on `listen` (None or "": no LDAP in this app)."""
-    if not listen:
-        return
-    ldap_settings, layout = read_settings(settings)
-    ldap_settings = dataclasses.replace(ldap_settings, listen=listen)
+def setup(app: web.Application, settings: LdapSettings, *, store: Store) -> list[str]:
+    """Register the LDAP listener and the directory refresh; returns the line `pkirepo serve`
+    prints for it (none when `settings.listen` is empty: no LDAP in this app)."""
+    if not settings.enabled:
+        return []
     holder = DirectoryHolder()
     app[LDAP_DIRECTORY] = holder
 
     async def ldap_context(app: web.Application):
-        from publisher.app import EXTRA_URLS, REPO
-
-        service = DirectoryService(app[REPO].store, layout, holder, ldap_settings.poll_interval)
+        service = DirectoryService(store, settings.layout, holder, settings.poll_interval)
         await service.refresh()  # the first snapshot before the port opens
-        listener = await start_ldap(ldap_settings, holder)
+        listener = await start_ldap(settings, holder)
         app[LDAP_LISTENER] = listener
-        host = f"[{listener.host}]" if ":" in listener.host else listener.host
         naming = holder.current.naming_contexts
-        app[EXTRA_URLS].append(f"LDAP:         ldap://{host}:{listener.port}/"
-                               + (f" (base {naming[0]})" if naming else ""))
+        log.info("serving LDAP on %s:%d%s", listener.host, listener.port,
+                 f" (naming context {naming[0]})" if naming else "")
         task = asyncio.create_task(service.run(), name="pkirepo-ldap-refresh")
         try:
             yield
         finally:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(task)
             await listener.stop()
 
     async def stop_accepting(app: web.Application) -> None:
@@ -133,3 +93,7 @@ def setup(app: web.Application, settings: Any, *, listen: str | None) -> None:
 
     app.cleanup_ctx.append(ldap_context)
     app.on_shutdown.append(stop_accepting)
+    host, port = settings.host_port
+    shown = f"[{host}]" if ":" in host else (host or "0.0.0.0")
+    base = settings.layout.suffix or settings.layout.base
+    return [f"LDAP:         ldap://{shown}:{port}/" + (f" (base {base})" if base else "")]

@@ -1,12 +1,42 @@
-"""Settings of the LDAP listener, read once from the `[ldap]` section of the config."""
+"""Settings of the LDAP front-end, read once from the config: the `[ldap]` section (the
+listener, its limits and the directory layout) and the `ldap_*` keys of each `[[ca]]`."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
-from publisher.errors import ConfigError
+from publisher.config import CaSettings, Table
+from publisher.errors import ConfigError, MalformedInput
 
+from . import dn as dnmod
+
+
+@dataclass(frozen=True)
+class CaLayout:
+    """Per-CA keys, in the CA's [[ca]] table."""
+
+    name: str
+    dn: str | None = None  # ldap_dn: its pkiCA entry (default cn=<its CN>,<base>)
+    crl_dn: str | None = None  # ldap_crl_dn: entry of its full CRL (default cn=<CN> CRL1,<base>)
+    arl_dn: str | None = None  # ldap_arl_dn: entry of its ARL (default cn=<CN> ARL,<base>)
+    subscribers: bool = True  # ldap_subscribers: publish its subscriber certificates
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where entries go.  suffix/base default to c=<C> and o=<O>,c=<C> of the first CA."""
+
+    suffix: str | None = None
+    base: str | None = None
+    crl_dns: Mapping[str, str] = field(default_factory=dict)  # [ldap.crl_dns] name -> DN
+    cas: tuple[CaLayout, ...] = ()
+
+    def ca(self, name: str) -> CaLayout:
+        for c in self.cas:
+            if c.name == name:
+                return c
+        return CaLayout(name)
 
 @dataclass(frozen=True)
 class LdapSettings:
@@ -38,6 +68,8 @@ class LdapSettings:
     # Seconds between looks at the store's change token (ldap.service); a change is served
     # within this plus the rebuild time.
     poll_interval: float = 0.5
+    # Where the entries go in the tree.
+    layout: Layout = field(default_factory=Layout)
 
     @property
     def enabled(self) -> bool:
@@ -47,39 +79,81 @@ class LdapSettings:
     def host_port(self) -> tuple[str, int]:
         return parse_host_port(self.listen)
 
-    @classmethod
-    def from_config(cls, section: Any) -> "LdapSettings":
-        """From a mapping (a TOML table), an object with attributes, or None (defaults).
-        Keys it does not own (the layout, read by ldap.build) are ignored here."""
-        if section is None:
-            return cls()
-        if isinstance(section, cls):
-            return section
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {}
-        if isinstance(section, Mapping):
-            for k, v in section.items():
-                if k not in fields:
-                    continue
-                values[k] = v
-        else:
-            for k in fields:
-                if hasattr(section, k):
-                    values[k] = getattr(section, k)
-        out = {}
-        for k, v in values.items():
-            default = getattr(cls, k)
-            try:
-                out[k] = type(default)(v) if not isinstance(default, str) else str(v)
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"[ldap] {k}: bad value {v!r}") from e
-        s = cls(**out)
-        if s.enabled:
-            parse_host_port(s.listen)
-        for k in ("max_pdu", "max_connections", "max_pending", "slice_entries", "slice_bytes"):
-            if getattr(s, k) <= 0:
-                raise ConfigError(f"[ldap] {k} must be positive")
-        return s
+    def listening_on(self, listen: str | None) -> "LdapSettings":
+        """These settings with `listen` replaced (the command line's --ldap), validated;
+        None keeps the configured address."""
+        if listen is None:
+            return self
+        if listen:
+            parse_host_port(listen)
+        return dataclasses.replace(self, listen=listen)
+
+
+def load_ldap_settings(top: Table, cas: Sequence[CaSettings]) -> LdapSettings:
+    """Read `[ldap]` and the `ldap_*` keys of each `[[ca]]`; ConfigError names the key."""
+    t = top.table("ldap")
+    d = LdapSettings()
+    listen = t.str("listen", d.listen)
+    if listen:
+        try:
+            parse_host_port(listen)
+        except ConfigError as e:
+            raise t.error("listen", e.message) from None
+    s = LdapSettings(
+        listen=listen,
+        size_limit=t.int("size_limit", d.size_limit, min=0),
+        time_limit=_number(t, "time_limit", d.time_limit),
+        max_pdu=t.int("max_pdu", d.max_pdu, min=1),
+        idle_timeout=_number(t, "idle_timeout", d.idle_timeout),
+        max_connections=t.int("max_connections", d.max_connections, min=1),
+        max_pending=t.int("max_pending", d.max_pending, min=1),
+        slice_entries=t.int("slice_entries", d.slice_entries, min=1),
+        slice_bytes=t.int("slice_bytes", d.slice_bytes, min=1),
+        cache_entries=t.int("cache_entries", d.cache_entries, min=0),
+        cache_bytes=t.int("cache_bytes", d.cache_bytes, min=0),
+        poll_interval=_number(t, "poll_interval", d.poll_interval),
+        layout=_layout(t, top.array("ca"), cas),
+    )
+    t.check_unknown()
+    return s
+
+
+def _number(t: Table, key: str, default: float) -> float:
+    value = t._get(key, default, (int, float), "a number")
+    if value < 0:
+        raise t.error(key, f"must not be negative, not {value}")
+    return float(value)
+
+
+def _dn(t: Table, key: str) -> str | None:
+    value = t._get(key, None, (str,), "a DN string")
+    if value is not None:
+        try:
+            dnmod.parse(value)
+        except MalformedInput as e:
+            raise t.error(key, e.message) from None
+    return value
+
+
+def _layout(t: Table, ca_tables: Sequence[Table], cas: Sequence[CaSettings]) -> Layout:
+    suffix = _dn(t, "suffix")
+    base = _dn(t, "base")
+    if suffix is not None and base is not None and not _under(base, suffix):
+        raise t.error("base", f"{base!r} is not under the suffix {suffix!r}")
+    crl_dns_t = t.table("crl_dns")
+    crl_dns = {}
+    for name, _ in crl_dns_t.items():
+        crl_dns[name] = _dn(crl_dns_t, name)
+    layouts = []
+    for ca, ct in zip(cas, ca_tables):
+        layouts.append(CaLayout(ca.name, _dn(ct, "ldap_dn"), _dn(ct, "ldap_crl_dn"), _dn(ct, "ldap_arl_dn"),
+                                ct.bool("ldap_subscribers", True)))
+    return Layout(suffix=suffix, base=base, crl_dns=crl_dns, cas=tuple(layouts))
+
+
+def _under(child: str, parent: str) -> bool:
+    c, p = dnmod.normalise(child), dnmod.normalise(parent)
+    return c == p or c.endswith("," + p)
 
 
 def parse_host_port(text: str) -> tuple[str, int]:

@@ -3,7 +3,7 @@
 The `[ocsp]` table is read with the repository's `Table` helper (unknown keys are typos
 and refused); the per-CA keys `ocsp_responder`, `ocsp_responder_key`,
 `ocsp_responder_key_passphrase_file` and `ocsp_responder_key_passphrase_env` sit in each
-`[[ca]]` table, where publisher/config.py leaves them for us.
+`[[ca]]` table, which the repository and OCSP read side by side.
 """
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import datetime as dt
 import enum
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
-from publisher.config import CaSettings, Settings, Table
-from publisher.errors import ConfigError
+from publisher.config import CaSettings, Table
 
 from .request import NONCE_MAX_ALLOWED, HashAlgorithm, RequestLimits
 
@@ -94,42 +94,30 @@ def _enum(t: Table, key: str, cls, default):
         raise t.error(key, f"{value!r}: use {choices}") from None
 
 
-def _responder_files(settings: Settings, index: int, ca: CaSettings) -> ResponderFiles | None:
-    raw = ca.raw
-    where = f"{settings.source}: ca[{index}]"
-    base = settings.source.resolve().parent
-    cert = raw.get("ocsp_responder")
-    key = raw.get("ocsp_responder_key")
+def _responder_files(t: Table) -> ResponderFiles | None:
+    """The delegated responder keys of one `[[ca]]` table, or None when it has none."""
+    cert = t.path("ocsp_responder")
+    key = t.path("ocsp_responder_key")
+    passphrase_file = t.path("ocsp_responder_key_passphrase_file")
+    passphrase_env = t.str("ocsp_responder_key_passphrase_env")
     if cert is None and key is None:
         return None
     if cert is None or key is None:
         missing = "ocsp_responder" if cert is None else "ocsp_responder_key"
-        raise ConfigError(f"{where}.{missing}: needed together with the other ocsp_responder key")
-    for name in ("ocsp_responder", "ocsp_responder_key", "ocsp_responder_key_passphrase_file",
-                 "ocsp_responder_key_passphrase_env"):
-        if name in raw and not isinstance(raw[name], str):
-            raise ConfigError(f"{where}.{name}: must be a string, not {raw[name]!r}")
-
-    def path(value: str | None) -> Path | None:
-        if value is None:
-            return None
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else base / p
-
+        raise t.error(missing, "needed together with the other ocsp_responder key")
     return ResponderFiles(
-        certificate=path(cert),
-        key=path(key),
-        key_passphrase_file=path(raw.get("ocsp_responder_key_passphrase_file")),
-        key_passphrase_env=raw.get("ocsp_responder_key_passphrase_env"),
-        where=where,
+        certificate=cert,
+        key=key,
+        key_passphrase_file=passphrase_file,
+        key_passphrase_env=passphrase_env,
+        where=f"{t.source}: {t.where}",
     )
 
 
-def load_ocsp_settings(settings: Settings) -> OcspSettings:
-    """Read `[ocsp]` and the CAs' responder keys; ConfigError names file and key at fault."""
-    t = settings.sections.get("ocsp")
-    if t is None:
-        t = Table({}, "ocsp", settings.source, settings.source.parent)
+def load_ocsp_settings(top: Table, cas: Sequence[CaSettings]) -> OcspSettings:
+    """Read `[ocsp]` and the CAs' responder keys from the config tree; ConfigError names
+    file and key at fault. Unknown keys of `[[ca]]` are left to the caller's check."""
+    t = top.table("ocsp")
     hashes = t.list_str("presign_hashes", ["sha1", "sha256"])
     by_name = {h.hashlib_name: h for h in HashAlgorithm}
     try:
@@ -157,8 +145,8 @@ def load_ocsp_settings(settings: Settings) -> OcspSettings:
         include_certificate=t.bool("include_certificate", True),
         responders=tuple(
             (ca.name, files)
-            for i, ca in enumerate(settings.cas)
-            if (files := _responder_files(settings, i, ca)) is not None
+            for ca, table in zip(cas, top.array("ca"))
+            if (files := _responder_files(table)) is not None
         ),
     )
     t.check_unknown()

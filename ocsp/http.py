@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 from aiohttp import web
 
-from .config import OcspSettings, load_ocsp_settings
+from publisher.clock import Clock
+from publisher.signer import Signer
+from publisher.store import PresignedPort, Store
+from publisher.tasks import cancel_and_wait
+
+from .config import OcspSettings
 from .errors import BadBase64
 from .request import decode_get_path
 from .responder import Answer, OcspResponder
@@ -33,83 +39,79 @@ class OcspService:
     """What the handlers need; `responder` is set once the start-up context has run."""
 
     settings: OcspSettings
+    clock: Clock
     responder: OcspResponder | None = None
-    tasks: list[asyncio.Task] = field(default_factory=list)
 
 
 OCSP = web.AppKey("ocsp", OcspService)
 
 
-def setup(app: web.Application) -> None:
-    """Register the OCSP routes and the responder's start-up / background context.
+def setup(
+    app: web.Application,
+    settings: OcspSettings,
+    *,
+    store: Store,
+    presigned: PresignedPort | None,
+    signers: Mapping[str, Signer],
+    ca_names: Sequence[str],
+    clock: Clock,
+    base_url: str,
+) -> list[str]:
+    """Register the OCSP routes and the responder's start-up / background context; returns
+    the line `pkirepo serve` prints for it.
 
-    Call after the repository's own cleanup context is registered (create_app does), so
-    that the issuers are in the store when the responder starts.
+    `presigned` shares pre-signed answers and commits between processes; without it each
+    process pre-signs for itself and notices changes by polling the store's change log.
+    Register after the repository's own context, so that the issuers are in the store when
+    the responder starts.
     """
-    from publisher.app import EXTRA_URLS, SETTINGS
-
-    settings = app[SETTINGS]
-    ocsp_settings = load_ocsp_settings(settings)
-    if not ocsp_settings.enabled:
-        return
-    app[OCSP] = OcspService(ocsp_settings)
+    if not settings.enabled:
+        return []
+    service = OcspService(settings, clock)
+    app[OCSP] = service
     app.router.add_post("/ocsp", post_ocsp)
     app.router.add_get("/ocsp/{request:.*}", get_ocsp)
     app.router.add_get("/healthz/ocsp", ready)
+
+    async def ocsp_context(app: web.Application):
+        """Start the responder; run the pre-signing loop in the background; stop it before
+        the store closes."""
+        configured = set(ca_names)
+        issuers = [i for i in await store.issuers() if i.name in configured]
+        responders = load_responders(settings, issuers, signers)
+        table = await presigned.open_table() if presigned is not None else None
+        watch = presigned.change_probe() if presigned is not None else None
+        responder = None
+        task = None
+        try:
+            responder = OcspResponder(
+                settings,
+                store=store,
+                source=StoreStatusSource(store, configured_cas=configured_ca_serials(issuers)),
+                clock=clock,
+                responders=responders,
+                table=table,
+                watch=watch,
+            )
+            await responder.start()
+            for problem in responder.readiness():
+                log.error("OCSP not ready: %s", problem)
+            service.responder = responder
+            task = asyncio.create_task(responder.run(), name="pkirepo-ocsp-presign")
+            yield
+        finally:
+            service.responder = None
+            if task is not None:
+                await cancel_and_wait(task)
+            if responder is not None:
+                responder.close()
+            if table is not None:
+                await table.close()
+            if watch is not None:
+                watch.close()
+
     app.cleanup_ctx.append(ocsp_context)
-    if EXTRA_URLS in app:
-        base = settings.base_url
-        app[EXTRA_URLS].append(f"OCSP:         {base}/ocsp  (POST; GET {base}/ocsp/<base64>; ready: {base}/healthz/ocsp)")
-
-
-async def ocsp_context(app: web.Application):
-    """Start the responder after the repository has loaded its issuers; run the pre-signing
-    loop in the background; stop it before the store closes."""
-    from publisher.app import CLOCK, REPO
-
-    service = app[OCSP]
-    repo = app[REPO]
-    configured = {ca.name for ca in repo.settings.cas}
-    issuers = [i for i in await repo.store.issuers() if i.name in configured]
-    responders = load_responders(service.settings, issuers, repo.signers)
-    responder = None
-    # Both come from the Store interface: a store without them still answers correctly,
-    # with per-process pre-signing only and change detection by polling the change log.
-    table = await repo.store.presigned_responses()
-    watch = repo.store.change_probe()
-    try:
-        responder = OcspResponder(
-            service.settings,
-            store=repo.store,
-            source=StoreStatusSource(repo.store, configured_cas=configured_ca_serials(issuers)),
-            clock=app[CLOCK],
-            responders=responders,
-            table=table,
-            watch=watch,
-        )
-        await responder.start()
-        for problem in responder.readiness():
-            log.error("OCSP not ready: %s", problem)
-        service.responder = responder
-        task = asyncio.create_task(responder.run(), name="pkirepo-ocsp-presign")
-        service.tasks.append(task)
-        yield
-    finally:
-        service.responder = None
-        for task in service.tasks:
-            task.cancel()
-        for task in service.tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-        service.tasks.clear()
-        if responder is not None:
-            responder.close()
-        if table is not None:
-            await table.close()
-        if watch is not None:
-            watch.close()
+    return [f"OCSP:         {base_url}/ocsp  (POST; GET {base_url}/ocsp/<base64>; ready: {base_url}/healthz/ocsp)"]
 
 
 def _ocsp(body: bytes, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -165,7 +167,7 @@ async def get_ocsp(request: web.Request) -> web.StreamResponse:
         # Errors and nonce answers are for this request only.
         return _ocsp(answer.body, headers={"Cache-Control": "no-store"})
     # RFC 5019 §6: let caches keep a pre-signed answer until its nextUpdate, never longer.
-    now = request.app[OCSP].responder.clock.now() if request.app[OCSP].responder else entry.this_update
+    now = request.app[OCSP].clock.now()
     max_age = max(0, int((entry.next_update - now).total_seconds()))
     headers = {
         "Cache-Control": f"max-age={max_age}, public, no-transform, must-revalidate",
@@ -173,8 +175,8 @@ async def get_ocsp(request: web.Request) -> web.StreamResponse:
         "Expires": entry.expires,
         "ETag": entry.etag,
     }
-    inm = request.headers.get("If-None-Match")
-    if inm is not None and entry.etag in [t.strip() for t in inm.split(",")]:
+    # aiohttp parses If-None-Match (lists, weak tags); its values come without quotes.
+    if any(t.value == entry.etag.strip('"') for t in request.if_none_match or ()):
         return web.Response(status=304, headers=headers)
     return _ocsp(entry.der, headers=headers)
 

@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 from .clock import SystemClock
-from .config import Settings, load_settings, parse_listen
+from .config import parse_listen
 from .crl import Reason
 from .errors import MalformedInput, RepoError
+from .root import Settings, load_settings
 from .service import Repository, load_signers
 from .sqlite_store import SQLiteStore
 from .store import Action
@@ -108,7 +109,7 @@ async def cmd_serve(args) -> int:
     from .server import serve
 
     settings = load_settings(config_path(args))
-    http = parse_listen(args.http) if args.http else settings.http_listen
+    http = parse_listen(args.http) if args.http else settings.http.listen
     return await serve(settings, http=http, ldap=args.ldap)
 
 

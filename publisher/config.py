@@ -1,15 +1,19 @@
 """Settings: one TOML file, loaded once, validated, passed down as frozen dataclasses.
 
 Every error names the file and the key at fault. Relative paths are taken relative to the
-config file's directory, so a config can travel with its data. Sections owned by other
-packages (`[ocsp]`, `[ldap]`) are read with the same `Table` helper by those packages.
+config file's directory, so a config can travel with its data.
+
+This module reads the repository's own sections (`[store]`, `[http]`, `[publication]`,
+`[crl]` and the core keys of each `[[ca]]`). The front-ends read theirs (`[ocsp]`, `[ldap]`,
+their keys in `[[ca]]`) from the same `Table` tree; the composition root then reports every
+key that nobody read, so a typo anywhere is refused whoever owns the section.
 """
 from __future__ import annotations
 
 import datetime as dt
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,7 @@ class Table:
             raise ConfigError(f"{source}: [{where}] must be a table")
         self.data, self.where, self.source, self.base = data, where, source, base
         self._seen: set[str] = set()
+        self._children: dict[str, Table | list[Table]] = {}
 
     def _err(self, key: str, why: str) -> ConfigError:
         return ConfigError(f"{self.source}: {self.where}.{key}: {why}")
@@ -79,6 +84,11 @@ class Table:
         except ValueError as e:
             raise self._err(key, str(e)) from None
 
+    def items(self) -> list[tuple[str, Any]]:
+        """Every key and value, for tables whose keys are data (URLs, names), all marked read."""
+        self._seen.update(self.data)
+        return list(self.data.items())
+
     def list_str(self, key: str, default: Any = None) -> list[str]:
         value = self._get(key, default, (list,), "a list of strings")
         if value is not None and not all(isinstance(v, str) for v in value):
@@ -86,8 +96,26 @@ class Table:
         return value
 
     def table(self, key: str) -> "Table":
+        """The sub-table `key` (empty when absent); the same object on every call, so that
+        several readers share what was read."""
         self._seen.add(key)
-        return Table(self.data.get(key, {}), f"{self.where}.{key}" if self.where else key, self.source, self.base)
+        child = self._children.get(key)
+        if child is None:
+            child = Table(self.data.get(key, {}), f"{self.where}.{key}" if self.where else key, self.source, self.base)
+            self._children[key] = child
+        return child  # type: ignore[return-value]
+
+    def array(self, key: str) -> list["Table"]:
+        """The array of tables `key` (`[[key]]`), each named `key[i]`; shared like `table`."""
+        self._seen.add(key)
+        children = self._children.get(key)
+        if children is None:
+            raw = self.data.get(key, [])
+            if not isinstance(raw, list):
+                raise self._err(key, "must be an array of tables ([[...]])")
+            children = [Table(v, f"{key}[{i}]", self.source, self.base) for i, v in enumerate(raw)]
+            self._children[key] = children
+        return children  # type: ignore[return-value]
 
     def error(self, key: str, why: str) -> ConfigError:
         return self._err(key, why)
@@ -95,7 +123,15 @@ class Table:
     def check_unknown(self) -> None:
         unknown = sorted(set(self.data) - self._seen)
         if unknown:
-            raise ConfigError(f"{self.source}: [{self.where}] has unknown key(s): {', '.join(unknown)}")
+            where = f"[{self.where}]" if self.where else "the top level"
+            raise ConfigError(f"{self.source}: {where} has unknown key(s): {', '.join(unknown)}")
+
+    def check_tree(self) -> None:
+        """check_unknown here and in every sub-table handed out; call once all readers ran."""
+        self.check_unknown()
+        for child in self._children.values():
+            for t in child if isinstance(child, list) else [child]:
+                t.check_tree()
 
 
 _REQUIRED = object()
@@ -127,7 +163,6 @@ class CaSettings:
     partition_names: dict[str, str]  # URL -> name overrides (default: the URL's file name)
     arl: str | None  # publication name of the ARL (roots)
     arl_url: str | None  # distributionPoint written into the ARL's IDP
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -144,16 +179,25 @@ class CrlSettings:
 
 
 @dataclass(frozen=True)
-class Settings:
+class HttpSettings:
+    """What the HTTP front-end needs of the config."""
+
+    listen: tuple[str, int]
+    base_url: str  # public URL prefix, for the index and the URLs printed at start
+    max_age: int  # Cache-Control max-age cap for current CRLs (never past nextUpdate)
+
+
+@dataclass(frozen=True)
+class RepositorySettings:
+    """The repository's own settings: the store, the publication directory, CRL issuance
+    and the CAs. The composition root's `Settings` adds the front-ends' sections."""
+
     source: Path
     store_path: Path
     publication_dir: Path
-    http_listen: tuple[str, int]
-    base_url: str  # public URL prefix, for the index
-    publication_max_age: int  # Cache-Control max-age cap for current CRLs (never past nextUpdate)
+    http: HttpSettings
     crl: CrlSettings
     cas: tuple[CaSettings, ...]
-    sections: dict[str, Table] = field(default_factory=dict, compare=False, repr=False)
 
     def ca(self, name: str) -> CaSettings:
         for ca in self.cas:
@@ -213,7 +257,7 @@ def _ca_settings(t: Table) -> CaSettings:
     key = t.path("key")
     names = t.table("partition_names")
     partition_names = {}
-    for url, value in names.data.items():
+    for url, value in names.items():
         if not isinstance(value, str) or not NAME_RE.match(value):
             raise names.error(url, f"{value!r} is not a publication name")
         partition_names[url] = value
@@ -231,20 +275,13 @@ def _ca_settings(t: Table) -> CaSettings:
         partition_names=partition_names,
         arl=t.name("arl"),
         arl_url=t.str("arl_url"),
-        raw=t.data,
     )
-    for k in ("ldap_dn", "ldap_crl_dn", "ldap_arl_dn", "ldap_subscribers", "ocsp_responder", "ocsp_responder_key",
-              "ocsp_responder_key_passphrase_file", "ocsp_responder_key_passphrase_env"):
-        t._seen.add(k)  # read by the ldap and ocsp packages
-    t.check_unknown()
+    # Not check_unknown(): the front-ends read their own keys of this table too.
     return ca
 
 
-OTHER_SECTIONS = ("ocsp", "ldap")
-
-
-def load_settings(path: Path) -> Settings:
-    """Read and validate the config file; raise ConfigError naming file, key and reason."""
+def read_config(path: Path) -> Table:
+    """The config file as a `Table` tree; ConfigError names the file and what is wrong."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -256,9 +293,13 @@ def load_settings(path: Path) -> Settings:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
-    base = path.resolve().parent
-    top = Table(raw, "", path, base)
+    return Table(raw, "", path, path.resolve().parent)
 
+
+def repository_settings(top: Table) -> RepositorySettings:
+    """Read the repository's own sections from `top`; the caller checks for unknown keys
+    (`top.check_tree()`) once the front-ends have read theirs."""
+    path = top.source
     store = top.table("store")
     store_path = store.path("path", "pkirepo.sqlite")
     store.check_unknown()
@@ -277,11 +318,10 @@ def load_settings(path: Path) -> Settings:
 
     crl = _crl_settings(top.table("crl"))
 
-    top._seen.add("ca")
-    cas_raw = raw.get("ca", [])
-    if not isinstance(cas_raw, list) or not cas_raw:
+    ca_tables = top.array("ca")
+    if not ca_tables:
         raise ConfigError(f"{path}: at least one [[ca]] table is required")
-    cas = tuple(_ca_settings(Table(c, f"ca[{i}]", path, base)) for i, c in enumerate(cas_raw))
+    cas = tuple(_ca_settings(t) for t in ca_tables)
     seen_names: dict[str, str] = {}
     for i, ca in enumerate(cas):
         for kind, n in [("ca name", ca.name), ("full_crl", ca.full_crl), ("arl", ca.arl), *[("partition_names", v) for v in ca.partition_names.values()]]:
@@ -293,18 +333,11 @@ def load_settings(path: Path) -> Settings:
                 raise ConfigError(f"{path}: ca[{i}].name: CA name {n!r} is used twice")
             seen_names.setdefault(n, kind)
 
-    sections = {}
-    for s in OTHER_SECTIONS:
-        sections[s] = top.table(s)
-    top.check_unknown()
-    return Settings(
+    return RepositorySettings(
         source=path,
         store_path=store_path,
         publication_dir=pub_dir,
-        http_listen=listen,
-        base_url=base_url,
-        publication_max_age=max_age,
+        http=HttpSettings(listen=listen, base_url=base_url, max_age=max_age),
         crl=crl,
         cas=cas,
-        sections=sections,
     )

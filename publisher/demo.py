@@ -5,10 +5,11 @@ from pathlib import Path
 from typing import Callable
 
 from .clock import Clock
-from .config import load_settings, parse_listen
+from .config import parse_listen
 from .crl import Reason
 from .demo_pki import CA_NAME, ROOT_NAME, DemoPki, make_demo_pki
 from .errors import ConfigError
+from .root import load_settings
 from .service import Repository, load_signers
 from .sqlite_store import SQLiteStore
 from .store import Action
@@ -104,7 +105,7 @@ async def init_demo(
 
 
 def demo_summary(config: Path, pki: DemoPki, settings) -> str:
-    base = settings.base_url
+    base = settings.http.base_url
     lines = [
         f"demo ready: {config}",
         f"  serve:   pkirepo serve --config {config}",

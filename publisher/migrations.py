@@ -85,7 +85,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX events_by_issuer ON events (issuer_id, kind, id);
     """,
-    # 2: pre-signed OCSP responses (ocsp/responder.py, through Store.presigned_responses()).
+    # 2: pre-signed OCSP responses (ocsp/responder.py, through sqlite_presigned.py).
     # One row per certificate and CertID hash algorithm; the status columns record what the answer says, so that a row
     # whose certificate changed since it was signed is recognised and never served.
     """

@@ -19,18 +19,18 @@ from . import certs as certmod
 from . import crl as crlmod
 from . import faults
 from .clock import Clock
-from .config import NAME_RE, CaSettings, Settings
+from .config import NAME_RE, CaSettings, RepositorySettings
 from .crl import Reason, ScopeKind
 from .errors import ConfigError, Conflict, MalformedInput, NotFound, VerificationError
 from .files import atomic_write, remove_stale_temporaries
 from .schedule import STATUS_EVENTS, Due, due, next_update_for
 from .signer import Signer, load_key_signer
-from .store import Action, CrlRecord, Issuer, NewCert, Scope, StatusChange, Store
+from .store import Action, CrlRecord, Issuer, NewCert, Scope, StatusChange, Store, serial_hex
 
 log = logging.getLogger("pkirepo")
 
 
-def load_signers(settings: Settings) -> dict[str, Signer]:
+def load_signers(settings: RepositorySettings) -> dict[str, Signer]:
     """The CRL signing key of every CA that has one in config."""
     signers: dict[str, Signer] = {}
     for i, ca in enumerate(settings.cas):
@@ -69,7 +69,7 @@ class IssuedCrl:
 class Repository:
     """The repository of all configured CAs."""
 
-    def __init__(self, settings: Settings, *, store: Store, signers: Mapping[str, Signer], clock: Clock) -> None:
+    def __init__(self, settings: RepositorySettings, *, store: Store, signers: Mapping[str, Signer], clock: Clock) -> None:
         self.settings = settings
         self.store = store
         self.signers = dict(signers)
@@ -158,6 +158,36 @@ class Repository:
                 break
             out.append(parent)
         return out
+
+    @property
+    def ca_names(self) -> list[str]:
+        return [ca.name for ca in self.settings.cas]
+
+    # Reading what was published
+
+    @property
+    def archive_retention(self) -> dt.timedelta:
+        return self.settings.crl.archive_retention
+
+    async def archive(self, name: str) -> list[CrlRecord]:
+        """Every archived CRL of the scope `name`, oldest first (NotFound for no such scope)."""
+        return await self.store.crl_archive(name)
+
+    async def archived_crl(self, name: str, number: int) -> tuple[CrlRecord, bytes]:
+        rec = await self.store.crl_by_number(name, number)
+        if rec is None:
+            await self.store.crl_archive(name)  # NotFound for an unknown name
+            raise NotFound(f"no CRL number {number} of {name} in the archive")
+        return rec, await self.store.crl_der(rec.id)
+
+    async def certificate_der(self, issuer_name: str, serial: int) -> bytes:
+        issuer = self.issuer(issuer_name)
+        rec = await self.store.certificate(issuer.id, serial)
+        if rec is None:
+            raise NotFound(f"no certificate {serial_hex(serial)} from {issuer_name}")
+        if rec.der is None:
+            raise NotFound(f"certificate {rec.serial_hex} is known (imported) but its file was never provided")
+        return rec.der
 
     def _find_issuer_of(self, cert: x509.Certificate, source: str) -> tuple[CaSettings, Issuer]:
         candidates = [ca for ca in self.settings.cas if self._certs[ca.name].subject == cert.issuer]

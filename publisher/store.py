@@ -150,6 +150,11 @@ class Event:
     detail: str | None
 
 
+# The port beside the store: pre-signed OCSP answers and a commit probe. The composition
+# root builds it next to the store (SQLite: sqlite_presigned.py); a backend without one still
+# serves, each process pre-signing for itself and polling the change log.
+
+
 @dataclass(frozen=True)
 class PresignedResponse:
     """A pre-signed OCSP response as stored: what it answers (status, reason, revocation
@@ -187,6 +192,14 @@ class ChangeProbe(Protocol):
     def version(self) -> int: ...
 
     def close(self) -> None: ...
+
+
+class PresignedPort(Protocol):
+    """Opens the shared pre-signed table and the commit probe of one store."""
+
+    async def open_table(self) -> PresignedResponses: ...
+
+    def change_probe(self) -> ChangeProbe | None: ...
 
 
 def serial_hex(serial: int) -> str:
@@ -321,16 +334,6 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def events_since(self, event_id: int, *, limit: int = 1000) -> list[Event]: ...
-
-    # Front-end support (optional: a store without them still serves, with less sharing)
-
-    async def presigned_responses(self) -> PresignedResponses | None:
-        """Open the shared table of pre-signed OCSP responses, or None if this store has none."""
-        return None
-
-    def change_probe(self) -> ChangeProbe | None:
-        """A cheap synchronous commit detector, or None (callers then poll change_token())."""
-        return None
 
     @abc.abstractmethod
     async def log_event(self, kind: str, *, at: dt.datetime, issuer_id: int | None = None, detail: str | None = None) -> int: ...

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from publisher.config import load_settings, parse_listen
+from publisher.config import parse_listen
+from publisher.root import load_settings
 from publisher.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,11 +30,8 @@ def test_reference_example_loads(tmp_path):
     assert s.crl.supplementary_delay.total_seconds() == 300
     assert s.crl.archive_retention.days >= 7 * 365
     # The [ocsp] and [ldap] sections are read by their own packages: every key there is valid.
-    from ldap.settings import LdapSettings
-    from ocsp.config import load_ocsp_settings
-
-    assert load_ocsp_settings(s).max_nonce_length == 32
-    assert LdapSettings.from_config(s.sections["ldap"].data).listen == "127.0.0.1:1389"
+    assert s.ocsp.max_nonce_length == 32
+    assert s.ldap.listen == "127.0.0.1:1389"
 
 
 def test_hongkongpost_example_maps_appendix_c(tmp_path):

@@ -1,7 +1,7 @@
 """HTTP publication: bad input, unknown names, path traversal, HEAD, conditional GET,
 caching headers, content types, archive listing and the PKCS#7 chain.
 
-The app is the real one (`publisher.app.create_app` over a copied demo's settings and a real
+The app is the real one (`publisher.root.create_app` over a copied demo's settings and a real
 `SQLiteStore`) served by aiohttp's TestServer on 127.0.0.1. It gets no signers, so nothing
 is issued behind the tests' backs and a pinned clock can be used for the caching headers.
 Requests whose exact bytes matter (traversal) are sent with http.client, which sends the
@@ -24,9 +24,9 @@ from asn1crypto import cms
 from cryptography import x509
 
 from crl_testlib import ARL, CA, FULL, PARTITIONS, ROOT, copy_demo, load_cert, openssl, openssl_text, template_demo
-from publisher.app import create_app
+from publisher.root import create_app
 from publisher.clock import FixedClock, SystemClock
-from publisher.config import load_settings
+from publisher.root import load_settings
 from publisher.sqlite_store import SQLiteStore
 
 

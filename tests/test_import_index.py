@@ -9,7 +9,7 @@ from cryptography import x509
 
 from publisher import importer
 from publisher.clock import SystemClock
-from publisher.config import load_settings
+from publisher.root import load_settings
 from publisher.errors import MalformedInput
 from publisher.service import Repository
 from publisher.sqlite_store import SQLiteStore

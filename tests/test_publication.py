@@ -9,9 +9,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography import x509
 
-from publisher.app import PUBLICATION, REPO, create_app
+from publisher.root import PUBLICATION, REPO, create_app
 from publisher.clock import FixedClock
-from publisher.config import load_settings
+from publisher.root import load_settings
 from publisher.crl import Reason
 from publisher.service import Repository, load_signers
 from publisher.sqlite_store import SQLiteStore

@@ -152,13 +152,15 @@ async def test_committed_change_survives_reopen(tmp_path):
 
 
 async def test_presigned_responses_and_change_probe(tmp_path):
+    from publisher.sqlite_presigned import SQLitePresignedPort
     from publisher.store import PresignedResponse
 
     path = tmp_path / "r.sqlite"
     async with SQLiteStore(path) as s:
         i = await issuer(s)
-        probe = s.change_probe()
-        table = await s.presigned_responses()
+        port = SQLitePresignedPort(path)
+        probe = port.change_probe()
+        table = await port.open_table()
         try:
             row = PresignedResponse(i.id, 2**150, "sha1", 0, None, None, b"k", NOW, NOW + dt.timedelta(hours=8),
                                     b"single", b"der")

@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from ldap import dn as dnmod
 from ldap.build import CaLayout, DirectoryBuilder, Layout, PublishedCrl, make_entries
 from ldap.directory import Directory, DirectoryHolder
-from ldap.service import DirectoryService, listen_address, read_settings
-from publisher.config import load_settings
+from ldap.service import DirectoryService
+from publisher.root import load_settings
 from publisher.crl import ScopeKind
 from publisher.errors import ConfigError
 from publisher.sqlite_store import SQLiteStore
@@ -100,7 +100,7 @@ def demo_pem_der(path) -> bytes:
 class TestDirectoryBuilder:
     async def test_demo(self, demo_copy):
         settings = load_settings(demo_copy / "pkirepo.toml")
-        _, layout = read_settings(settings)
+        layout = settings.ldap.layout
         async with SQLiteStore(settings.store_path) as store:
             d = await DirectoryBuilder(layout).build(store)
             current = {r.scope.name: await store.crl_der(r.id) for r in await store.current_crls()}
@@ -128,7 +128,7 @@ class TestDirectoryBuilder:
         text = cfg.read_text()
         cfg.write_text(text.replace('name = "eCertCA2-17"', 'name = "eCertCA2-17"\nldap_subscribers = false'))
         settings = load_settings(cfg)
-        _, layout = read_settings(settings)
+        layout = settings.ldap.layout
         async with SQLiteStore(settings.store_path) as store:
             d = await DirectoryBuilder(layout).build(store)
         assert not any("usercertificate" in e.by_key for e in d)
@@ -139,7 +139,7 @@ class TestDirectoryBuilder:
         from publisher.service import Repository, load_signers
 
         settings = load_settings(demo_copy / "pkirepo.toml")
-        _, layout = read_settings(settings)
+        layout = settings.ldap.layout
         async with SQLiteStore(settings.store_path) as store:
             holder = DirectoryHolder()
             service = DirectoryService(store, layout, holder, 0.5)
@@ -182,7 +182,7 @@ class TestConfig:
                           'suffix = "c=HK"\nbase = "o=Hongkong Post,c=HK"\n'
                           '[ldap.crl_dns]\n"eCertCA2-17CRL2" = "cn=Two,o=Hongkong Post,c=HK"',
                           'ldap_dn = "cn=Issuing,o=Hongkong Post,c=HK"\nldap_subscribers = false')
-        ls, layout = read_settings(s)
+        ls, layout = s.ldap, s.ldap.layout
         assert (ls.size_limit, ls.time_limit, ls.max_pdu, ls.idle_timeout, ls.max_connections,
                 ls.poll_interval) == (5, 2.5, 4096, 30, 9, 0.25)
         assert layout.base == "o=Hongkong Post,c=HK"
@@ -200,17 +200,17 @@ class TestConfig:
         ("", 'ldap_subscribers = "no"', "ldap_subscribers"),
     ])
     def test_errors_name_the_key(self, demo_copy, section, ca_extra, words):
-        s = self.settings(demo_copy, section, ca_extra)
         with pytest.raises(ConfigError) as e:
-            read_settings(s)
+            self.settings(demo_copy, section, ca_extra)
         assert words in e.value.message
 
     def test_listen_address(self, demo_copy):
         s = load_settings(demo_copy / "pkirepo.toml")
-        assert listen_address(s, "127.0.0.1:389") == "127.0.0.1:389"
-        assert listen_address(s, None) == s.sections["ldap"].data["listen"]
+        assert s.ldap.listening_on("127.0.0.1:389").listen == "127.0.0.1:389"
+        assert s.ldap.listening_on(None).listen == s.ldap.listen
+        assert 'listen = "' + s.ldap.listen + '"' in (demo_copy / "pkirepo.toml").read_text()
         with pytest.raises(ConfigError):
-            listen_address(s, "nonsense")
+            s.ldap.listening_on("nonsense")
 
 
 def test_configured_rdns_are_in_their_entries(pki):

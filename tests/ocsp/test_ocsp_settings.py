@@ -7,10 +7,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 import ocsp_pki
-from ocsp.config import NeverIssued, SignerMode, load_ocsp_settings
+from ocsp.config import NeverIssued, SignerMode
 from ocsp.request import HashAlgorithm
 from ocsp.responders import load_responders
-from publisher.config import load_settings
+from publisher.root import load_settings
 from publisher.errors import ConfigError
 from publisher.signer import KeySigner
 from publisher.store import Issuer
@@ -32,7 +32,7 @@ certificate = "pki/ca.pem"
 
 class TestLoadOcspSettings:
     def test_defaults(self, tmp_path, ec_ca):
-        s = load_ocsp_settings(_config(tmp_path, ec_ca))
+        s = _config(tmp_path, ec_ca).ocsp
         assert s.enabled and s.signer is SignerMode.DELEGATED
         assert (s.max_requests, s.max_nonce_length, s.max_body_bytes) == (16, 32, 10240)
         assert s.refresh == dt.timedelta(hours=4) and s.validity == dt.timedelta(hours=8)
@@ -41,7 +41,7 @@ class TestLoadOcspSettings:
         assert s.responder_files("TestCA") is None
 
     def test_values(self, tmp_path, ec_ca):
-        s = load_ocsp_settings(_config(tmp_path, ec_ca, ocsp="""
+        s = _config(tmp_path, ec_ca, ocsp="""
 [ocsp]
 signer = "ca"
 max_nonce_length = 128
@@ -49,7 +49,7 @@ never_issued = "revoked"
 refresh_minutes = 60
 validity_minutes = 120
 presign_hashes = ["SHA256"]
-"""))
+""").ocsp
         assert s.signer is SignerMode.CA and s.max_nonce_length == 128 and s.never_issued is NeverIssued.REVOKED
         assert s.presign_hashes == (HashAlgorithm.SHA256,) and s.limits.max_nonce_length == 128
 
@@ -67,21 +67,19 @@ presign_hashes = ["SHA256"]
         ],
     )
     def test_errors_name_the_key(self, tmp_path, ec_ca, ocsp, message):
-        settings = _config(tmp_path, ec_ca, ocsp=f"[ocsp]\n{ocsp}\n")
         with pytest.raises(ConfigError) as info:
-            load_ocsp_settings(settings)
+            _config(tmp_path, ec_ca, ocsp=f"[ocsp]\n{ocsp}\n")
         assert message in info.value.message
         assert str(tmp_path / "pkirepo.toml") in info.value.message
 
     def test_responder_paths_relative_to_the_config(self, tmp_path, ec_ca):
-        s = load_ocsp_settings(_config(tmp_path, ec_ca, ca_extra='ocsp_responder = "pki/responder.pem"\nocsp_responder_key = "pki/responder.key"'))
+        s = _config(tmp_path, ec_ca, ca_extra='ocsp_responder = "pki/responder.pem"\nocsp_responder_key = "pki/responder.key"').ocsp
         files = s.responder_files("TestCA")
         assert files.certificate == tmp_path.resolve() / "pki" / "responder.pem"
 
     def test_responder_needs_both_keys(self, tmp_path, ec_ca):
-        settings = _config(tmp_path, ec_ca, ca_extra='ocsp_responder = "pki/responder.pem"')
         with pytest.raises(ConfigError, match="ocsp_responder_key: needed together"):
-            load_ocsp_settings(settings)
+            _config(tmp_path, ec_ca, ca_extra='ocsp_responder = "pki/responder.pem"')
 
 
 def _issuer(ca) -> Issuer:
@@ -90,7 +88,7 @@ def _issuer(ca) -> Issuer:
 
 class TestLoadResponders:
     def test_delegated(self, tmp_path, ec_ca):
-        s = load_ocsp_settings(_config(tmp_path, ec_ca, ca_extra='ocsp_responder = "pki/responder.pem"\nocsp_responder_key = "pki/responder.key"'))
+        s = _config(tmp_path, ec_ca, ca_extra='ocsp_responder = "pki/responder.pem"\nocsp_responder_key = "pki/responder.key"').ocsp
         r = load_responders(s, [_issuer(ec_ca)], {})[1]
         assert r.problem is None and r.identity is not None
         assert r.not_after == ocsp_pki.RESPONDER_NOT_AFTER
@@ -100,32 +98,32 @@ class TestLoadResponders:
 
     def test_missing_files_and_wrong_certificates_are_problems_not_crashes(self, tmp_path, ec_ca, rsa_ca):
         base = 'ocsp_responder = "pki/{cert}"\nocsp_responder_key = "pki/{key}"'
-        s = load_ocsp_settings(_config(tmp_path, ec_ca, ca_extra=base.format(cert="nope.pem", key="responder.key")))
+        s = _config(tmp_path, ec_ca, ca_extra=base.format(cert="nope.pem", key="responder.key")).ocsp
         assert "cannot read" in load_responders(s, [_issuer(ec_ca)], {})[1].problem
         # The CA certificate itself: not issued by... itself as a responder (no OCSPSigning EKU).
-        s = load_ocsp_settings(_config(tmp_path, ec_ca, ca_extra=base.format(cert="ca.pem", key="responder.key")))
+        s = _config(tmp_path, ec_ca, ca_extra=base.format(cert="ca.pem", key="responder.key")).ocsp
         assert "id-kp-OCSPSigning" in load_responders(s, [_issuer(ec_ca)], {})[1].problem
         # Another CA's responder.
         ocsp_pki.write(rsa_ca, tmp_path / "other")
-        s = load_ocsp_settings(_config(tmp_path, ec_ca, ca_extra='ocsp_responder = "other/responder.pem"\nocsp_responder_key = "pki/responder.key"'))
+        s = _config(tmp_path, ec_ca, ca_extra='ocsp_responder = "other/responder.pem"\nocsp_responder_key = "pki/responder.key"').ocsp
         assert "not issued by CA TestCA" in load_responders(s, [_issuer(ec_ca)], {})[1].problem
         # The right certificate with the wrong key.
         (tmp_path / "pki" / "wrong.key").write_bytes(rsa_ca.responder_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
         (tmp_path / "pki" / "wrong.key").chmod(0o600)
-        s = load_ocsp_settings(_config(tmp_path, ec_ca, ca_extra=base.format(cert="responder.pem", key="wrong.key")))
+        s = _config(tmp_path, ec_ca, ca_extra=base.format(cert="responder.pem", key="wrong.key")).ocsp
         assert "does not belong to" in load_responders(s, [_issuer(ec_ca)], {})[1].problem
         # A key file others can read.
-        s = load_ocsp_settings(_config(tmp_path, ec_ca, ca_extra=base.format(cert="responder.pem", key="responder.key")))
+        s = _config(tmp_path, ec_ca, ca_extra=base.format(cert="responder.pem", key="responder.key")).ocsp
         (tmp_path / "pki" / "responder.key").chmod(0o644)
         assert "chmod 600" in load_responders(s, [_issuer(ec_ca)], {})[1].problem
 
     def test_no_responder_configured(self, tmp_path, ec_ca):
-        s = load_ocsp_settings(_config(tmp_path, ec_ca))
+        s = _config(tmp_path, ec_ca).ocsp
         assert "has no ocsp_responder" in load_responders(s, [_issuer(ec_ca)], {})[1].problem
 
     def test_ca_key_mode(self, tmp_path, ec_ca):
-        s = load_ocsp_settings(_config(tmp_path, ec_ca, ocsp='[ocsp]\nsigner = "ca"\n'))
+        s = _config(tmp_path, ec_ca, ocsp='[ocsp]\nsigner = "ca"\n').ocsp
         assert "has no key" in load_responders(s, [_issuer(ec_ca)], {})[1].problem
         r = load_responders(s, [_issuer(ec_ca)], {"TestCA": KeySigner(ec_ca.key)})[1]
         assert r.problem is None and r.identity.certificate_der == ec_ca.cert_der

@@ -24,6 +24,7 @@ from ocsp.source import CertState, StoreStatusSource
 from publisher import der
 from publisher.clock import FixedClock
 from publisher.crl import Reason, ScopeKind
+from publisher.sqlite_presigned import SQLitePresignedPort
 from publisher.sqlite_store import SQLiteStore
 from publisher.store import Action, NewCert, Status, StatusChange
 
@@ -75,8 +76,9 @@ class World:
                 self.issuer_id, "ca", self.ca.cert_der, responder_for(self.ca),
                 ocsp_pki.RESPONDER_NOT_BEFORE, ocsp_pki.RESPONDER_NOT_AFTER)
         }
-        table = await self.store.presigned_responses()
-        w = self.store.change_probe() if watch else None
+        port = SQLitePresignedPort(self.store.path)
+        table = await port.open_table()
+        w = port.change_probe() if watch else None
         r = OcspResponder(settings, store=self.store, source=kw.pop("source", None) or StoreStatusSource(self.store),
                           clock=self.clock, responders=responders, table=table, watch=w)
         await r.start()

@@ -1,0 +1,214 @@
+"""The repository over HTTP: CRLs, ARLs and their archive, CA certificates and chains,
+subscriber certificates, and the liveness check.
+
+A front-end like OCSP and LDAP: `setup(app, settings, *, repository, publication, clock)`
+registers the routes and returns the URL lines `pkirepo serve` prints. Handlers reach only
+what setup was given, kept under this module's own app key.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import json
+import logging
+import re
+from dataclasses import dataclass
+
+from aiohttp import web
+from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
+
+from .clock import Clock
+from .config import NAME_RE, HttpSettings
+from .errors import MalformedInput, NotFound, RepoError
+from .publication import Publication
+from .service import Repository
+from .store import CrlRecord
+
+log = logging.getLogger("pkirepo.http")
+
+SERIAL_RE = re.compile(r"^[0-9A-Fa-f]{1,40}$")
+NUMBER_RE = re.compile(r"^[0-9]{1,49}$")
+
+
+@dataclass(frozen=True)
+class HttpDeps:
+    settings: HttpSettings
+    repository: Repository
+    publication: Publication
+    clock: Clock
+
+
+DEPS = web.AppKey("publisher_http", HttpDeps)
+
+
+def setup(app: web.Application, settings: HttpSettings, *, repository: Repository,
+          publication: Publication, clock: Clock) -> list[str]:
+    """Register the repository's routes; returns the URL lines it serves."""
+    app[DEPS] = HttpDeps(settings, repository, publication, clock)
+    app.router.add_get("/", home)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/crl/", crl_index)
+    app.router.add_get("/crl/archive/{name}/", archive_index)
+    app.router.add_get("/crl/archive/{name}/{file}", archive_crl)
+    app.router.add_get("/crl/{file}", get_crl)
+    app.router.add_get("/ca/{file}", get_ca)
+    app.router.add_get("/certs/{issuer}/{file}", get_cert)
+    base = settings.base_url
+    lines = [f"CRL index:    {base}/crl/  (each CRL: {base}/crl/<name>.crl)"]
+    lines += [f"CA:           {base}/ca/{name}.cer  {base}/ca/{name}.p7c" for name in repository.ca_names]
+    lines += [f"certificates: {base}/certs/<issuer>/<serial-hex>.cer"]
+    return lines
+
+
+def http_date(when: dt.datetime) -> str:
+    return email.utils.format_datetime(when.astimezone(dt.timezone.utc), usegmt=True)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler):
+    """Domain errors become their HTTP status with a one-line reason; anything unexpected
+    is logged and answered 500 without detail. The one mapping for every route of the app:
+    the composition root installs it when it creates the application."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except RepoError as e:
+        if e.http_status >= 500:
+            log.exception("error answering %s %s", request.method, request.path)
+            text = "internal error" if e.http_status == 500 else e.message
+        else:
+            text = e.message
+        return web.Response(status=e.http_status, text=text + "\n")
+    except Exception:
+        log.exception("unexpected error answering %s %s", request.method, request.path)
+        return web.Response(status=500, text="internal error\n")
+
+
+def _name(value: str, what: str) -> str:
+    """A path segment that must be a publication name; 400 otherwise."""
+    if not NAME_RE.match(value):
+        raise MalformedInput(f"{value!r} is not a valid {what} name")
+    return value
+
+
+def _split(value: str, suffix: str, what: str) -> str:
+    if not value.endswith(suffix):
+        raise NotFound(f"no such {what}: {value!r} (names end in {suffix})")
+    return _name(value[: -len(suffix)], what)
+
+
+def _not_modified(request: web.Request, sha256: str, last_modified: dt.datetime) -> bool:
+    # aiohttp parses If-None-Match (lists, weak tags, *); its values come without quotes.
+    tags = request.if_none_match
+    if tags is not None:
+        return any(t.value in ("*", sha256) for t in tags)
+    ims = request.if_modified_since
+    return ims is not None and last_modified <= ims
+
+
+def _crl_response(request: web.Request, der: bytes, rec: CrlRecord, *, immutable: bool = False) -> web.StreamResponse:
+    deps = request.app[DEPS]
+    now = deps.clock.now()
+    max_age = deps.settings.max_age
+    if immutable:
+        cache = "public, max-age=31536000, immutable"  # an archived CRL never changes
+    else:
+        # Never let a cache keep a CRL past its nextUpdate.
+        left = int((rec.next_update - now).total_seconds())
+        cache = f"public, max-age={max(0, min(left, max_age))}"
+    headers = {
+        "ETag": f'"{rec.sha256}"',
+        "Last-Modified": http_date(rec.this_update),
+        "Cache-Control": cache,
+    }
+    if not immutable:
+        headers["Expires"] = http_date(min(rec.next_update, now + dt.timedelta(seconds=max_age)))
+    if _not_modified(request, rec.sha256, rec.this_update):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=der, content_type="application/pkix-crl", headers=headers)
+
+
+async def get_crl(request: web.Request) -> web.StreamResponse:
+    name = _split(request.match_info["file"], ".crl", "CRL")
+    pub = request.app[DEPS].publication.crls.get(name)
+    if pub is None:
+        raise NotFound(f"no CRL named {name!r}")
+    return _crl_response(request, pub.der, pub.record)
+
+
+async def crl_index(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    return web.json_response({"crls": deps.publication.index(deps.settings.base_url, deps.clock.now())}, dumps=_dumps)
+
+
+async def archive_index(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    name = _name(request.match_info["name"], "CRL")
+    base = deps.settings.base_url
+    records = await deps.repository.archive(name)
+    return web.json_response({
+        "name": name,
+        "retention_days": deps.repository.archive_retention.days,
+        "crls": [{
+            "crl_number": r.number,
+            "this_update": r.this_update.isoformat(),
+            "next_update": r.next_update.isoformat(),
+            "entries": r.entries,
+            "size": r.size,
+            "sha256": r.sha256,
+            "source": r.source,
+            "url": f"{base}/crl/archive/{name}/{r.number}.crl",
+        } for r in records],
+    }, dumps=_dumps)
+
+
+async def archive_crl(request: web.Request) -> web.StreamResponse:
+    name = _name(request.match_info["name"], "CRL")
+    number_text = _split(request.match_info["file"], ".crl", "archived CRL")
+    if not NUMBER_RE.match(number_text):
+        raise MalformedInput(f"{number_text!r} is not a CRL number (decimal digits)")
+    rec, der = await request.app[DEPS].repository.archived_crl(name, int(number_text))
+    return _crl_response(request, der, rec, immutable=True)
+
+
+async def get_ca(request: web.Request) -> web.Response:
+    file = request.match_info["file"]
+    repo = request.app[DEPS].repository
+    if file.endswith(".p7c"):
+        name = _split(file, ".p7c", "CA certificate")
+        body = pkcs7.serialize_certificates(repo.chain(name), Encoding.DER)
+        ctype = "application/pkcs7-mime"
+    else:
+        name = _split(file, ".cer", "CA certificate")
+        body = repo.issuer_certificate(name).public_bytes(Encoding.DER)
+        ctype = "application/pkix-cert"
+    return web.Response(body=body, content_type=ctype, headers={"Cache-Control": "public, max-age=86400"})
+
+
+async def get_cert(request: web.Request) -> web.Response:
+    issuer_name = _name(request.match_info["issuer"], "issuer")
+    serial_text = _split(request.match_info["file"], ".cer", "certificate")
+    if not SERIAL_RE.match(serial_text):
+        raise MalformedInput(f"{serial_text!r} is not a serial number (1 to 40 hex digits)")
+    der = await request.app[DEPS].repository.certificate_der(issuer_name, int(serial_text, 16))
+    return web.Response(body=der, content_type="application/pkix-cert",
+                        headers={"Cache-Control": "public, max-age=3600"})
+
+
+async def home(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    base = deps.settings.base_url
+    lines = ["pkirepo: certificate repository", "", "CRLs and ARLs:"]
+    lines += [f"  {base}/crl/{n}.crl" for n in sorted(deps.publication.crls)]
+    lines += ["", f"Index (JSON): {base}/crl/", "", "CA certificates:"]
+    lines += [f"  {base}/ca/{name}.cer  (chain: {base}/ca/{name}.p7c)" for name in deps.repository.ca_names]
+    return web.Response(text="\n".join(lines) + "\n")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+def _dumps(obj) -> str:
+    return json.dumps(obj, indent=1)

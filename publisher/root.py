@@ -1,0 +1,108 @@
+"""The composition root: the only module that knows every part.
+
+It reads the whole config once into one frozen `Settings` (the repository's own sections
+plus each front-end's), builds the store and the port beside it, the signers and the clock,
+and hands each front-end exactly what it uses: `setup(app, <its settings>, *, <its
+dependencies>) -> list[str]` (the URL lines it serves). Front-ends never import this module
+or each other; a new one (web pages, metrics, the admin API) is one more `setup` call in
+`create_app` and one more section in `Settings`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from aiohttp import web
+
+import ldap.service
+import ocsp.http
+from ldap.settings import LdapSettings, load_ldap_settings
+from ocsp.config import OcspSettings, load_ocsp_settings
+
+from . import http
+from .clock import Clock
+from .config import RepositorySettings, read_config, repository_settings
+from .publication import Publication
+from .scheduler import publishing
+from .service import Repository
+from .signer import Signer
+from .sqlite_presigned import SQLitePresignedPort
+from .sqlite_store import SQLiteStore
+from .store import PresignedPort, Store
+
+
+@dataclass(frozen=True)
+class Settings(RepositorySettings):
+    """The whole config: the repository's settings and one typed section per front-end."""
+
+    ocsp: OcspSettings = field(default_factory=OcspSettings)
+    ldap: LdapSettings = field(default_factory=LdapSettings)
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate the config file; ConfigError names file, key and reason. Every
+    part reads its own keys from one tree, then any key nobody read is refused as a typo."""
+    top = read_config(path)
+    repo = repository_settings(top)
+    ocsp_settings = load_ocsp_settings(top, repo.cas)
+    ldap_settings = load_ldap_settings(top, repo.cas)
+    top.check_tree()
+    core = {f.name: getattr(repo, f.name) for f in dataclasses.fields(RepositorySettings)}
+    return Settings(**core, ocsp=ocsp_settings, ldap=ldap_settings)
+
+
+@dataclass
+class Backend:
+    """The store and the port beside it, opened together and closed together."""
+
+    store: Store
+    presigned: PresignedPort | None
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+async def open_backend(settings: RepositorySettings) -> Backend:
+    store = SQLiteStore(settings.store_path)
+    await store.open()
+    return Backend(store, SQLitePresignedPort(settings.store_path))
+
+
+REPO = web.AppKey("repository", Repository)
+PUBLICATION = web.AppKey("publication", Publication)
+SERVED = web.AppKey("served_urls", tuple)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store,
+    signers: Mapping[str, Signer],
+    clock: Clock,
+    presigned: PresignedPort | None = None,
+    ldap_listen: str | None = None,
+) -> web.Application:
+    """The one application. `store` must be open; the caller owns it. Without `presigned`,
+    OCSP pre-signs in this process only. LDAP listens only when `ldap_listen` is given
+    (`pkirepo serve` passes the configured or command-line address; "" turns it off)."""
+    app = web.Application(middlewares=[http.errors_middleware], client_max_size=64 * 1024)
+    repo = Repository(settings, store=store, signers=signers, clock=clock)
+    publication = Publication(repo)
+    app[REPO] = repo
+    app[PUBLICATION] = publication
+
+    async def repository_context(app: web.Application):
+        # First of the contexts: the issuers are in the store before OCSP and LDAP start.
+        async with publishing(repo, publication):
+            yield
+
+    app.cleanup_ctx.append(repository_context)
+    lines = http.setup(app, settings.http, repository=repo, publication=publication, clock=clock)
+    lines += ocsp.http.setup(app, settings.ocsp, store=store, presigned=presigned, signers=signers,
+                             ca_names=repo.ca_names, clock=clock, base_url=settings.http.base_url)
+    if ldap_listen is not None:
+        lines += ldap.service.setup(app, settings.ldap.listening_on(ldap_listen), store=store)
+    app[SERVED] = tuple(lines)
+    return app
