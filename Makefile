@@ -19,14 +19,17 @@ $(BIN)/pkirepo: pyproject.toml
 
 venv: $(BIN)/pkirepo
 
-# Installs missing system packages when run as root; otherwise says what is missing.
+# Installs missing system packages when run as root; then fails, naming them, if any of the
+# tools the tests drive is still missing (a test never skips for want of its client).
 sysdeps:
 	@missing=""; for b in $(SYSBINS); do command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing system packages for:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSPKGS) >/dev/null; \
+	fi; \
+	missing=""; for b in $(SYSBINS); do command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing system packages for:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSPKGS) >/dev/null; \
-	  else echo "missing system tools:$$missing (install: apt-get install $(SYSPKGS))"; fi; \
+	  echo "missing system tools:$$missing (install: apt-get install $(SYSPKGS))" >&2; exit 1; \
 	fi
 
 demo: venv
@@ -34,6 +37,7 @@ demo: venv
 	$(BIN)/pkirepo serve --config $(DEMO)/pkirepo.toml
 
 test: venv sysdeps
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # Peers the benchmarks run side by side with ours: openssl ca / ocsp, ab, slapd + libldap.

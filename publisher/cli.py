@@ -14,9 +14,8 @@ from .clock import SystemClock
 from .config import parse_listen
 from .crl import Reason
 from .errors import MalformedInput, RepoError
-from .root import Settings, load_settings
+from .root import Backend, Settings, load_settings, open_backend
 from .service import Repository, load_signers
-from .sqlite_store import SQLiteStore
 from .store import Action
 
 log = logging.getLogger("pkirepo")
@@ -72,17 +71,18 @@ class Context:
     def __init__(self, args, *, signing: bool = False) -> None:
         self.settings: Settings = load_settings(config_path(args))
         self.signing = signing
-        self.store = SQLiteStore(self.settings.store_path)
+        self.backend: Backend | None = None
 
     async def __aenter__(self) -> Repository:
         signers = load_signers(self.settings) if self.signing else {}
-        await self.store.open()
-        self.repo = Repository(self.settings, store=self.store, signers=signers, clock=SystemClock())
+        self.backend = await open_backend(self.settings)
+        self.repo = Repository(self.settings, store=self.backend.store, signers=signers, clock=SystemClock())
         await self.repo.sync_issuers()
         return self.repo
 
     async def __aexit__(self, *exc) -> None:
-        await self.store.close()
+        if self.backend is not None:
+            await self.backend.close()
 
 
 def progress_printer(label: str):

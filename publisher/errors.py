@@ -1,8 +1,7 @@
 """Domain errors, each carrying the wire code of every edge that reports it.
 
-One class per concern; each edge (HTTP, OCSP, LDAP, CLI) maps them in exactly one place.
-The table follows the design brief: malformed input, not found, not allowed, temporarily
-unavailable, and everything else.
+One class per concern (malformed input, not found, not allowed, temporarily unavailable,
+and everything else); each edge (HTTP, OCSP, LDAP, CLI) maps them in exactly one place.
 """
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import shutil
 import socket
 import struct
 
@@ -19,9 +18,6 @@ from ldap.settings import LdapSettings
 
 from ldap_fixtures import CA_DN, CRL1_DN, ROOT_DN
 from ldap_wire import msg, replies, search
-
-pytestmark = pytest.mark.skipif(shutil.which("ldapsearch") is None,
-                                reason="needs ldap-utils (apt-get install ldap-utils)")
 
 CRL = "certificateRevocationList;binary"
 ENV = {**os.environ, "LDAPNOINIT": "1"}  # ignore ~/.ldaprc and /etc/ldap/ldap.conf
