@@ -54,7 +54,7 @@ def setup(app: web.Application, settings: HttpSettings, *, repository: Repositor
     app.router.add_get("/ca/{file}", get_ca)
     app.router.add_get("/certs/{issuer}/{file}", get_cert)
     base = settings.base_url
-    lines = [f"CRL index:    {base}/crl/  (each CRL: {base}/crl/<name>.crl)"]
+    lines = [f"CRL index:    {base}/crl/"]
     lines += [f"CA:           {base}/ca/{name}.cer  {base}/ca/{name}.p7c" for name in repository.ca_names]
     lines += [f"certificates: {base}/certs/<issuer>/<serial-hex>.cer"]
     return lines
