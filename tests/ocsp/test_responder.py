@@ -339,7 +339,7 @@ class TestReadiness:
 
     def test_cert_state_answers(self):
         assert CertState(Status.REVOKED, 0, REVOKED_AT).answer()[2] is None  # unspecified: omitted
-        assert CertState(Status.HOLD, 6, REVOKED_AT).answer()[2].name == "CERTIFICATE_HOLD"
+        assert CertState(Status.HOLD, 6, REVOKED_AT).answer()[2] is Reason.certificateHold
 
 
 # The handler as a whole: whatever arrives, an OCSPResponse with a fitting status comes back.
