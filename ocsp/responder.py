@@ -20,35 +20,23 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
 import datetime as dt
-import email.utils
 import functools
-import hashlib
 import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-
 from publisher.clock import Clock
 from publisher.errors import RepoError
-from publisher.store import ChangeProbe, PresignedResponse, PresignedResponses, Status, Store
+from publisher.store import ChangeProbe, PresignedResponses, Store
 
 from .config import NeverIssued, OcspSettings
-from .errors import (
-    BadRequestSignature,
-    InternalResponderError,
-    ResponderNotReady,
-    SigRequired,
-    UnknownIssuer,
-)
+from .entry import HASH_BY_NAME, Entry, EntryKey, row_usable
+from .errors import InternalResponderError, ResponderNotReady, UnknownIssuer
 from .issuers import IssuerIndex
-from .request import CertID, HashAlgorithm, Nonce, OCSPRequest, decode_request
+from .request import CertID, HashAlgorithm, OCSPRequest
+from .request_decoder import RequestDecoder
 from .responders import IssuerResponder
 from .response import (
     ResponseStatus,
@@ -60,86 +48,11 @@ from .response import (
 )
 from .source import CertState, StatusSource
 
-# Rows in the store name their CertID hash by its hashlib name.
-HASH_BY_NAME = {h.hashlib_name: h for h in HashAlgorithm}
-
 log = logging.getLogger("pkirepo.ocsp")
 
 # Change-log kinds that alter what an OCSP answer says.
 _CERT_EVENTS = frozenset({"revoke", "hold", "release"})
 _ISSUER_EVENTS = frozenset({"cert-add", "import-revoked", "issuer-update"})
-_DECODE_CACHE_MAX = 20_000
-_TEMPLATES_MAX = 256
-
-
-@dataclass(frozen=True)
-class _NonceTemplate:
-    """A decoded request with a nonce, and the bytes around the nonce's octets.
-
-    A client sends the same request again with only a new nonce: same length, same bytes
-    everywhere else. Such a request decodes to the same thing with the new nonce, since the
-    octets of an OCTET STRING can be anything and every length octet lies outside them.
-    """
-
-    prefix: bytes
-    suffix: bytes
-    header: bytes  # extnValue octets before the nonce octets (the inner OCTET STRING's tag and length)
-    request: OCSPRequest
-
-    @classmethod
-    def of(cls, data: bytes, req: OCSPRequest) -> _NonceTemplate | None:
-        nonce = req.nonce
-        ev = nonce.extn_value
-        at = data.find(ev)
-        if at < 0 or data.rfind(ev) != at:
-            return None  # not found exactly once: do not guess
-        start = at + len(ev) - len(nonce.value)
-        return cls(data[:start], data[start + len(nonce.value):], ev[: len(ev) - len(nonce.value)], req)
-
-    def match(self, data: bytes) -> OCSPRequest | None:
-        if not (data.startswith(self.prefix) and data.endswith(self.suffix)):
-            return None
-        value = data[len(self.prefix): len(data) - len(self.suffix)]
-        tbs = data[len(data) - len(self.request.tbs_der):]
-        return dataclasses.replace(self.request, nonce=Nonce(value, self.header + value), tbs_der=tbs)
-
-
-def http_date(when: dt.datetime) -> str:
-    return email.utils.format_datetime(when.astimezone(dt.timezone.utc), usegmt=True)
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One signed answer about one certificate under one CertID hash algorithm."""
-
-    issuer_id: int
-    serial: int
-    hash_algorithm: HashAlgorithm
-    state: CertState
-    responder_key_hash: bytes
-    this_update: dt.datetime
-    next_update: dt.datetime
-    single_der: bytes
-    der: bytes
-    extended_revoke: bool
-    # RFC 5019 §6 header values, computed once.
-    etag: str
-    last_modified: str
-    expires: str
-
-    @classmethod
-    def make(cls, issuer_id, serial, hash_algorithm, state, key_hash, this_update, next_update, single_der, der,
-             extended_revoke) -> Entry:
-        return cls(issuer_id, serial, hash_algorithm, state, key_hash, this_update, next_update, single_der, der,
-                   extended_revoke, f'"{hashlib.sha256(der).hexdigest()[:32]}"', http_date(this_update),
-                   http_date(next_update))
-
-    def stored(self) -> PresignedResponse:
-        return PresignedResponse(
-            self.issuer_id, self.serial, self.hash_algorithm.hashlib_name, int(self.state.status), self.state.reason,
-            self.state.revoked_at, self.responder_key_hash, self.this_update, self.next_update, self.single_der,
-            self.der,
-        )
 
 
 @dataclass(frozen=True)
@@ -150,9 +63,6 @@ class Answer:
     status: ResponseStatus
     entry: Entry | None = None
     error: RepoError | None = None
-
-
-_Key = tuple[int, int, HashAlgorithm]
 
 
 class OcspResponder:
@@ -176,15 +86,17 @@ class OcspResponder:
         self.watch = watch
         self.index: IssuerIndex[int] = IssuerIndex((r.issuer_id, r.ca_certificate_der) for r in responders.values())
         self.limits = settings.limits
-        self._decoded: dict[bytes, OCSPRequest] = {}
-        self._templates: dict[int, list[_NonceTemplate]] = {}
-        self._template_count = 0
+        self.decoder = RequestDecoder(
+            settings.limits,
+            require_signed=settings.require_signed_requests,
+            ca_certificates=[r.ca_certificate_der for r in responders.values()],
+        )
         # Signing with a nonce runs here: cryptography releases the GIL while it signs, so
         # the event loop goes on decoding and answering meanwhile.
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._entries: dict[_Key, Entry] = {}
-        self._unknown: dict[_Key, Entry] = {}  # never-issued serials: bounded apart, flooding them evicts nothing else
-        self._inflight: dict[_Key, asyncio.Future] = {}
+        self._entries: dict[EntryKey, Entry] = {}
+        self._unknown: dict[EntryKey, Entry] = {}  # never-issued serials: bounded apart, flooding them evicts nothing else
+        self._inflight: dict[EntryKey, asyncio.Future] = {}
         self._crl_caps: dict[int, dt.datetime] = {}
         self._event_id = 0
         self._synced_version: int | None = None
@@ -228,7 +140,7 @@ class OcspResponder:
     async def answer(self, data: bytes) -> Answer:
         """Answer one DER request. Never raises: every failure is an OCSP status."""
         try:
-            req = self._decode(data)
+            req = self.decoder.read(data)
             return await self._answer(req)
         except RepoError as e:
             if e.http_status >= 500 and not isinstance(e, ResponderNotReady):
@@ -243,33 +155,7 @@ class OcspResponder:
             err = InternalResponderError("internal error")
             return Answer(unsuccessful(ResponseStatus.INTERNAL_ERROR), ResponseStatus.INTERNAL_ERROR, error=err)
 
-    def _decode(self, data: bytes) -> OCSPRequest:
-        # Decoding is a pure function of the bytes, so caching it needs no invalidation.
-        # Requests without a nonce repeat byte for byte; those with one, all but the nonce.
-        req = self._decoded.get(data)
-        if req is not None:
-            return req
-        for template in self._templates.get(len(data), ()):
-            req = template.match(data)
-            if req is not None:
-                return req
-        req = decode_request(data, self.limits)
-        if req.signed:
-            return req
-        if req.nonce is None:
-            if len(self._decoded) >= _DECODE_CACHE_MAX:
-                self._decoded.pop(next(iter(self._decoded)))
-            self._decoded[data] = req
-        elif self._template_count < _TEMPLATES_MAX:
-            template = _NonceTemplate.of(data, req)
-            if template is not None:
-                self._templates.setdefault(len(data), []).append(template)
-                self._template_count += 1
-        return req
-
     async def _answer(self, req: OCSPRequest) -> Answer:
-        if self.settings.require_signed_requests:
-            self._check_signature(req)
         await self.ensure_current()
         now = self.clock.now()
         issuer_ids = {self.index.find(cid) for cid in req.cert_ids}
@@ -301,33 +187,6 @@ class OcspResponder:
         body = sign() if self._executor is None else await asyncio.get_running_loop().run_in_executor(self._executor, sign)
         return Answer(body, ResponseStatus.SUCCESSFUL)
 
-    def _check_signature(self, req: OCSPRequest) -> None:
-        sig = req.signature
-        if sig is None:
-            raise SigRequired("this responder requires signed requests")
-        if not sig.certificates:
-            raise BadRequestSignature("a signed request without the signer's certificate")
-        try:
-            cert = x509.load_der_x509_certificate(sig.certificates[0])
-            key = cert.public_key()
-            hash_alg = _SIGNATURE_HASHES[sig.algorithm_oid]
-            if isinstance(key, rsa.RSAPublicKey):
-                key.verify(sig.signature, req.tbs_der, padding.PKCS1v15(), hash_alg)
-            elif isinstance(key, ec.EllipticCurvePublicKey):
-                key.verify(sig.signature, req.tbs_der, ec.ECDSA(hash_alg))
-            else:
-                raise BadRequestSignature("unsupported request signature key type")
-        except (InvalidSignature, ValueError, KeyError, TypeError) as e:
-            raise BadRequestSignature(f"request signature does not verify: {e!r}") from e
-        # The requestor must hold a certificate from one of the CAs we serve.
-        for r in self.responders.values():
-            try:
-                cert.verify_directly_issued_by(x509.load_der_x509_certificate(r.ca_certificate_der))
-                return
-            except (InvalidSignature, ValueError, TypeError):
-                continue
-        raise BadRequestSignature("the request signer's certificate is not issued by a CA we serve")
-
     async def _entry(self, issuer_id: int, cid: CertID, responder: IssuerResponder, now: dt.datetime) -> Entry:
         key = (issuer_id, cid.serial, cid.hash_algorithm)
         entry = self._entries.get(key) or self._unknown.get(key)
@@ -353,7 +212,7 @@ class OcspResponder:
         finally:
             del self._inflight[key]
 
-    async def _load_or_sign(self, key: _Key, responder: IssuerResponder) -> Entry:
+    async def _load_or_sign(self, key: EntryKey, responder: IssuerResponder) -> Entry:
         epoch = self.epoch
         issuer_id, serial, hash_alg = key
         state = await self.source.state(issuer_id, serial)
@@ -362,8 +221,8 @@ class OcspResponder:
         persist = self.table is not None and state.issued and hash_alg in self.settings.presign_hashes
         if persist:
             row = await self.table.get(issuer_id, serial, hash_alg.hashlib_name)
-            if row is not None and self._row_usable(row, state, responder, now):
-                entry = self._entry_from_row(row)
+            if row is not None and row_usable(row, state, responder.identity.key_hash, now, self.settings.refresh):
+                entry = Entry.from_row(row)
                 self.stats["loaded"] += 1
         if entry is None:
             entry = await self._sign(key, state, responder, now)
@@ -372,24 +231,6 @@ class OcspResponder:
         if epoch == self.epoch:
             self._remember(entry)
         return entry
-
-    def _row_usable(self, row: PresignedResponse, state: CertState, responder: IssuerResponder, now: dt.datetime) -> bool:
-        return (
-            row.status == int(state.status)
-            and row.reason == state.reason
-            and row.revoked_at == state.revoked_at
-            and row.responder_key_hash == responder.identity.key_hash
-            and not self._due(row.this_update, row.next_update, now)
-        )
-
-    def _due(self, this_update: dt.datetime, next_update: dt.datetime, now: dt.datetime) -> bool:
-        """Time to sign again: the refresh period is over, or half the validity is gone."""
-        return now >= min(this_update + self.settings.refresh, this_update + (next_update - this_update) / 2)
-
-    def _entry_from_row(self, row: PresignedResponse) -> Entry:
-        state = CertState(Status(row.status), row.reason, row.revoked_at)
-        return Entry.make(row.issuer_id, row.serial, HASH_BY_NAME[row.hash_name], state, row.responder_key_hash,
-                          row.this_update, row.next_update, row.single_der, row.der, False)
 
     def _remember(self, entry: Entry) -> None:
         key = (entry.issuer_id, entry.serial, entry.hash_algorithm)
@@ -404,7 +245,7 @@ class OcspResponder:
             cache.pop(next(iter(cache)))  # oldest first
         cache[key] = entry
 
-    async def _sign(self, key: _Key, state: CertState, responder: IssuerResponder, now: dt.datetime) -> Entry:
+    async def _sign(self, key: EntryKey, state: CertState, responder: IssuerResponder, now: dt.datetime) -> Entry:
         """sign_entry() off the event loop, so that requests go on while it signs."""
         if self._executor is None:
             return self.sign_entry(key, state, responder, now)
@@ -412,7 +253,7 @@ class OcspResponder:
             self._executor, self.sign_entry, key, state, responder, now
         )
 
-    def sign_entry(self, key: _Key, state: CertState, responder: IssuerResponder, now: dt.datetime) -> Entry:
+    def sign_entry(self, key: EntryKey, state: CertState, responder: IssuerResponder, now: dt.datetime) -> Entry:
         """Sign a pre-signable answer about one certificate now."""
         issuer_id, serial, hash_alg = key
         identity = responder.identity
@@ -581,8 +422,9 @@ class OcspResponder:
                     state = CertState(rec.status, None if rec.reason is None else int(rec.reason), rec.revoked_at)
                     for alg in self.settings.presign_hashes:
                         row = rows.get((rec.serial, alg))
-                        if row is not None and self._row_usable(row, state, responder, now):
-                            keep.append(self._entry_from_row(row))
+                        if row is not None and row_usable(row, state, responder.identity.key_hash, now,
+                                                         self.settings.refresh):
+                            keep.append(Entry.from_row(row))
                         else:
                             fresh.append(await self._sign((issuer_id, rec.serial, alg), state, responder, now))
                             signed += 1
@@ -600,14 +442,5 @@ class OcspResponder:
             log.info("OCSP: pre-signed %d response(s)", signed)
         return signed
 
-
-_SIGNATURE_HASHES = {
-    "1.2.840.113549.1.1.11": hashes.SHA256(),
-    "1.2.840.113549.1.1.12": hashes.SHA384(),
-    "1.2.840.113549.1.1.13": hashes.SHA512(),
-    "1.2.840.10045.4.3.2": hashes.SHA256(),
-    "1.2.840.10045.4.3.3": hashes.SHA384(),
-    "1.2.840.10045.4.3.4": hashes.SHA512(),
-}
 
 __all__ = ["Answer", "Entry", "OcspResponder"]

@@ -156,7 +156,7 @@ class TestAnswers:
         b = parse((await r.answer(der_request(world.ca, ocsp_pki.GOOD_SERIAL, nonce=b"\x02" * 16))).body)
         assert a.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"\x01" * 16
         assert b.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"\x02" * 16
-        assert len(r._templates) == 1
+        assert len(r.decoder.templates) == 1
         for resp in (a, b):
             resp_key = world.ca.responder_cert.public_key()
             from cryptography.hazmat.primitives.asymmetric import ec
