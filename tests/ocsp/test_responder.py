@@ -299,7 +299,7 @@ class TestChanges:
         other = await world.other_process()
         await other.change_status(StatusChange(world.issuer_id, ocsp_pki.GOOD_SERIAL, Action.REVOKE,
                                                Reason.keyCompromise, NOW, None, b"entry"))
-        await r.ensure_current()  # another request notices the change meanwhile
+        await r.follower.ensure_current()  # another request notices the change meanwhile
         gate.set()
         assert parse((await slow).body).certificate_status is x509_ocsp.OCSPCertStatus.GOOD  # read before the commit
         assert parse((await r.answer(req)).body).certificate_status is x509_ocsp.OCSPCertStatus.REVOKED
