@@ -27,6 +27,8 @@ from .source import StatusSource
 
 
 class AnswerCache:
+    """Answers in memory by (issuer id, serial, CertID hash); misses go to `table` or `signer`."""
+
     def __init__(
         self,
         settings: OcspSettings,

@@ -23,6 +23,8 @@ from .source import CertState
 
 
 class AnswerSigner:
+    """Signs answers under one `OcspSettings`; inline until `start()` makes its thread pool."""
+
     def __init__(self, settings: OcspSettings) -> None:
         self.settings = settings
         #: The earliest nextUpdate among each issuer's current CRLs: an OCSP answer should

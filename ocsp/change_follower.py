@@ -27,6 +27,8 @@ _PAGE = 1000
 
 
 class ChangeFollower:
+    """Follows `store`'s change log from `start()` on, dropping what changed from `cache`."""
+
     def __init__(self, *, store: Store, watch: ChangeProbe | None, cache: AnswerCache, signer: AnswerSigner) -> None:
         self.store = store
         self.watch = watch

@@ -28,6 +28,8 @@ log = logging.getLogger("pkirepo.ocsp")
 
 
 class PreSigner:
+    """Signs ahead of requests into `table` and `cache`, for every CA in `responders`."""
+
     def __init__(
         self,
         settings: OcspSettings,

@@ -61,6 +61,9 @@ class Answer:
 
 
 class OcspResponder:
+    """The OCSP service for the CAs in `responders`: `answer()` for requests, `run()` in the
+    background; `start()` before either, `close()` after."""
+
     def __init__(
         self,
         settings: OcspSettings,
