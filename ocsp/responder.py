@@ -1,5 +1,12 @@
 """The OCSP responder: answers from pre-signed responses, signs only when it must.
 
+`OcspResponder` composes the parts and routes each request to its CA:
+- `RequestDecoder` (request_decoder.py): bytes to a request, cached; signature check;
+- `ChangeFollower` (change_follower.py): applies the store's change log before answering;
+- `AnswerCache` (answer_cache.py): answers in memory, else loaded from the store or signed;
+- `AnswerSigner` (answer_signer.py): signs entries and nonce answers off the event loop;
+- `PreSigner` (presigner.py): the background loop that signs ahead of requests.
+
 Paths through `OcspResponder.answer()`:
 - Hot path (no nonce, one CertID, the usual case): the request bytes are looked up in a
   decode cache, the change watch is read (a few microseconds), and the pre-signed response
@@ -14,132 +21,33 @@ No stale good answer after a change: every request first asks the change watch w
 anything was committed since the last look. If so, the change log is read (once, for all
 waiting requests) and every answer about a certificate that changed is dropped before the
 request goes on. An answer signed from a read that raced such a change is never kept:
-the `epoch` counter tells.
+the cache's `epoch` counter tells.
 """
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import dataclasses
-import datetime as dt
-import email.utils
-import functools
-import hashlib
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-
 from publisher.clock import Clock
 from publisher.errors import RepoError
-from publisher.store import ChangeProbe, PresignedResponse, PresignedResponses, Status, Store
+from publisher.store import ChangeProbe, PresignedResponses, Store
 
-from .config import NeverIssued, OcspSettings
-from .errors import (
-    BadRequestSignature,
-    InternalResponderError,
-    ResponderNotReady,
-    SigRequired,
-    UnknownIssuer,
-)
+from .answer_cache import AnswerCache
+from .answer_signer import AnswerSigner
+from .change_follower import ChangeFollower
+from .config import OcspSettings
+from .entry import Entry
+from .errors import InternalResponderError, ResponderNotReady, UnknownIssuer
 from .issuers import IssuerIndex
-from .request import CertID, HashAlgorithm, Nonce, OCSPRequest, decode_request
+from .presigner import PreSigner
+from .request_decoder import RequestDecoder
 from .responders import IssuerResponder
-from .response import (
-    ResponseStatus,
-    SingleResponse,
-    build_response,
-    cert_id_der,
-    never_issued,
-    unsuccessful,
-)
-from .source import CertState, StatusSource
-
-# Rows in the store name their CertID hash by its hashlib name.
-HASH_BY_NAME = {h.hashlib_name: h for h in HashAlgorithm}
+from .response import ResponseStatus, unsuccessful
+from .source import StatusSource
 
 log = logging.getLogger("pkirepo.ocsp")
-
-# Change-log kinds that alter what an OCSP answer says.
-_CERT_EVENTS = frozenset({"revoke", "hold", "release"})
-_ISSUER_EVENTS = frozenset({"cert-add", "import-revoked", "issuer-update"})
-_DECODE_CACHE_MAX = 20_000
-_TEMPLATES_MAX = 256
-
-
-@dataclass(frozen=True)
-class _NonceTemplate:
-    """A decoded request with a nonce, and the bytes around the nonce's octets.
-
-    A client sends the same request again with only a new nonce: same length, same bytes
-    everywhere else. Such a request decodes to the same thing with the new nonce, since the
-    octets of an OCTET STRING can be anything and every length octet lies outside them.
-    """
-
-    prefix: bytes
-    suffix: bytes
-    header: bytes  # extnValue octets before the nonce octets (the inner OCTET STRING's tag and length)
-    request: OCSPRequest
-
-    @classmethod
-    def of(cls, data: bytes, req: OCSPRequest) -> _NonceTemplate | None:
-        nonce = req.nonce
-        ev = nonce.extn_value
-        at = data.find(ev)
-        if at < 0 or data.rfind(ev) != at:
-            return None  # not found exactly once: do not guess
-        start = at + len(ev) - len(nonce.value)
-        return cls(data[:start], data[start + len(nonce.value):], ev[: len(ev) - len(nonce.value)], req)
-
-    def match(self, data: bytes) -> OCSPRequest | None:
-        if not (data.startswith(self.prefix) and data.endswith(self.suffix)):
-            return None
-        value = data[len(self.prefix): len(data) - len(self.suffix)]
-        tbs = data[len(data) - len(self.request.tbs_der):]
-        return dataclasses.replace(self.request, nonce=Nonce(value, self.header + value), tbs_der=tbs)
-
-
-def http_date(when: dt.datetime) -> str:
-    return email.utils.format_datetime(when.astimezone(dt.timezone.utc), usegmt=True)
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One signed answer about one certificate under one CertID hash algorithm."""
-
-    issuer_id: int
-    serial: int
-    hash_algorithm: HashAlgorithm
-    state: CertState
-    responder_key_hash: bytes
-    this_update: dt.datetime
-    next_update: dt.datetime
-    single_der: bytes
-    der: bytes
-    extended_revoke: bool
-    # RFC 5019 §6 header values, computed once.
-    etag: str
-    last_modified: str
-    expires: str
-
-    @classmethod
-    def make(cls, issuer_id, serial, hash_algorithm, state, key_hash, this_update, next_update, single_der, der,
-             extended_revoke) -> Entry:
-        return cls(issuer_id, serial, hash_algorithm, state, key_hash, this_update, next_update, single_der, der,
-                   extended_revoke, f'"{hashlib.sha256(der).hexdigest()[:32]}"', http_date(this_update),
-                   http_date(next_update))
-
-    def stored(self) -> PresignedResponse:
-        return PresignedResponse(
-            self.issuer_id, self.serial, self.hash_algorithm.hashlib_name, int(self.state.status), self.state.reason,
-            self.state.revoked_at, self.responder_key_hash, self.this_update, self.next_update, self.single_der,
-            self.der,
-        )
 
 
 @dataclass(frozen=True)
@@ -152,10 +60,10 @@ class Answer:
     error: RepoError | None = None
 
 
-_Key = tuple[int, int, HashAlgorithm]
-
-
 class OcspResponder:
+    """The OCSP service for the CAs in `responders`: `answer()` for requests, `run()` in the
+    background; `start()` before either, `close()` after."""
+
     def __init__(
         self,
         settings: OcspSettings,
@@ -168,68 +76,67 @@ class OcspResponder:
         watch: ChangeProbe | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store
-        self.source = source
         self.clock = clock
         self.responders = responders
-        self.table = table
-        self.watch = watch
         self.index: IssuerIndex[int] = IssuerIndex((r.issuer_id, r.ca_certificate_der) for r in responders.values())
-        self.limits = settings.limits
-        self._decoded: dict[bytes, OCSPRequest] = {}
-        self._templates: dict[int, list[_NonceTemplate]] = {}
-        self._template_count = 0
-        # Signing with a nonce runs here: cryptography releases the GIL while it signs, so
-        # the event loop goes on decoding and answering meanwhile.
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._entries: dict[_Key, Entry] = {}
-        self._unknown: dict[_Key, Entry] = {}  # never-issued serials: bounded apart, flooding them evicts nothing else
-        self._inflight: dict[_Key, asyncio.Future] = {}
-        self._crl_caps: dict[int, dt.datetime] = {}
-        self._event_id = 0
-        self._synced_version: int | None = None
-        self._sync_lock = asyncio.Lock()
-        #: Bumped whenever answers are dropped because something changed.
-        self.epoch = 0
-        self._resign: set[tuple[int, int]] = set()
-        self._wake = asyncio.Event()
-        self._next_scan: dt.datetime | None = None
-        self.stats = {"hits": 0, "signed": 0, "loaded": 0, "nonce": 0}
-
-    # Start-up
+        self.decoder = RequestDecoder(
+            settings.limits,
+            require_signed=settings.require_signed_requests,
+            ca_certificates=[r.ca_certificate_der for r in responders.values()],
+        )
+        self.signer = AnswerSigner(settings)
+        self.cache = AnswerCache(settings, source=source, clock=clock, signer=self.signer, table=table)
+        self.follower = ChangeFollower(store=store, watch=watch, cache=self.cache, signer=self.signer)
+        self.presigner = PreSigner(settings, store=store, source=source, clock=clock, responders=responders,
+                                   table=table, cache=self.cache, signer=self.signer, follower=self.follower)
+        self._hits = 0
+        self._nonce = 0
 
     async def start(self) -> None:
         """Remember where the change log is, so that everything after it is applied."""
-        if self.watch is not None:
-            self._synced_version = self.watch.version()
-        self._event_id = await self.store.change_token()
-        await self._load_crl_caps()
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="ocsp-sign")
+        await self.follower.start()
+        self.signer.start()
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-
-    async def _load_crl_caps(self) -> None:
-        caps: dict[int, dt.datetime] = {}
-        for rec in await self.store.current_crls():
-            issuer = rec.scope.issuer_id
-            caps[issuer] = min(caps.get(issuer, rec.next_update), rec.next_update)
-        self._crl_caps = caps
+        self.signer.close()
 
     def readiness(self) -> list[str]:
         """Problems that keep some CA's OCSP answers from being served; empty when ready."""
         now = self.clock.now()
         return [p for r in self.responders.values() if (p := r.problem_at(now)) is not None]
 
-    # Answering
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: requests answered with a pre-signed entry (hits) and with a fresh signature
+        (nonce); entries signed, and entries loaded from the pre-signed table."""
+        return {"hits": self._hits, "signed": self.signer.signed, "loaded": self.cache.loaded, "nonce": self._nonce}
 
     async def answer(self, data: bytes) -> Answer:
         """Answer one DER request. Never raises: every failure is an OCSP status."""
         try:
-            req = self._decode(data)
-            return await self._answer(req)
+            req = self.decoder.read(data)
+            await self.follower.ensure_current()
+            now = self.clock.now()
+            issuer_ids = {self.index.find(cid) for cid in req.cert_ids}
+            if None in issuer_ids:
+                raise UnknownIssuer("a CertID names an issuer this responder does not serve")
+            if len(issuer_ids) > 1:
+                # One response has one signer, and each CA has its own delegated responder.
+                raise UnknownIssuer("CertIDs of several CAs in one request: ask each CA's responder separately")
+            (issuer_id,) = issuer_ids
+            responder = self.responders[issuer_id]
+            problem = responder.problem_at(now)
+            if problem is not None:
+                raise ResponderNotReady(problem)
+            nonce = None if self.settings.ignore_nonce else req.nonce
+            if nonce is None and len(req.cert_ids) == 1:
+                entry = await self.cache.get(issuer_id, req.cert_ids[0], responder, now)
+                self._hits += 1
+                return Answer(entry.der, ResponseStatus.SUCCESSFUL, entry=entry)
+            entries = [await self.cache.get(issuer_id, cid, responder, now) for cid in req.cert_ids]
+            self._nonce += 1
+            body = await self.signer.sign_response(responder.identity, now, entries, nonce)
+            return Answer(body, ResponseStatus.SUCCESSFUL)
         except RepoError as e:
             if e.http_status >= 500 and not isinstance(e, ResponderNotReady):
                 log.error("OCSP: %s", e.message)
@@ -243,371 +150,13 @@ class OcspResponder:
             err = InternalResponderError("internal error")
             return Answer(unsuccessful(ResponseStatus.INTERNAL_ERROR), ResponseStatus.INTERNAL_ERROR, error=err)
 
-    def _decode(self, data: bytes) -> OCSPRequest:
-        # Decoding is a pure function of the bytes, so caching it needs no invalidation.
-        # Requests without a nonce repeat byte for byte; those with one, all but the nonce.
-        req = self._decoded.get(data)
-        if req is not None:
-            return req
-        for template in self._templates.get(len(data), ()):
-            req = template.match(data)
-            if req is not None:
-                return req
-        req = decode_request(data, self.limits)
-        if req.signed:
-            return req
-        if req.nonce is None:
-            if len(self._decoded) >= _DECODE_CACHE_MAX:
-                self._decoded.pop(next(iter(self._decoded)))
-            self._decoded[data] = req
-        elif self._template_count < _TEMPLATES_MAX:
-            template = _NonceTemplate.of(data, req)
-            if template is not None:
-                self._templates.setdefault(len(data), []).append(template)
-                self._template_count += 1
-        return req
-
-    async def _answer(self, req: OCSPRequest) -> Answer:
-        if self.settings.require_signed_requests:
-            self._check_signature(req)
-        await self.ensure_current()
-        now = self.clock.now()
-        issuer_ids = {self.index.find(cid) for cid in req.cert_ids}
-        if None in issuer_ids:
-            raise UnknownIssuer("a CertID names an issuer this responder does not serve")
-        if len(issuer_ids) > 1:
-            # One response has one signer, and each CA has its own delegated responder.
-            raise UnknownIssuer("CertIDs of several CAs in one request: ask each CA's responder separately")
-        (issuer_id,) = issuer_ids
-        responder = self.responders[issuer_id]
-        problem = responder.problem_at(now)
-        if problem is not None:
-            raise ResponderNotReady(problem)
-        nonce = None if self.settings.ignore_nonce else req.nonce
-        if nonce is None and len(req.cert_ids) == 1:
-            entry = await self._entry(issuer_id, req.cert_ids[0], responder, now)
-            self.stats["hits"] += 1
-            return Answer(entry.der, ResponseStatus.SUCCESSFUL, entry=entry)
-        entries = [await self._entry(issuer_id, cid, responder, now) for cid in req.cert_ids]
-        self.stats["nonce"] += 1
-        sign = functools.partial(
-            build_response,
-            responder.identity,
-            now,
-            [e.single_der for e in entries],
-            nonce=nonce,
-            extended_revoke=any(e.extended_revoke for e in entries),
-        )
-        body = sign() if self._executor is None else await asyncio.get_running_loop().run_in_executor(self._executor, sign)
-        return Answer(body, ResponseStatus.SUCCESSFUL)
-
-    def _check_signature(self, req: OCSPRequest) -> None:
-        sig = req.signature
-        if sig is None:
-            raise SigRequired("this responder requires signed requests")
-        if not sig.certificates:
-            raise BadRequestSignature("a signed request without the signer's certificate")
-        try:
-            cert = x509.load_der_x509_certificate(sig.certificates[0])
-            key = cert.public_key()
-            hash_alg = _SIGNATURE_HASHES[sig.algorithm_oid]
-            if isinstance(key, rsa.RSAPublicKey):
-                key.verify(sig.signature, req.tbs_der, padding.PKCS1v15(), hash_alg)
-            elif isinstance(key, ec.EllipticCurvePublicKey):
-                key.verify(sig.signature, req.tbs_der, ec.ECDSA(hash_alg))
-            else:
-                raise BadRequestSignature("unsupported request signature key type")
-        except (InvalidSignature, ValueError, KeyError, TypeError) as e:
-            raise BadRequestSignature(f"request signature does not verify: {e!r}") from e
-        # The requestor must hold a certificate from one of the CAs we serve.
-        for r in self.responders.values():
-            try:
-                cert.verify_directly_issued_by(x509.load_der_x509_certificate(r.ca_certificate_der))
-                return
-            except (InvalidSignature, ValueError, TypeError):
-                continue
-        raise BadRequestSignature("the request signer's certificate is not issued by a CA we serve")
-
-    async def _entry(self, issuer_id: int, cid: CertID, responder: IssuerResponder, now: dt.datetime) -> Entry:
-        key = (issuer_id, cid.serial, cid.hash_algorithm)
-        entry = self._entries.get(key) or self._unknown.get(key)
-        if (
-            entry is not None
-            and now < entry.next_update
-            and entry.responder_key_hash == responder.identity.key_hash
-        ):
-            return entry
-        fut = self._inflight.get(key)
-        if fut is not None:  # someone is signing this one already
-            return await asyncio.shield(fut)
-        fut = asyncio.get_running_loop().create_future()
-        self._inflight[key] = fut
-        try:
-            entry = await self._load_or_sign(key, responder)
-            fut.set_result(entry)
-            return entry
-        except BaseException as e:
-            fut.set_exception(e)
-            fut.exception()  # retrieved: waiters re-raise it, nobody logs "never retrieved"
-            raise
-        finally:
-            del self._inflight[key]
-
-    async def _load_or_sign(self, key: _Key, responder: IssuerResponder) -> Entry:
-        epoch = self.epoch
-        issuer_id, serial, hash_alg = key
-        state = await self.source.state(issuer_id, serial)
-        now = self.clock.now()
-        entry = None
-        persist = self.table is not None and state.issued and hash_alg in self.settings.presign_hashes
-        if persist:
-            row = await self.table.get(issuer_id, serial, hash_alg.hashlib_name)
-            if row is not None and self._row_usable(row, state, responder, now):
-                entry = self._entry_from_row(row)
-                self.stats["loaded"] += 1
-        if entry is None:
-            entry = await self._sign(key, state, responder, now)
-            if persist:
-                await self.table.put_many([entry.stored()])
-        if epoch == self.epoch:
-            self._remember(entry)
-        return entry
-
-    def _row_usable(self, row: PresignedResponse, state: CertState, responder: IssuerResponder, now: dt.datetime) -> bool:
-        return (
-            row.status == int(state.status)
-            and row.reason == state.reason
-            and row.revoked_at == state.revoked_at
-            and row.responder_key_hash == responder.identity.key_hash
-            and not self._due(row.this_update, row.next_update, now)
-        )
-
-    def _due(self, this_update: dt.datetime, next_update: dt.datetime, now: dt.datetime) -> bool:
-        """Time to sign again: the refresh period is over, or half the validity is gone."""
-        return now >= min(this_update + self.settings.refresh, this_update + (next_update - this_update) / 2)
-
-    def _entry_from_row(self, row: PresignedResponse) -> Entry:
-        state = CertState(Status(row.status), row.reason, row.revoked_at)
-        return Entry.make(row.issuer_id, row.serial, HASH_BY_NAME[row.hash_name], state, row.responder_key_hash,
-                          row.this_update, row.next_update, row.single_der, row.der, False)
-
-    def _remember(self, entry: Entry) -> None:
-        key = (entry.issuer_id, entry.serial, entry.hash_algorithm)
-        cache, limit = (
-            (self._entries, self.settings.cache_entries)
-            if entry.state.issued
-            else (self._unknown, max(1, self.settings.cache_entries // 10))
-        )
-        if limit <= 0:
-            return
-        if key not in cache and len(cache) >= limit:
-            cache.pop(next(iter(cache)))  # oldest first
-        cache[key] = entry
-
-    async def _sign(self, key: _Key, state: CertState, responder: IssuerResponder, now: dt.datetime) -> Entry:
-        """sign_entry() off the event loop, so that requests go on while it signs."""
-        if self._executor is None:
-            return self.sign_entry(key, state, responder, now)
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self.sign_entry, key, state, responder, now
-        )
-
-    def sign_entry(self, key: _Key, state: CertState, responder: IssuerResponder, now: dt.datetime) -> Entry:
-        """Sign a pre-signable answer about one certificate now."""
-        issuer_id, serial, hash_alg = key
-        identity = responder.identity
-        if identity is None:
-            raise ResponderNotReady(responder.problem or "no responder")
-        next_update = now + self.settings.validity
-        cap = self._crl_caps.get(issuer_id)
-        if cap is not None and cap > now:
-            next_update = min(next_update, cap)
-        if responder.not_after is not None:
-            next_update = min(next_update, responder.not_after)
-        if next_update <= now:
-            raise ResponderNotReady(f"no valid nextUpdate for {responder.name}: responder or CRL expired")
-        name_hash, key_hash = responder.issuer_name_key_hashes(hash_alg)
-        cid = cert_id_der(hash_alg, name_hash, key_hash, serial)
-        extended = False
-        if not state.issued and self.settings.never_issued is NeverIssued.REVOKED:
-            single = never_issued(cid, now, next_update)
-            extended = True
-        else:
-            status, revoked_at, reason = state.answer()
-            single = SingleResponse(cid, status, now, next_update, revocation_time=revoked_at, reason=reason)
-        single_der = single.der()
-        der = build_response(identity, now, [single_der], extended_revoke=extended)
-        self.stats["signed"] += 1
-        return Entry.make(issuer_id, serial, hash_alg, state, identity.key_hash, now, next_update, single_der, der,
-                          extended)
-
-    # Noticing changes
-
-    async def ensure_current(self) -> None:
-        """Apply every change committed before this call; cheap when there is none."""
-        if self.watch is not None:
-            if self.watch.version() == self._synced_version:
-                return
-        async with self._sync_lock:
-            if self.watch is not None:
-                version = self.watch.version()  # read before the log: a later commit changes it again
-                if version == self._synced_version:
-                    return
-            await self._apply_events()
-            if self.watch is not None:
-                self._synced_version = version
-
-    async def _apply_events(self) -> None:
-        dropped = False
-        crl = False
-        while True:
-            events = await self.store.events_since(self._event_id, limit=1000)
-            for ev in events:
-                self._event_id = ev.id
-                if ev.kind in _CERT_EVENTS:
-                    try:
-                        serial = int(ev.detail or "", 16)
-                    except ValueError:
-                        serial = None
-                    if ev.issuer_id is None or serial is None:
-                        # The log does not say which certificate: forget every answer.
-                        log.warning("OCSP: change-log event %d (%s) names no certificate", ev.id, ev.kind)
-                        self._entries.clear()
-                        self._unknown.clear()
-                    else:
-                        self._drop_cert(ev.issuer_id, serial)
-                        self._resign.add((ev.issuer_id, serial))
-                    dropped = True
-                elif ev.kind in _ISSUER_EVENTS:
-                    # Added certificates (imported revoked or not) were "unknown" a moment ago:
-                    # those answers go. A changed CA certificate voids everything it signed for.
-                    everything = ev.kind == "issuer-update"
-                    if ev.issuer_id is None:
-                        self._unknown.clear()
-                        if everything:
-                            self._entries.clear()
-                    else:
-                        self._drop_issuer(ev.issuer_id, unknown_only=not everything)
-                    dropped = True
-                elif ev.kind == "crl":
-                    crl = True
-            if len(events) < 1000:
-                break
-        if dropped:
-            self.epoch += 1
-            self._wake.set()
-        if crl:
-            await self._load_crl_caps()
-
-    def _drop_cert(self, issuer_id: int, serial: int) -> None:
-        for alg in HashAlgorithm:
-            self._entries.pop((issuer_id, serial, alg), None)
-            self._unknown.pop((issuer_id, serial, alg), None)
-
-    def _drop_issuer(self, issuer_id: int, *, unknown_only: bool = False) -> None:
-        self._unknown = {k: v for k, v in self._unknown.items() if k[0] != issuer_id}
-        if not unknown_only and any(k[0] == issuer_id for k in self._entries):
-            self._entries = {k: v for k, v in self._entries.items() if k[0] != issuer_id}
-
-    # Pre-signing
-
     async def run(self, *, jitter: float = 1.0, sleep: Callable[[float], object] = asyncio.sleep) -> None:
-        """The background loop: re-sign changed certificates at once, everything else when
-        its refresh comes. Errors are logged; the next round retries."""
-        await sleep(random.uniform(0, jitter))
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("OCSP pre-signing: will retry")
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=min(60.0, self.settings.scan_interval.total_seconds()))
-            except asyncio.TimeoutError:
-                pass
+        """The pre-signing loop (see `PreSigner.run`); runs until cancelled."""
+        await self.presigner.run(jitter=jitter, sleep=sleep)
 
     async def run_once(self, *, full: bool = False) -> int:
-        """One round: changed certificates first, then (when due, or with `full`) a scan of
-        every certificate. Returns how many answers were signed."""
-        await self.ensure_current()
-        signed = 0
-        while self._resign:
-            issuer_id, serial = self._resign.pop()
-            signed += await self._presign_cert(issuer_id, serial)
-        now = self.clock.now()
-        if full or self._next_scan is None or now >= self._next_scan:
-            signed += await self._scan()
-            self._next_scan = now + self.settings.scan_interval
-        return signed
+        """One pre-signing round (see `PreSigner.run_once`); returns how many answers were signed."""
+        return await self.presigner.run_once(full=full)
 
-    async def _presign_cert(self, issuer_id: int, serial: int) -> int:
-        responder = self.responders.get(issuer_id)
-        if responder is None or responder.problem_at(self.clock.now()) is not None:
-            return 0
-        epoch = self.epoch
-        state = await self.source.state(issuer_id, serial)
-        now = self.clock.now()
-        entries = [await self._sign((issuer_id, serial, alg), state, responder, now) for alg in self.settings.presign_hashes]
-        if self.table is not None and state.issued:
-            await self.table.put_many([e.stored() for e in entries])
-        if epoch == self.epoch:
-            for e in entries:
-                self._remember(e)
-        return len(entries)
-
-    async def _scan(self, page: int = 500) -> int:
-        """Walk every certificate; sign what has no usable pre-signed answer; keep memory warm."""
-        signed = 0
-        for issuer_id, responder in self.responders.items():
-            if responder.problem_at(self.clock.now()) is not None:
-                continue
-            after = -1
-            while True:
-                certs = await self.store.certificates(issuer_id, after_serial=after, limit=page)
-                if not certs:
-                    break
-                after = certs[-1].serial
-                epoch = self.epoch
-                rows = {}
-                if self.table is not None:
-                    for row in await self.table.between(issuer_id, certs[0].serial, certs[-1].serial):
-                        if row.hash_name in HASH_BY_NAME:
-                            rows[(row.serial, HASH_BY_NAME[row.hash_name])] = row
-                now = self.clock.now()
-                fresh, keep = [], []
-                for rec in certs:
-                    state = CertState(rec.status, None if rec.reason is None else int(rec.reason), rec.revoked_at)
-                    for alg in self.settings.presign_hashes:
-                        row = rows.get((rec.serial, alg))
-                        if row is not None and self._row_usable(row, state, responder, now):
-                            keep.append(self._entry_from_row(row))
-                        else:
-                            fresh.append(await self._sign((issuer_id, rec.serial, alg), state, responder, now))
-                            signed += 1
-                if self.table is not None:
-                    await self.table.put_many([e.stored() for e in fresh])
-                if epoch == self.epoch:
-                    # Warm the memory cache while there is room; a scan never evicts hot answers.
-                    for e in keep + fresh:
-                        k = (e.issuer_id, e.serial, e.hash_algorithm)
-                        if k in self._entries or len(self._entries) < self.settings.cache_entries:
-                            self._entries[k] = e
-                if len(certs) < page:
-                    break
-        if signed:
-            log.info("OCSP: pre-signed %d response(s)", signed)
-        return signed
-
-
-_SIGNATURE_HASHES = {
-    "1.2.840.113549.1.1.11": hashes.SHA256(),
-    "1.2.840.113549.1.1.12": hashes.SHA384(),
-    "1.2.840.113549.1.1.13": hashes.SHA512(),
-    "1.2.840.10045.4.3.2": hashes.SHA256(),
-    "1.2.840.10045.4.3.3": hashes.SHA384(),
-    "1.2.840.10045.4.3.4": hashes.SHA512(),
-}
 
 __all__ = ["Answer", "Entry", "OcspResponder"]

@@ -17,6 +17,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import serialization
 
 from publisher import der
+from publisher.crl import Reason
 from publisher.signer import Signer
 
 from .request import OID_NONCE, HashAlgorithm, Nonce
@@ -42,21 +43,6 @@ class CertStatus(enum.Enum):
     GOOD = "good"
     REVOKED = "revoked"
     UNKNOWN = "unknown"
-
-
-class RevocationReason(enum.IntEnum):
-    """CRLReason (RFC 5280 §5.3.1); 7 is not used."""
-
-    UNSPECIFIED = 0
-    KEY_COMPROMISE = 1
-    CA_COMPROMISE = 2
-    AFFILIATION_CHANGED = 3
-    SUPERSEDED = 4
-    CESSATION_OF_OPERATION = 5
-    CERTIFICATE_HOLD = 6
-    REMOVE_FROM_CRL = 8
-    PRIVILEGE_WITHDRAWN = 9
-    AA_COMPROMISE = 10
 
 
 _UNSUCCESSFUL = {s: der.sequence(der.enumerated(int(s))) for s in ResponseStatus if s != ResponseStatus.SUCCESSFUL}
@@ -95,7 +81,7 @@ class SingleResponse:
     this_update: dt.datetime
     next_update: dt.datetime | None = None
     revocation_time: dt.datetime | None = None
-    reason: RevocationReason | None = None
+    reason: Reason | None = None
 
     def __post_init__(self) -> None:
         if self.status is CertStatus.REVOKED:
@@ -133,7 +119,7 @@ def never_issued(cert_id_der: bytes, this_update: dt.datetime, next_update: dt.d
         this_update,
         next_update,
         revocation_time=EPOCH,
-        reason=RevocationReason.CERTIFICATE_HOLD,
+        reason=Reason.certificateHold,
     )
 
 

@@ -9,9 +9,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Protocol
 
+from publisher.crl import Reason
 from publisher.store import Status, Store
 
-from .response import CertStatus, RevocationReason
+from .response import CertStatus
 
 #: RFC 5280 serials are positive and at most 20 octets; anything else was never issued.
 MAX_SERIAL = 2**160
@@ -30,16 +31,16 @@ class CertState:
     def issued(self) -> bool:
         return self.status is not None
 
-    def answer(self) -> tuple[CertStatus, dt.datetime | None, RevocationReason | None]:
+    def answer(self) -> tuple[CertStatus, dt.datetime | None, Reason | None]:
         """(certStatus, revocationTime, revocationReason) for a SingleResponse."""
         if self.status is None:
             return CertStatus.UNKNOWN, None, None
         if self.status is Status.GOOD:
             return CertStatus.GOOD, None, None
         if self.status is Status.HOLD:
-            return CertStatus.REVOKED, self.revoked_at, RevocationReason.CERTIFICATE_HOLD
+            return CertStatus.REVOKED, self.revoked_at, Reason.certificateHold
         # RFC 5280 §5.3.1 leaves `unspecified` out; an absent reason says the same in OCSP.
-        reason = None if self.reason in (None, 0) else RevocationReason(self.reason)
+        reason = None if self.reason in (None, 0) else Reason(self.reason)
         return CertStatus.REVOKED, self.revoked_at, reason
 
 

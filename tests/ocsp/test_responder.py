@@ -158,7 +158,7 @@ class TestAnswers:
         b = parse((await r.answer(der_request(world.ca, ocsp_pki.GOOD_SERIAL, nonce=b"\x02" * 16))).body)
         assert a.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"\x01" * 16
         assert b.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"\x02" * 16
-        assert len(r._templates) == 1
+        assert len(r.decoder.templates) == 1
         for resp in (a, b):
             resp_key = world.ca.responder_cert.public_key()
             from cryptography.hazmat.primitives.asymmetric import ec
@@ -301,7 +301,7 @@ class TestChanges:
         other = await world.other_process()
         await other.change_status(StatusChange(world.issuer_id, ocsp_pki.GOOD_SERIAL, Action.REVOKE,
                                                Reason.keyCompromise, NOW, None, b"entry"))
-        await r.ensure_current()  # another request notices the change meanwhile
+        await r.follower.ensure_current()  # another request notices the change meanwhile
         gate.set()
         assert parse((await slow).body).certificate_status is x509_ocsp.OCSPCertStatus.GOOD  # read before the commit
         assert parse((await r.answer(req)).body).certificate_status is x509_ocsp.OCSPCertStatus.REVOKED
@@ -341,7 +341,7 @@ class TestReadiness:
 
     def test_cert_state_answers(self):
         assert CertState(Status.REVOKED, 0, REVOKED_AT).answer()[2] is None  # unspecified: omitted
-        assert CertState(Status.HOLD, 6, REVOKED_AT).answer()[2].name == "CERTIFICATE_HOLD"
+        assert CertState(Status.HOLD, 6, REVOKED_AT).answer()[2] is Reason.certificateHold
 
 
 # The handler as a whole: whatever arrives, an OCSPResponse with a fitting status comes back.

@@ -19,13 +19,13 @@ from ocsp.response import (
     CertStatus,
     ResponderIdentity,
     ResponseStatus,
-    RevocationReason,
     SingleResponse,
     build_response,
     cert_id_der,
     never_issued,
     unsuccessful,
 )
+from publisher.crl import Reason
 from publisher.signer import KeySigner
 
 NOW = ocsp_pki.NOW
@@ -46,7 +46,7 @@ def answers(ca: ocsp_pki.CA, cert_ids: list[bytes]) -> list[SingleResponse]:
     good, revoked, unknown = cert_ids
     return [
         SingleResponse(good, CertStatus.GOOD, NOW, NEXT),
-        SingleResponse(revoked, CertStatus.REVOKED, NOW, NEXT, revocation_time=REVOKED_AT, reason=RevocationReason.KEY_COMPROMISE),
+        SingleResponse(revoked, CertStatus.REVOKED, NOW, NEXT, revocation_time=REVOKED_AT, reason=Reason.keyCompromise),
         SingleResponse(unknown, CertStatus.UNKNOWN, NOW, NEXT),
     ]
 
@@ -156,8 +156,8 @@ class TestBuildResponse:
         [
             pytest.param(lambda cid: SingleResponse(cid, CertStatus.GOOD, NOW, NEXT), id="good"),
             pytest.param(lambda cid: SingleResponse(cid, CertStatus.REVOKED, NOW, NEXT, revocation_time=REVOKED_AT), id="revoked-no-reason"),
-            pytest.param(lambda cid: SingleResponse(cid, CertStatus.REVOKED, NOW, NEXT, revocation_time=REVOKED_AT, reason=RevocationReason.SUPERSEDED), id="revoked-superseded"),
-            pytest.param(lambda cid: SingleResponse(cid, CertStatus.REVOKED, NOW, NEXT, revocation_time=REVOKED_AT, reason=RevocationReason.CERTIFICATE_HOLD), id="hold"),
+            pytest.param(lambda cid: SingleResponse(cid, CertStatus.REVOKED, NOW, NEXT, revocation_time=REVOKED_AT, reason=Reason.superseded), id="revoked-superseded"),
+            pytest.param(lambda cid: SingleResponse(cid, CertStatus.REVOKED, NOW, NEXT, revocation_time=REVOKED_AT, reason=Reason.certificateHold), id="hold"),
             pytest.param(lambda cid: SingleResponse(cid, CertStatus.UNKNOWN, NOW, NEXT), id="unknown"),
             pytest.param(lambda cid: SingleResponse(cid, CertStatus.GOOD, NOW), id="good-no-next-update"),
         ],
@@ -228,7 +228,7 @@ class TestMisuse:
 
     def test_good_has_no_reason(self):
         with pytest.raises(ValueError, match="no revocation_time"):
-            SingleResponse(b"", CertStatus.GOOD, NOW, reason=RevocationReason.SUPERSEDED)
+            SingleResponse(b"", CertStatus.GOOD, NOW, reason=Reason.superseded)
 
     def test_next_update_before_this_update(self):
         with pytest.raises(ValueError, match="before"):

@@ -1,0 +1,140 @@
+"""`AnswerCache`: the pre-signed answers kept in memory, and how a missing one is got.
+
+Holds the entries about issued certificates and, bounded apart, those about never-issued
+serials (so that a flood of made-up serials evicts nothing else); the in-flight table that
+lets concurrent requests for the same certificate share one store read and one signature;
+and `epoch`, bumped whenever answers are dropped because something changed, so that an
+answer signed from a read that raced such a change is never kept.
+
+A miss reads the certificate's state, takes the pre-signed row from the store if it still
+holds, and otherwise signs a new answer and saves it for every process.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterable
+
+from publisher.clock import Clock
+from publisher.store import PresignedResponses
+
+from .answer_signer import AnswerSigner
+from .config import OcspSettings
+from .entry import Entry, EntryKey, row_usable
+from .request import CertID, HashAlgorithm
+from .responders import IssuerResponder
+from .source import StatusSource
+
+
+class AnswerCache:
+    """Answers in memory by (issuer id, serial, CertID hash); misses go to `table` or `signer`."""
+
+    def __init__(
+        self,
+        settings: OcspSettings,
+        *,
+        source: StatusSource,
+        clock: Clock,
+        signer: AnswerSigner,
+        table: PresignedResponses | None,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.clock = clock
+        self.signer = signer
+        self.table = table
+        self.entries: dict[EntryKey, Entry] = {}
+        self.unknown: dict[EntryKey, Entry] = {}  # never-issued serials
+        self.inflight: dict[EntryKey, asyncio.Future] = {}
+        #: Bumped whenever answers are dropped because something changed.
+        self.epoch = 0
+        #: How many answers were taken from the pre-signed table.
+        self.loaded = 0
+
+    async def get(self, issuer_id: int, cid: CertID, responder: IssuerResponder, now: dt.datetime) -> Entry:
+        """A current answer about `cid` from `responder`: from memory, else loaded or signed."""
+        key = (issuer_id, cid.serial, cid.hash_algorithm)
+        entry = self.entries.get(key) or self.unknown.get(key)
+        if (
+            entry is not None
+            and now < entry.next_update
+            and entry.responder_key_hash == responder.identity.key_hash
+        ):
+            return entry
+        fut = self.inflight.get(key)
+        if fut is not None:  # someone is signing this one already
+            return await asyncio.shield(fut)
+        fut = asyncio.get_running_loop().create_future()
+        self.inflight[key] = fut
+        try:
+            entry = await self._load_or_sign(key, responder)
+            fut.set_result(entry)
+            return entry
+        except BaseException as e:
+            fut.set_exception(e)
+            fut.exception()  # retrieved: waiters re-raise it, nobody logs "never retrieved"
+            raise
+        finally:
+            del self.inflight[key]
+
+    async def _load_or_sign(self, key: EntryKey, responder: IssuerResponder) -> Entry:
+        epoch = self.epoch
+        issuer_id, serial, hash_alg = key
+        state = await self.source.state(issuer_id, serial)
+        now = self.clock.now()
+        entry = None
+        persist = self.table is not None and state.issued and hash_alg in self.settings.presign_hashes
+        if persist:
+            row = await self.table.get(issuer_id, serial, hash_alg.hashlib_name)
+            if row is not None and row_usable(row, state, responder.identity.key_hash, now, self.settings.refresh):
+                entry = Entry.from_row(row)
+                self.loaded += 1
+        if entry is None:
+            entry = await self.signer.sign_entry_async(key, state, responder, now)
+            if persist:
+                await self.table.put_many([entry.stored()])
+        if epoch == self.epoch:
+            self.remember(entry)
+        return entry
+
+    def remember(self, entry: Entry) -> None:
+        """Keep an answer a request asked for, evicting the oldest when full."""
+        key = entry.key
+        cache, limit = (
+            (self.entries, self.settings.cache_entries)
+            if entry.state.issued
+            else (self.unknown, max(1, self.settings.cache_entries // 10))
+        )
+        if limit <= 0:
+            return
+        if key not in cache and len(cache) >= limit:
+            cache.pop(next(iter(cache)))  # oldest first
+        cache[key] = entry
+
+    def warm(self, entries: Iterable[Entry]) -> None:
+        """Keep answers while there is room; unlike `remember`, never evicts hot answers."""
+        for e in entries:
+            k = e.key
+            if k in self.entries or len(self.entries) < self.settings.cache_entries:
+                self.entries[k] = e
+
+    # Dropping what changed. Each drop bumps `epoch`, so that answers signed from reads made
+    # before it are not kept.
+
+    def drop_cert(self, issuer_id: int, serial: int) -> None:
+        for alg in HashAlgorithm:
+            self.entries.pop((issuer_id, serial, alg), None)
+            self.unknown.pop((issuer_id, serial, alg), None)
+        self.epoch += 1
+
+    def drop_issuer(self, issuer_id: int, *, unknown_only: bool = False) -> None:
+        self.unknown = {k: v for k, v in self.unknown.items() if k[0] != issuer_id}
+        if not unknown_only and any(k[0] == issuer_id for k in self.entries):
+            self.entries = {k: v for k, v in self.entries.items() if k[0] != issuer_id}
+        self.epoch += 1
+
+    def drop_all(self, *, unknown_only: bool = False) -> None:
+        self.unknown.clear()
+        if not unknown_only:
+            self.entries.clear()
+        self.epoch += 1

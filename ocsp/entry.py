@@ -1,0 +1,90 @@
+"""A pre-signed answer about one certificate (`Entry`) and the rules for reusing one.
+
+Pure: an `Entry` converts to and from the store's `PresignedResponse` row, and whether a
+stored answer may still be served is a function of the row, the certificate's state, the
+responder and `now`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import hashlib
+from dataclasses import dataclass
+
+from publisher.store import PresignedResponse, Status
+
+from .request import HashAlgorithm
+from .source import CertState
+
+# Rows in the store name their CertID hash by its hashlib name.
+HASH_BY_NAME = {h.hashlib_name: h for h in HashAlgorithm}
+
+#: What an entry is kept under: (issuer id, serial, CertID hash algorithm).
+EntryKey = tuple[int, int, HashAlgorithm]
+
+
+def http_date(when: dt.datetime) -> str:
+    return email.utils.format_datetime(when.astimezone(dt.timezone.utc), usegmt=True)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One signed answer about one certificate under one CertID hash algorithm."""
+
+    issuer_id: int
+    serial: int
+    hash_algorithm: HashAlgorithm
+    state: CertState
+    responder_key_hash: bytes
+    this_update: dt.datetime
+    next_update: dt.datetime
+    single_der: bytes
+    der: bytes
+    extended_revoke: bool
+    # RFC 5019 §6 header values, computed once.
+    etag: str
+    last_modified: str
+    expires: str
+
+    @classmethod
+    def make(cls, issuer_id, serial, hash_algorithm, state, key_hash, this_update, next_update, single_der, der,
+             extended_revoke) -> Entry:
+        return cls(issuer_id, serial, hash_algorithm, state, key_hash, this_update, next_update, single_der, der,
+                   extended_revoke, f'"{hashlib.sha256(der).hexdigest()[:32]}"', http_date(this_update),
+                   http_date(next_update))
+
+    @classmethod
+    def from_row(cls, row: PresignedResponse) -> Entry:
+        # Only pre-signable answers are stored, and those never need Extended Revoke.
+        state = CertState(Status(row.status), row.reason, row.revoked_at)
+        return cls.make(row.issuer_id, row.serial, HASH_BY_NAME[row.hash_name], state, row.responder_key_hash,
+                        row.this_update, row.next_update, row.single_der, row.der, False)
+
+    @property
+    def key(self) -> EntryKey:
+        return (self.issuer_id, self.serial, self.hash_algorithm)
+
+    def stored(self) -> PresignedResponse:
+        return PresignedResponse(
+            self.issuer_id, self.serial, self.hash_algorithm.hashlib_name, int(self.state.status), self.state.reason,
+            self.state.revoked_at, self.responder_key_hash, self.this_update, self.next_update, self.single_der,
+            self.der,
+        )
+
+
+def due(this_update: dt.datetime, next_update: dt.datetime, now: dt.datetime, refresh: dt.timedelta) -> bool:
+    """Time to sign again: the refresh period is over, or half the validity is gone."""
+    return now >= min(this_update + refresh, this_update + (next_update - this_update) / 2)
+
+
+def row_usable(row: PresignedResponse, state: CertState, key_hash: bytes, now: dt.datetime,
+               refresh: dt.timedelta) -> bool:
+    """A stored answer still says what the certificate's state says, was signed by the
+    responder key `key_hash` names, and is not due for signing again."""
+    return (
+        row.status == int(state.status)
+        and row.reason == state.reason
+        and row.revoked_at == state.revoked_at
+        and row.responder_key_hash == key_hash
+        and not due(row.this_update, row.next_update, now, refresh)
+    )
