@@ -15,6 +15,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 from . import dn as dnmod
 from .entry import AttrValues, Attribute, Entry, Selection
+from .errors import NoSuchObject
 from .filters import IndexHint, Predicate
 
 __all__ = [
@@ -23,12 +24,6 @@ __all__ = [
 ]
 
 SCOPE_BASE, SCOPE_ONE, SCOPE_SUBTREE = 0, 1, 2
-
-
-class NoSuchObject(Exception):
-    def __init__(self, matched_dn: str) -> None:
-        super().__init__(matched_dn)
-        self.matched_dn = matched_dn
 
 
 class ResponseCache:

@@ -1,10 +1,11 @@
-"""A lean decoder for SearchRequest, the one request on the hot path.
+"""The requests the server answers, as plain values, and a lean decoder for SearchRequest,
+the one request on the hot path.
 
 ldaptor's object decoder costs about half of a never-seen search (it builds a class instance
 per BER element and re-slices the buffer at each level); this one walks the bytes once with
 `ber.header` and returns plain tuples.  Any structural error raises FrameError, which the
 server answers with a Notice of Disconnection (protocolError), as for other malformed PDUs.
-Other requests are decoded with ldaptor.
+The other requests are decoded with ldaptor (`ldap.decode`) into the classes here.
 
 Filter tuples (RFC 4511 4.5.1.7):
     ("and", [f, ...]) ("or", [f, ...]) ("not", f) ("present", attr)
@@ -31,6 +32,32 @@ class SearchRequest:
     types_only: bool
     filter: Filter
     attributes: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BindRequest:
+    version: int
+    name: bytes
+    password: bytes  # simple authentication; empty for anonymous and unauthenticated binds
+    sasl: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CompareRequest:
+    entry: bytes
+    attribute: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ExtendedRequest:
+    name: bytes  # the requestName OID
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    oid: bytes
+    critical: bool
 
 
 def _tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
