@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from twisted.internet import interfaces, protocol, tcp
 from twisted.python.failure import Failure
@@ -49,7 +49,8 @@ class _Job:
     __slots__ = ("message_id", "key", "search", "ops", "cache", "collected", "collected_bytes")
 
     def __init__(self, message_id: int, key: bytes, search: operations.Search | None = None,
-                 ops: Any = None, cache: ResponseCache | None = None) -> None:
+                 ops: Iterator[bytes] | None = None,
+                 cache: ResponseCache | None = None) -> None:
         self.message_id = message_id
         self.key = key
         self.search = search
