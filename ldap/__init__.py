@@ -1,9 +1,15 @@
 """pkirepo's LDAP front-end: the CA repository as a read-only directory (RFC 4511, RFC 4523).
 
-- `directory`: immutable snapshots of entries (`Directory`), swapped whole (`DirectoryHolder`).
+- `directory`: immutable snapshots of entries (`Directory`), swapped whole (`DirectoryHolder`);
+  `entry`: one entry with its attributes pre-encoded, and a search's attribute selection.
 - `dn`, `schema`, `filters`, `requests`, `ber`: DNs, attribute descriptions with `;binary`,
-  filter evaluation, the SearchRequest decoder and the response encoder (all pure).
-- `server`: the protocol on Twisted (limits, flow control, read-only answers).
+  filter evaluation, the requests and the SearchRequest decoder, the response encoder and
+  message framing (all pure).
+- `operations`: bind, search, compare, extended operations and the refusal of writes, as pure
+  functions of a snapshot; `errors`: the errors they raise, each with its resultCode, and the
+  one table from exception to LDAPResult (`codes`: result codes and OIDs).
+- `decode`: the requests off the hot path decoded with ldaptor.
+- `server`: the protocol on Twisted (framing, limits, flow control, slicing, dispatch).
 - `listener`: `start_ldap(settings, provider) -> LdapListener` and `await listener.stop()`,
   on Twisted's asyncio reactor in the running loop; `install_reactor()` for entry points.
 - `build`, `service`: the directory made from config and the store, and the cleanup context

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from publisher import der
 
+from .errors import ProtocolViolation
+
 # Universal and LDAP application tags used by the server (RFC 4511, appendix B).
 SEQUENCE = 0x30
 SET = 0x31
@@ -41,6 +43,18 @@ EXTENDED_RESPONSE = 0x78
 CONTROLS = 0xA0
 RESPONSE_NAME = 0x8A
 RESPONSE_VALUE = 0x8B
+
+# The response that answers each request, with its result or with an error.
+RESPONSE_TAGS = {
+    BIND_REQUEST: BIND_RESPONSE,
+    SEARCH_REQUEST: SEARCH_RESULT_DONE,
+    MODIFY_REQUEST: MODIFY_RESPONSE,
+    ADD_REQUEST: ADD_RESPONSE,
+    DEL_REQUEST: DEL_RESPONSE,
+    MODDN_REQUEST: MODDN_RESPONSE,
+    COMPARE_REQUEST: COMPARE_RESPONSE,
+    EXTENDED_REQUEST: EXTENDED_RESPONSE,
+}
 
 
 # Definite-form lengths and TLVs: the same encoder the CRL builder uses.
@@ -77,8 +91,11 @@ def ldap_result(
     )
 
 
-class FrameError(Exception):
+class FrameError(ProtocolViolation):
     """The bytes on the wire are not a well-formed LDAPMessage; the connection must close."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"malformed message: {detail}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
 """Search filters (RFC 4511 4.5.1), compiled once per request into a Python predicate.
 
-Input is the tuple form of `ldap.requests` (ldaptor filter objects are converted); output is
-a function of an `Entry` plus, when the filter pins an attribute to one value (an equality,
-alone or inside an AND), an index hint the directory uses to skip a full scan.  Attribute
+Input is the tuple form of `ldap.requests` (`ldap.decode.from_ldaptor` converts ldaptor's
+filter objects); output is a function of an `Entry` plus, when the filter pins an attribute
+to one value (an equality, alone or inside an AND), an index hint the directory uses to skip
+a full scan.  Attribute
 names go through `schema`, so `(certificateRevocationList=*)`, `(2.5.4.39;binary=*)` and
 `(CertificateRevocationList;binary=*)` are the same filter.
 
@@ -14,36 +15,33 @@ returned only for True.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from publisher.errors import MalformedInput
 
 from . import schema
-from .requests import from_ldaptor
+from .entry import Entry
 
-if TYPE_CHECKING:
-    from .directory import Entry
-
-Predicate = Callable[["Entry"], "bool | None"]
+Predicate = Callable[[Entry], "bool | None"]
 IndexHint = tuple[str, "bytes | str"]
 
 
-def _never(entry: "Entry") -> bool:
+def _never(entry: Entry) -> bool:
     return False
 
 
-def _always(entry: "Entry") -> bool:
+def _always(entry: Entry) -> bool:
     return True
 
 
-def _undefined(entry: "Entry") -> None:
+def _undefined(entry: Entry) -> None:
     return None
 
 
-def compile_filter(f: object) -> tuple[Predicate, IndexHint | None]:
-    """Compile a filter (tuple form, or an ldaptor filter object)."""
+def compile_filter(f: tuple) -> tuple[Predicate, IndexHint | None]:
+    """Compile a filter in the tuple form of `ldap.requests`."""
     if not isinstance(f, tuple):
-        f = from_ldaptor(f)
+        raise TypeError(f"a filter is a tuple, not {type(f).__name__}")
     return _compile(f)
 
 
@@ -58,7 +56,7 @@ def _compile(f: tuple) -> tuple[Predicate, IndexHint | None]:
         if len(preds) == 1:
             return preds[0], hint
 
-        def and_(entry: "Entry") -> bool | None:
+        def and_(entry: Entry) -> bool | None:
             result: bool | None = True
             for p in preds:
                 r = p(entry)
@@ -74,7 +72,7 @@ def _compile(f: tuple) -> tuple[Predicate, IndexHint | None]:
         if not preds:
             return _never, None  # RFC 4526 absolute false
 
-        def or_(entry: "Entry") -> bool | None:
+        def or_(entry: Entry) -> bool | None:
             result: bool | None = False
             for p in preds:
                 r = p(entry)
@@ -88,7 +86,7 @@ def _compile(f: tuple) -> tuple[Predicate, IndexHint | None]:
     if kind == "not":
         inner, _ = _compile(f[1])
 
-        def not_(entry: "Entry") -> bool | None:
+        def not_(entry: Entry) -> bool | None:
             r = inner(entry)
             return None if r is None else not r
 
@@ -108,7 +106,7 @@ def _compile(f: tuple) -> tuple[Predicate, IndexHint | None]:
         key = d.key
         want = schema.normalise_value(key, f[2])
 
-        def eq(entry: "Entry") -> bool:
+        def eq(entry: Entry) -> bool:
             values = entry.norm.get(key)
             return values is not None and want in values
 
@@ -121,7 +119,7 @@ def _compile(f: tuple) -> tuple[Predicate, IndexHint | None]:
         want = schema.normalise_value(key, f[2])
         ge = kind == "ge"
 
-        def order(entry: "Entry") -> bool:
+        def order(entry: Entry) -> bool:
             for v in entry.norm.get(key, ()):
                 if type(v) is type(want) and (v >= want if ge else v <= want):  # type: ignore[operator]
                     return True
@@ -176,7 +174,7 @@ def _substrings(attr: bytes, initial: bytes | None, anys: list[bytes],
             pos = k + len(a)
         return True
 
-    def substr(entry: "Entry") -> bool:
+    def substr(entry: Entry) -> bool:
         for v in entry.norm.get(key, ()):
             if type(v) is kind and match_one(v):
                 return True

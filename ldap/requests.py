@@ -1,10 +1,11 @@
-"""A lean decoder for SearchRequest, the one request on the hot path.
+"""The requests the server answers, as plain values, and a lean decoder for SearchRequest,
+the one request on the hot path.
 
 ldaptor's object decoder costs about half of a never-seen search (it builds a class instance
 per BER element and re-slices the buffer at each level); this one walks the bytes once with
 `ber.header` and returns plain tuples.  Any structural error raises FrameError, which the
 server answers with a Notice of Disconnection (protocolError), as for other malformed PDUs.
-Other requests are decoded with ldaptor.
+The other requests are decoded with ldaptor (`ldap.decode`) into the classes here.
 
 Filter tuples (RFC 4511 4.5.1.7):
     ("and", [f, ...]) ("or", [f, ...]) ("not", f) ("present", attr)
@@ -31,6 +32,32 @@ class SearchRequest:
     types_only: bool
     filter: Filter
     attributes: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BindRequest:
+    version: int
+    name: bytes
+    password: bytes  # simple authentication; empty for anonymous and unauthenticated binds
+    sasl: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CompareRequest:
+    entry: bytes
+    attribute: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ExtendedRequest:
+    name: bytes  # the requestName OID
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    oid: bytes
+    critical: bool
 
 
 def _tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
@@ -149,41 +176,3 @@ def decode_search(op: bytes) -> SearchRequest:
     if size < 0 or time < 0:
         raise FrameError("negative limit")
     return SearchRequest(base, scope, deref, size, time, bool(types_only), flt, tuple(attrs))
-
-
-def from_ldaptor(f: object) -> Filter:
-    """The tuple form of an ldaptor filter object (tests build filters with ldaptor)."""
-    from ldaptor.protocols import pureldap as pl
-
-    def b(v: object) -> bytes:
-        v = getattr(v, "value", v)
-        return v if isinstance(v, bytes) else str(v).encode("utf-8")
-
-    if isinstance(f, pl.LDAPFilter_and):
-        return ("and", [from_ldaptor(x) for x in f])
-    if isinstance(f, pl.LDAPFilter_or):
-        return ("or", [from_ldaptor(x) for x in f])
-    if isinstance(f, pl.LDAPFilter_not):
-        return ("not", from_ldaptor(f.value))
-    if isinstance(f, pl.LDAPFilter_present):
-        return ("present", b(f))
-    for cls, name in ((pl.LDAPFilter_equalityMatch, "eq"), (pl.LDAPFilter_greaterOrEqual, "ge"),
-                      (pl.LDAPFilter_lessOrEqual, "le"), (pl.LDAPFilter_approxMatch, "approx")):
-        if isinstance(f, cls):
-            return (name, b(f.attributeDesc), b(f.assertionValue))
-    if isinstance(f, pl.LDAPFilter_substrings):
-        initial = final = None
-        anys = []
-        for s in f.substrings:
-            if isinstance(s, pl.LDAPFilter_substrings_initial):
-                initial = b(s)
-            elif isinstance(s, pl.LDAPFilter_substrings_any):
-                anys.append(b(s))
-            else:
-                final = b(s)
-        return ("sub", b(f.type), initial, anys, final)
-    if isinstance(f, pl.LDAPFilter_extensibleMatch):
-        return ("ext", None if f.matchingRule is None else b(f.matchingRule),
-                None if f.type is None else b(f.type), b(f.matchValue),
-                bool(f.dnAttributes and f.dnAttributes.value))
-    raise TypeError(f"not a filter: {f!r}")

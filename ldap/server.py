@@ -1,12 +1,18 @@
-"""The LDAP protocol: a read-only directory server on Twisted, over ldaptor's request codec.
+"""The LDAP protocol on Twisted: framing, limits, flow control and dispatch to the
+operations of `ldap.operations`.
 
 Why not ldaptor's `LDAPServer`: it accepts writes by default, buffers any PDU a client
 announces, ignores size and time limits, and decodes and re-encodes every request and entry
 with its (slow) object codec.  This protocol frames messages itself (with a size cap), answers
 writes with insufficientAccessRights without decoding them, decodes the other requests with
-ldaptor's `pureldap`, and sends entries from bytes encoded once per snapshot.  Complete search
-responses are cached per snapshot, keyed on the request bytes after the messageID: a repeated
-search (the CRL entry, a certificate by mail) is a dict lookup and one write.
+`ldap.requests` and `ldap.decode`, and sends entries from bytes encoded once per snapshot.
+Complete search responses are cached per snapshot, keyed on the request bytes after the
+messageID: a repeated search (the CRL entry, a certificate by mail) is a dict lookup and one
+write.
+
+Errors: operations raise the errors of `ldap.errors`; `_fail` is the one place they become a
+reply (an operation's result, or a Notice of Disconnection for a protocol violation or an
+unforeseen failure).
 
 Flow control: the protocol is a streaming producer on its transport.  When the client does not
 read and the transport's buffer fills, the current search pauses and the server stops reading
@@ -20,18 +26,14 @@ import logging
 from collections import deque
 from typing import Any, Callable, Iterator
 
-from ldaptor.protocols import pureber, pureldap
 from twisted.internet import interfaces, protocol, tcp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from publisher.errors import MalformedInput, RepoError
-
-from . import ber, schema
-from . import dn as dnmod
-from .codes import NOTICE_OF_DISCONNECTION, PASSWORD_MODIFY, WHO_AM_I, ResultCode
-from .directory import Directory, Entry, NoSuchObject, ResponseCache, Selection
-from .filters import compile_filter
+from . import ber, decode, errors, operations
+from .codes import NOTICE_OF_DISCONNECTION, ResultCode
+from .directory import Directory, ResponseCache
+from .errors import ProtocolViolation
 from .requests import decode_search
 from .settings import LdapSettings
 
@@ -39,104 +41,24 @@ log = logging.getLogger("pkirepo.ldap")
 
 DirectoryProvider = Callable[[], Directory]
 
-# ldaptor's decoder contexts for one protocolOp, as its own BaseLDAPServer builds them.
-_OP_CONTEXT = pureldap.LDAPBERDecoderContext(
-    fallback=pureber.BERDecoderContext(),
-    inherit=pureldap.LDAPBERDecoderContext(fallback=pureber.BERDecoderContext()),
-)
-_CONTROLS_CONTEXT = pureber.BERDecoderContext(
-    inherit=pureldap.LDAPBERDecoderContext_LDAPControls(inherit=pureber.BERDecoderContext())
-)
-_CONTROLS_TOP = pureldap.LDAPBERDecoderContext_LDAPMessage(
-    inherit=pureldap.LDAPBERDecoderContext(fallback=pureber.BERDecoderContext())
-)
 
-# Write requests and the response tag each one gets.
-_WRITES = {
-    ber.ADD_REQUEST: ber.ADD_RESPONSE,
-    ber.DEL_REQUEST: ber.DEL_RESPONSE,
-    ber.MODIFY_REQUEST: ber.MODIFY_RESPONSE,
-    ber.MODDN_REQUEST: ber.MODDN_RESPONSE,
-}
+class _Job:
+    """The search in progress on a session: a planned search run a slice at a time, or the
+    replay of a cached response too large for one slice."""
 
-_READ_ONLY = b"the directory is read-only"
+    __slots__ = ("message_id", "key", "search", "ops", "cache", "collected", "collected_bytes")
 
-
-class _Fatal(Exception):
-    """Ends the session with a Notice of Disconnection (RFC 4511 4.4.1)."""
-
-    def __init__(self, code: ResultCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class _RequestError(Exception):
-    """Ends one operation with a result code; the session goes on."""
-
-    def __init__(self, code: int, message: str = "", matched_dn: str = "") -> None:
-        super().__init__(message)
-        self.code = int(code)
-        self.matched_dn = matched_dn
-
-
-def _decode_op(op: bytes) -> Any:
-    try:
-        obj, used = pureber.berDecodeObject(_OP_CONTEXT, op)
-    except Exception as e:  # ldaptor reports bad input with asserts and IndexErrors
-        raise _Fatal(ResultCode.PROTOCOL_ERROR, f"malformed request: {type(e).__name__}") from e
-    if obj is None or used != len(op):
-        raise _Fatal(ResultCode.PROTOCOL_ERROR, "malformed request")
-    return obj
-
-
-def _check_controls(controls: bytes) -> None:
-    """Critical controls we do not implement fail the operation (RFC 4511 4.1.11)."""
-    if not controls:
-        return
-    try:
-        obj, _ = pureber.berDecodeObject(_CONTROLS_TOP, controls)
-        items = list(obj) if obj is not None else []
-    except Exception as e:
-        raise _Fatal(ResultCode.PROTOCOL_ERROR, "malformed controls") from e
-    for c in items:
-        if getattr(c, "criticality", None):
-            oid = c.controlType
-            oid = oid.decode("ascii", "replace") if isinstance(oid, bytes) else str(oid)
-            raise _RequestError(
-                ResultCode.UNAVAILABLE_CRITICAL_EXTENSION, f"unsupported critical control {oid}"
-            )
-
-
-def _text(v: Any) -> bytes:
-    return v if isinstance(v, bytes) else str(v).encode("utf-8")
-
-
-class _Search:
-    """One search in progress: entries are examined and sent a slice at a time."""
-
-    __slots__ = (
-        "message_id", "key", "cands", "predicate", "selection", "types_only",
-        "size_limit", "deadline", "sent", "collected", "collected_bytes", "ops", "cache",
-    )
-
-    def __init__(self, message_id: int, key: bytes, cands: Iterator[Entry] | None,
-                 predicate: Any, selection: Selection | None, types_only: bool,
-                 size_limit: int, deadline: float | None, ops: Iterator[bytes] | None = None,
+    def __init__(self, message_id: int, key: bytes, search: operations.Search | None = None,
+                 ops: Iterator[bytes] | None = None,
                  cache: ResponseCache | None = None) -> None:
         self.message_id = message_id
         self.key = key
-        self.cands = cands
-        self.predicate = predicate
-        self.selection = selection
-        self.types_only = types_only
-        self.size_limit = size_limit
-        self.deadline = deadline
-        self.sent = 0
-        # The response as sent so far, kept for the cache while it stays small enough.
-        self.collected: list[bytes] | None = [] if ops is None else None
-        self.collected_bytes = 0
-        self.ops = ops  # replay of a cached response
+        self.search = search
+        self.ops = ops  # iterator over a cached response
         self.cache = cache  # of the snapshot this search runs on
+        # The response as sent so far, kept for the cache while it stays small enough.
+        self.collected: list[bytes] | None = [] if search is not None else None
+        self.collected_bytes = 0
 
 
 @implementer(interfaces.IPushProducer)
@@ -151,7 +73,7 @@ class DirectoryProtocol(protocol.Protocol):
         self.clock = factory.clock
         self._buf = bytearray()
         self._queue: deque[ber.Frame] = deque()
-        self._job: _Search | None = None
+        self._job: _Job | None = None
         self._write_paused = False
         self._read_paused = False
         self._closing = False
@@ -239,11 +161,10 @@ class DirectoryProtocol(protocol.Protocol):
                     break
                 tag, start, n = h
                 if tag != ber.SEQUENCE:
-                    raise _Fatal(ResultCode.PROTOCOL_ERROR, "expected an LDAPMessage")
+                    raise ProtocolViolation("expected an LDAPMessage")
                 if start - pos + n > cap:
-                    raise _Fatal(
-                        ResultCode.PROTOCOL_ERROR,
-                        f"message of {start - pos + n} bytes exceeds the limit of {cap}",
+                    raise ProtocolViolation(
+                        f"message of {start - pos + n} bytes exceeds the limit of {cap}"
                     )
                 if len(buf) < start + n:
                     break
@@ -253,16 +174,9 @@ class DirectoryProtocol(protocol.Protocol):
                 if self._closing:
                     return
             if len(buf) - pos > cap:
-                raise _Fatal(ResultCode.PROTOCOL_ERROR, "message exceeds the size limit")
-        except ber.FrameError as e:
-            self._disconnect(ResultCode.PROTOCOL_ERROR, f"malformed message: {e}")
-            return
-        except _Fatal as e:
-            self._disconnect(e.code, str(e))
-            return
-        except Exception:
-            log.exception("LDAP input handling failed")
-            self._disconnect(ResultCode.OTHER, "internal error")
+                raise ProtocolViolation("message exceeds the size limit")
+        except Exception as e:
+            self._fail(None, e)
             return
         finally:
             if pos and not self._closing:
@@ -277,7 +191,7 @@ class DirectoryProtocol(protocol.Protocol):
         if frame.op_tag == ber.ABANDON_REQUEST:
             h = ber.header(frame.op, 0)
             if h is None or h[2] == 0 or h[2] > 4 or h[1] + h[2] != len(frame.op):
-                raise _Fatal(ResultCode.PROTOCOL_ERROR, "malformed abandon request")
+                raise ProtocolViolation("malformed abandon request")
             target = int.from_bytes(frame.op[h[1]:], "big", signed=True)
             if self._job is not None and self._job.message_id == target:
                 self._job = None  # RFC 4511 4.11: no response for an abandoned search
@@ -290,7 +204,7 @@ class DirectoryProtocol(protocol.Protocol):
             self.transport.loseConnection()
             return
         if frame.message_id == 0:
-            raise _Fatal(ResultCode.PROTOCOL_ERROR, "messageID 0 is reserved")
+            raise ProtocolViolation("messageID 0 is reserved")
         self._queue.append(frame)
 
     # -- the work loop ----------------------------------------------------------------------
@@ -320,16 +234,10 @@ class DirectoryProtocol(protocol.Protocol):
             frame = self._queue.popleft()
             try:
                 self._handle(frame)
-            except _Fatal as e:
-                self._disconnect(e.code, str(e))
-                return
-            except ber.FrameError as e:
-                self._disconnect(ResultCode.PROTOCOL_ERROR, f"malformed request: {e}")
-                return
-            except Exception:
-                log.exception("LDAP request failed")
-                self._disconnect(ResultCode.OTHER, "internal error")
-                return
+            except Exception as e:
+                self._fail(frame, e)
+                if self._closing:
+                    return
             if budget[0] <= 0 or budget[1] <= 0:
                 if not self._closing and (self._queue or self._job):
                     self._scheduled = self.clock.callLater(0, self._pump)
@@ -382,7 +290,25 @@ class DirectoryProtocol(protocol.Protocol):
             data = data[n:]
         t.write(data)
 
-    def _disconnect(self, code: ResultCode, message: str) -> None:
+    def _fail(self, frame: ber.Frame | None, e: Exception) -> None:
+        """The one place an error becomes an answer: the result of the failed operation, or
+        a Notice of Disconnection when the session cannot go on (no frame, a protocol
+        violation, an unforeseen failure)."""
+        code, matched_dn, message = errors.result_of(e)
+        if code == ResultCode.OTHER:
+            log.error("LDAP request failed", exc_info=e)
+        if frame is None or errors.ends_session(e) or frame.op_tag not in ber.RESPONSE_TAGS:
+            self._disconnect(code, message)
+            return
+        op = ber.ldap_result(ber.RESPONSE_TAGS[frame.op_tag], code, matched_dn.encode(),
+                             message.encode())
+        self._send(frame.message_id, op)
+        if frame.op_tag == ber.SEARCH_REQUEST and operations.repeatable(code):
+            # A search fails before it starts, on the snapshot whose cache `_search` has
+            # just selected.
+            self.factory.cache.put(frame.key, (op,))
+
+    def _disconnect(self, code: int, message: str) -> None:
         if self._closing:
             return
         log.info("LDAP notice of disconnection to %s: %s (%s)",
@@ -397,101 +323,26 @@ class DirectoryProtocol(protocol.Protocol):
 
     def _handle(self, frame: ber.Frame) -> None:
         tag = frame.op_tag
-        mid = frame.message_id
         if tag == ber.SEARCH_REQUEST:
             self._search(frame)
             return
-        response_tag = _WRITES.get(tag)
-        if response_tag is not None:
-            self._send(mid, ber.ldap_result(
-                response_tag, ResultCode.INSUFFICIENT_ACCESS_RIGHTS, b"", _READ_ONLY))
-            return
+        if tag in operations.WRITE_REQUESTS:
+            operations.refuse_write()
         if tag == ber.BIND_REQUEST:
-            self._send(mid, self._bind(frame))
+            bind = decode.bind_request(frame.op)
+            operations.check_controls(decode.controls(frame.controls))
+            op = operations.bind(bind)
         elif tag == ber.COMPARE_REQUEST:
-            self._send(mid, self._compare(frame))
+            compare = decode.compare_request(frame.op)
+            operations.check_controls(decode.controls(frame.controls))
+            op = operations.compare(self.factory.provider(), compare)
         elif tag == ber.EXTENDED_REQUEST:
-            self._send(mid, self._extended(frame))
+            extended = decode.extended_request(frame.op)
+            operations.check_controls(decode.controls(frame.controls))
+            op = operations.extended(extended)
         else:
-            raise _Fatal(ResultCode.PROTOCOL_ERROR, f"not a request: tag 0x{tag:02x}")
-
-    # -- operations -------------------------------------------------------------------------
-
-    def _bind(self, frame: ber.Frame) -> bytes:
-        req = _decode_op(frame.op)
-        if not isinstance(req, pureldap.LDAPBindRequest):
-            raise _Fatal(ResultCode.PROTOCOL_ERROR, "malformed bind request")
-
-        def result(code: int, msg: str = "") -> bytes:
-            return ber.ldap_result(ber.BIND_RESPONSE, code, b"", msg.encode())
-
-        try:
-            _check_controls(frame.controls)
-        except _RequestError as e:
-            return result(e.code, str(e))
-        if req.version != 3:
-            return result(ResultCode.PROTOCOL_ERROR, "only LDAPv3 is supported")
-        if req.sasl:
-            return result(ResultCode.AUTH_METHOD_NOT_SUPPORTED, "SASL is not supported")
-        name = _text(req.dn)
-        if name:
-            try:
-                dnmod.parse(name)
-            except MalformedInput:
-                return result(ResultCode.INVALID_DN_SYNTAX, "invalid DN")
-        if _text(req.auth):
-            return result(ResultCode.INVALID_CREDENTIALS, "only anonymous binds are accepted")
-        return result(ResultCode.SUCCESS)
-
-    def _compare(self, frame: ber.Frame) -> bytes:
-        req = _decode_op(frame.op)
-        if not isinstance(req, pureldap.LDAPCompareRequest):
-            raise _Fatal(ResultCode.PROTOCOL_ERROR, "malformed compare request")
-
-        def result(code: int, matched: str = "", msg: str = "") -> bytes:
-            return ber.ldap_result(ber.COMPARE_RESPONSE, code, matched.encode(), msg.encode())
-
-        try:
-            _check_controls(frame.controls)
-            ndn = dnmod.normalise(_text(req.entry))
-            directory = self.factory.provider()
-            entry = directory.root_dse if not ndn else directory.lookup(ndn)
-            d = schema.parse_description(_text(req.ava.attributeDesc.value))
-            values = entry.norm.get(d.key) if d.usable else None
-            if values is None:
-                return result(ResultCode.NO_SUCH_ATTRIBUTE)
-            want = schema.normalise_value(d.key, _text(req.ava.assertionValue.value))
-            return result(ResultCode.COMPARE_TRUE if want in values else ResultCode.COMPARE_FALSE)
-        except _RequestError as e:
-            return result(e.code, msg=str(e))
-        except NoSuchObject as e:
-            return result(ResultCode.NO_SUCH_OBJECT, e.matched_dn)
-        except RepoError as e:
-            return result(e.ldap_result, msg=e.message)
-
-    def _extended(self, frame: ber.Frame) -> bytes:
-        req = _decode_op(frame.op)
-        if not isinstance(req, pureldap.LDAPExtendedRequest):
-            raise _Fatal(ResultCode.PROTOCOL_ERROR, "malformed extended request")
-        name = _text(req.requestName)
-
-        def result(code: int, msg: str = "", extra: bytes = b"") -> bytes:
-            return ber.ldap_result(ber.EXTENDED_RESPONSE, code, b"", msg.encode(), extra)
-
-        try:
-            _check_controls(frame.controls)
-        except _RequestError as e:
-            return result(e.code, str(e))
-        if name == WHO_AM_I:
-            # RFC 4532: an empty authzId for an anonymous session.
-            return result(ResultCode.SUCCESS, extra=ber.octets(b"", ber.RESPONSE_VALUE))
-        if name == PASSWORD_MODIFY:
-            return result(ResultCode.INSUFFICIENT_ACCESS_RIGHTS, _READ_ONLY.decode())
-        # RFC 4511 4.12: an unrecognised requestName gets protocolError.
-        return result(
-            ResultCode.PROTOCOL_ERROR,
-            f"unsupported extended operation {name.decode('ascii', 'replace')}",
-        )
+            raise ProtocolViolation(f"not a request: tag 0x{tag:02x}")
+        self._send(frame.message_id, op)
 
     def _search(self, frame: ber.Frame) -> None:
         mid = frame.message_id
@@ -502,49 +353,16 @@ class DirectoryProtocol(protocol.Protocol):
                 for op in cached:
                     self._send(mid, op)
             else:
-                self._job = _Search(mid, frame.key, None, None, None, False, 0, None,
-                                    ops=iter(cached))
+                self._job = _Job(mid, frame.key, ops=iter(cached))
             return
-
-        def done(code: int, matched: str = "", msg: str = "") -> None:
-            op = ber.ldap_result(ber.SEARCH_RESULT_DONE, code, matched.encode(), msg.encode())
-            self._send(mid, op)
-            if code in (ResultCode.NO_SUCH_OBJECT, ResultCode.INVALID_DN_SYNTAX):
-                responses.put(frame.key, (op,))
-
-        req = decode_search(frame.op)  # FrameError: Notice of Disconnection
-        try:
-            _check_controls(frame.controls)
-            if req.scope not in (0, 1, 2):
-                raise _RequestError(ResultCode.PROTOCOL_ERROR, "bad scope")
-            base = dnmod.normalise(req.base)
-            predicate, hint = compile_filter(req.filter)
-            selection = Selection.from_request(req.attributes)
-            cands = directory.candidates(base, req.scope, hint)
-            first = next(cands, None)  # raises NoSuchObject now rather than mid-search
-        except _RequestError as e:
-            done(e.code, e.matched_dn, str(e))
-            return
-        except NoSuchObject as e:
-            done(ResultCode.NO_SUCH_OBJECT, e.matched_dn)
-            return
-        except RepoError as e:
-            done(e.ldap_result, msg=e.message)
-            return
+        req = decode_search(frame.op)
+        operations.check_controls(decode.controls(frame.controls))
         s = self.settings
-        size = min((x for x in (req.size_limit, s.size_limit) if x > 0), default=0)
-        tl = min((x for x in (req.time_limit, s.time_limit) if x > 0), default=0)
-        deadline = self.clock.seconds() + tl if tl else None
+        search = operations.plan_search(directory, req, size_limit=s.size_limit,
+                                        time_limit=s.time_limit, now=self.clock.seconds)
+        self._job = _Job(mid, frame.key, search, cache=responses)
 
-        def chain() -> Iterator[Entry]:
-            if first is not None:
-                yield first
-            yield from cands
-
-        self._job = _Search(mid, frame.key, chain(), predicate, selection,
-                            req.types_only, size, deadline, cache=responses)
-
-    def _step(self, job: _Search, budget: list[int]) -> bool:
+    def _step(self, job: _Job, budget: list[int]) -> bool:
         """Advance a search; True when it has finished (result sent)."""
         mid = job.message_id
         if job.ops is not None:  # replaying a cached response
@@ -554,40 +372,27 @@ class DirectoryProtocol(protocol.Protocol):
                 if self._write_paused or self._closing or budget[1] <= 0:
                     return False
             return True
-        if job.deadline is not None and self.clock.seconds() >= job.deadline:
-            return self._finish(job, ResultCode.TIME_LIMIT_EXCEEDED, cache=False)
-        predicate = job.predicate
-        examined = 0
-        for entry in job.cands:  # type: ignore[union-attr]
-            examined += 1
-            if predicate(entry) is True:
-                if job.size_limit and job.sent >= job.size_limit:
-                    return self._finish(job, ResultCode.SIZE_LIMIT_EXCEEDED)
-                op = entry.encode(job.selection, job.types_only)  # type: ignore[arg-type]
-                self._send(mid, op)
-                job.sent += 1
-                budget[1] -= len(op)
-                if job.collected is not None:
-                    job.collected.append(op)
-                    job.collected_bytes += len(op)
-                    if job.collected_bytes > job.cache.max_bytes // 8:  # type: ignore[union-attr]
-                        job.collected = None
-                if self._closing or self._job is not job:
-                    return True
-            if examined >= budget[0] or budget[1] <= 0 or self._write_paused:
-                budget[0] -= examined
-                return False
-            if job.deadline is not None and examined % 64 == 0 and \
-                    self.clock.seconds() >= job.deadline:
-                return self._finish(job, ResultCode.TIME_LIMIT_EXCEEDED, cache=False)
-        budget[0] -= examined
-        return self._finish(job, ResultCode.SUCCESS)
-
-    def _finish(self, job: _Search, code: ResultCode, cache: bool = True) -> bool:
-        op = ber.ldap_result(ber.SEARCH_RESULT_DONE, code)
-        self._send(job.message_id, op)
-        if cache and job.collected is not None and job.cache is not None:
-            job.collected.append(op)
+        search = job.search
+        assert search is not None
+        for op in search.run(budget[0]):
+            self._send(mid, op)
+            budget[1] -= len(op)
+            if job.collected is not None:
+                job.collected.append(op)
+                job.collected_bytes += len(op)
+                if job.collected_bytes > job.cache.max_bytes // 8:  # type: ignore[union-attr]
+                    job.collected = None
+            if search.code is not None:
+                break  # that was the SearchResultDone
+            if self._closing or self._job is not job:
+                return True
+            if budget[1] <= 0 or self._write_paused:
+                break
+        budget[0] -= search.examined
+        if search.code is None:
+            return False
+        if (job.collected is not None and job.cache is not None
+                and operations.repeatable(search.code)):
             job.cache.put(job.key, tuple(job.collected))
         return True
 

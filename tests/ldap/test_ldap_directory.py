@@ -7,6 +7,7 @@ from ldaptor.protocols import pureldap as pl
 
 from ldap import dn as dnmod
 from ldap import schema
+from ldap.decode import from_ldaptor
 from ldap.directory import Directory, Entry, NoSuchObject, ResponseCache, Selection
 from ldap.filters import compile_filter
 from publisher.errors import MalformedInput
@@ -80,7 +81,7 @@ def match(directory: Directory, flt, base: str = "c=HK", scope: int = 2) -> list
     """DNs matching a filter given as text or as ldaptor filter object."""
     if isinstance(flt, str):
         flt = ldapfilter.parseFilter(flt)
-    pred, hint = compile_filter(flt)
+    pred, hint = compile_filter(from_ldaptor(flt))
     return [e.dn for e in directory.search(dnmod.normalise(base), scope, pred, hint)]
 
 

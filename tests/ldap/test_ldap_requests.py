@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from ldaptor import ldapfilter
 
 from ldap.ber import FrameError
-from ldap.requests import decode_search, from_ldaptor
+from ldap.decode import from_ldaptor
+from ldap.requests import decode_search
 
 from ldap_wire import search
 
