@@ -119,14 +119,14 @@ def load_ldap_settings(top: Table, cas: Sequence[CaSettings]) -> LdapSettings:
 
 
 def _number(t: Table, key: str, default: float) -> float:
-    value = t._get(key, default, (int, float), "a number")
+    value = t.value(key, default, (int, float), "a number")
     if value < 0:
         raise t.error(key, f"must not be negative, not {value}")
     return float(value)
 
 
 def _dn(t: Table, key: str) -> str | None:
-    value = t._get(key, None, (str,), "a DN string")
+    value = t.value(key, None, (str,), "a DN string")
     if value is not None:
         try:
             dnmod.parse(value)

@@ -37,7 +37,8 @@ class Table:
     def _err(self, key: str, why: str) -> ConfigError:
         return ConfigError(f"{self.source}: {self.where}.{key}: {why}")
 
-    def _get(self, key: str, default: Any, types: tuple[type, ...], what: str) -> Any:
+    def value(self, key: str, default: Any, types: tuple[type, ...], what: str) -> Any:
+        """The value of `key` if it is one of `types` (`what` names them in the error)."""
         self._seen.add(key)
         if key not in self.data:
             if default is _REQUIRED:
@@ -51,13 +52,13 @@ class Table:
         return value
 
     def str(self, key: str, default: Any = None) -> str | None:
-        return self._get(key, default, (str,), "a string")
+        return self.value(key, default, (str,), "a string")
 
     def bool(self, key: str, default: Any = None) -> bool:
-        return self._get(key, default, (bool,), "true or false")
+        return self.value(key, default, (bool,), "true or false")
 
     def int(self, key: str, default: Any = None, *, min: int | None = None, max: int | None = None) -> int:
-        value = self._get(key, default, (int,), "an integer")
+        value = self.value(key, default, (int,), "an integer")
         if value is not None and min is not None and value < min:
             raise self._err(key, f"must be at least {min}, not {value}")
         if value is not None and max is not None and value > max:
@@ -90,7 +91,7 @@ class Table:
         return list(self.data.items())
 
     def list_str(self, key: str, default: Any = None) -> list[str]:
-        value = self._get(key, default, (list,), "a list of strings")
+        value = self.value(key, default, (list,), "a list of strings")
         if value is not None and not all(isinstance(v, str) for v in value):
             raise self._err(key, "must be a list of strings")
         return value
@@ -225,7 +226,7 @@ def _crl_settings(t: Table) -> CrlSettings:
         reason_policy = ReasonPolicy(policy)
     except ValueError:
         raise t.error("reason_unspecified", f"{policy!r}: use \"omit\" (RFC 5280) or \"write\" (CPS)") from None
-    expired = t._get("expired_revoked", "keep", (str, int), '"keep" or a number of days')
+    expired = t.value("expired_revoked", "keep", (str, int), '"keep" or a number of days')
     if isinstance(expired, str):
         if expired != "keep":
             raise t.error("expired_revoked", f'{expired!r}: use "keep" or a number of days')

@@ -4,10 +4,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import email.utils
+import hashlib
 import re
 
 import pytest
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp as x509_ocsp
 
 from ocsp_testlib import CA, ROOT, curl, get_url, post, query, request_der, respin, verified
@@ -96,14 +99,21 @@ class TestGet:
         assert "good.pem: good" in out.stdout
 
     def test_get_with_slash_and_plus(self, demo, tmp_path):
-        # Find a certificate whose request's base64 holds "/" or "+"; serve it unencoded.
-        for serial in range(1, 400):
-            req = request_der(demo, tmp_path / "req.der", serials=(serial,))
+        # A request whose base64 holds both "/" and "+", sent unencoded in the GET path. Long
+        # serials vary a dozen base64 characters each, so one of the first few dozen does.
+        ca = x509.load_pem_x509_certificate((demo.pki / f"{CA}.pem").read_bytes())
+        name_hash = hashlib.sha1(ca.subject.public_bytes()).digest()
+        # issuerKeyHash: SHA-1 of the subjectPublicKey bits (asn1crypto computes exactly that).
+        key_hash = asn1_x509.Certificate.load(ca.public_bytes(serialization.Encoding.DER)).public_key.sha1
+        for k in range(1, 2000):
+            serial = 0x5DEECE66D * k * 0x9E3779B97F4A7C15
+            req = x509_ocsp.OCSPRequestBuilder().add_certificate_by_hash(
+                name_hash, key_hash, serial, hashes.SHA1()).build().public_bytes(serialization.Encoding.DER)
             b64 = base64.b64encode(req).decode()
             if "/" in b64 and "+" in b64:
                 break
         else:
-            pytest.skip("no request with both / and + in its base64")
+            pytest.fail("no request with both / and + in its base64 among 2000 serials")
         plain = curl(f"{demo.base_url}/ocsp/{b64}", tmp=tmp_path)
         assert plain.status == 200
         assert x509_ocsp.load_der_ocsp_response(plain.body).serial_number == serial
