@@ -12,8 +12,10 @@
 - `server`: the protocol on Twisted (framing, limits, flow control, slicing, dispatch).
 - `listener`: `start_ldap(settings, provider) -> LdapListener` and `await listener.stop()`,
   on Twisted's asyncio reactor in the running loop; `install_reactor()` for entry points.
-- `build`, `service`: the directory made from config and the store, and the cleanup context
-  `pkirepo serve` runs (`setup(app, settings, listen=...)`).
+- `settings`: `LdapSettings` (the listener, its limits and the `Layout` of the tree), read
+  once from `[ldap]` and the `ldap_*` keys of each `[[ca]]`.
+- `build`, `service`: the directory made from config and the store, and the front-end's
+  `setup(app, settings, *, store)` that the composition root calls.
 
 Importing this package imports neither Twisted nor aiohttp; its modules do.  The name
 shadows python-ldap's `ldap`: never install python-ldap into pkirepo's environment.
