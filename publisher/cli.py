@@ -12,8 +12,9 @@ from pathlib import Path
 
 from .clock import SystemClock
 from .config import parse_listen
+from . import witness
 from .crl import Reason
-from .errors import MalformedInput, RepoError
+from .errors import Conflict, MalformedInput, RepoError, StoreBehind
 from .root import Backend, Settings, load_settings, open_backend
 from .service import Repository, load_signers
 from .store import Action
@@ -68,16 +69,22 @@ def config_path(args) -> Path:
 class Context:
     """Settings, an open store and a repository for one command."""
 
-    def __init__(self, args, *, signing: bool = False) -> None:
+    def __init__(self, args, *, signing: bool = False, create: bool = False) -> None:
         self.settings: Settings = load_settings(config_path(args))
         self.signing = signing
+        self.create = create
         self.backend: Backend | None = None
 
     async def __aenter__(self) -> Repository:
         signers = load_signers(self.settings) if self.signing else {}
-        self.backend = await open_backend(self.settings)
-        self.repo = Repository(self.settings, store=self.backend.store, signers=signers, clock=SystemClock())
-        await self.repo.sync_issuers()
+        self.backend = await open_backend(self.settings, create=self.create)
+        try:
+            self.repo = Repository(self.settings, store=self.backend.store, signers=signers, clock=SystemClock())
+            await self.repo.sync_issuers()
+        except BaseException:
+            # __aexit__ does not run when entering fails; the store's threads must still end.
+            await self.backend.close()
+            raise
         return self.repo
 
     async def __aexit__(self, *exc) -> None:
@@ -197,6 +204,55 @@ async def cmd_import_index(args) -> int:
     return 0
 
 
+async def cmd_init(args) -> int:
+    settings = load_settings(config_path(args))
+    path = settings.store_path
+    if path.exists() and path.stat().st_size > 0:
+        raise Conflict(f"{path}: a store is already there; `pkirepo init` only ever starts a new, empty one")
+    published = witness.floors(witness.read_directory(settings.publication_dir / "crl"),
+                               witness.Watermark.beside(path).read())
+    if published:
+        names = ", ".join(f"{n} #{m.number}" for n, m in sorted(published.items()))
+        raise StoreBehind(f"CRLs were already published ({names}): a new, empty store would be behind "
+                          f"them. Run `pkirepo recover` to rebuild the store from them instead")
+    async with Context(args, create=True):
+        settings.publication_dir.mkdir(parents=True, exist_ok=True)
+    print(f"created an empty store at {path}; next: `pkirepo cert add` or `pkirepo import openssl-index`")
+    return 0
+
+
+async def cmd_check(args) -> int:
+    async with Context(args) as repo:
+        problems = await repo.store.check()
+        for p in problems:
+            print(f"store: {p}")
+        if not problems:
+            print(f"store: {repo.settings.store_path}: ok")
+        try:
+            await repo.check_published()
+            print(f"published: {repo.settings.publication_dir}: the store holds everything published")
+        except StoreBehind as e:
+            print(f"published: {e.message}")
+            problems.append(e.message)
+    return 2 if problems else 0
+
+
+async def cmd_recover(args) -> int:
+    from .recovery import recover
+
+    async with Context(args, create=True) as repo:
+        sources = [Path(d) for d in args.sources] or [repo.settings.publication_dir / "crl"]
+        report = await recover(repo, sources, progress=progress_printer("revocations"))
+    for skipped in report.skipped:
+        print(f"skipped {skipped}", file=sys.stderr)
+    for sc in report.scopes:
+        what = "recorded" if sc.recorded else "the store already holds it or a newer one"
+        print(f"{sc.name}: CRL #{sc.number}, {sc.entries} entries, from {sc.source} ({what})")
+    print(f"recovered: {report.added} certificate(s) added by serial, {report.changed} status change(s); "
+          f"the next CRL of each scope is numbered above the one recovered")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pkirepo", description="A CA repository: CRLs, certificates, OCSP, LDAP.")
     p.add_argument("--config", help="config file (default: $PKIREPO_CONFIG, then ./pkirepo.toml)")
@@ -208,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--config", default=argparse.SUPPRESS, help="config file")
         c.set_defaults(func=func)
         return c
+
+    cmd("init", cmd_init, "create a new, empty store at store.path (never done implicitly)")
+    cmd("check", cmd_check, "check the store's integrity and that it holds everything already published")
+    c = cmd("recover", cmd_recover,
+            "rebuild revocations and CRL numbers from published CRLs (default: the publication directory)")
+    c.add_argument("--from", dest="sources", action="append", default=[], metavar="DIR",
+                   help="a directory (or file) of published CRLs; repeat for several")
 
     c = cmd("serve", cmd_serve, "serve HTTP (CRLs, certificates, OCSP) and LDAP")
     c.add_argument("--http", metavar="HOST:PORT", help="HTTP listener (default: http.listen)")

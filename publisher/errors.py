@@ -66,6 +66,30 @@ class Unavailable(RepoError):
     cli_exit = 1
 
 
+class StoreProblem(RepoError):
+    """The store cannot be served from as it is: missing, corrupt, or behind what was
+    already published. The message says what was found and how to recover; nothing starts."""
+
+    http_status = 503
+    ocsp_status = 3  # tryLater
+    ldap_result = 52  # unavailable
+    cli_exit = 2
+
+
+class StoreMissing(StoreProblem):
+    """No store at the configured path (or an empty file): a store is only ever created by
+    an explicit command, never as a side effect of a mistyped path."""
+
+
+class StoreCorrupt(StoreProblem):
+    """The store file is not a readable pkirepo store."""
+
+
+class StoreBehind(StoreProblem):
+    """The store holds less than was already published (an older backup, a lost store):
+    publishing from it would make CRL numbers or revocations go backwards."""
+
+
 class ConfigError(RepoError):
     """A configuration file, key or value is wrong; the message names it."""
 

@@ -64,8 +64,10 @@ class Backend:
         await self.store.close()
 
 
-async def open_backend(settings: RepositorySettings) -> Backend:
-    store = SQLiteStore(settings.store_path)
+async def open_backend(settings: RepositorySettings, *, create: bool = False) -> Backend:
+    """Open the configured store; a missing one is an error unless `create` (explicit
+    commands only: `pkirepo init`, `recover`)."""
+    store = SQLiteStore(settings.store_path, create=create)
     await store.open()
     return Backend(store, SQLitePresignedPort(settings.store_path))
 

@@ -23,6 +23,8 @@ async def publishing(repo: Repository, publication: Publication, *, interval: fl
     """Start-up, then the publication loop in the background until the block ends."""
     await repo.sync_issuers()
     remove_stale_temporaries(repo.settings.publication_dir)
+    # Refuses to start (StoreBehind) when the store is older than what was published.
+    await repo.check_published()
     rewritten = await repo.sync_files()
     if rewritten:
         log.warning("publication directory was behind the store: rewrote %d CRL file(s)", rewritten)
@@ -42,7 +44,13 @@ async def publication_loop(repo: Repository, pub: Publication, *, interval: floa
         try:
             await repo.issue_due()
             # Issuing logs an event, so the change token moves and this picks it up too.
-            await pub.refresh()
+            if await pub.refresh():
+                # Another process (a CLI `publish` that died between recording a CRL and
+                # writing its file) may have left the directory behind the store.
+                await asyncio.to_thread(remove_stale_temporaries, repo.settings.publication_dir)
+                repaired = await repo.sync_files()
+                if repaired:
+                    log.warning("publication directory was behind the store: rewrote %d CRL file(s)", repaired)
             today = repo.clock.now().date()
             if last_prune != today:
                 pruned = await repo.prune_archive()

@@ -17,17 +17,21 @@ from cryptography.x509.oid import ExtensionOID
 
 from . import certs as certmod
 from . import crl as crlmod
-from . import faults
+from . import faults, witness
 from .clock import Clock
 from .config import NAME_RE, CaSettings, RepositorySettings
 from .crl import Reason, ScopeKind
-from .errors import ConfigError, Conflict, MalformedInput, NotFound, VerificationError
+from .errors import ConfigError, Conflict, MalformedInput, NotFound, StoreBehind, VerificationError
 from .files import atomic_write, remove_stale_temporaries
 from .schedule import STATUS_EVENTS, Due, due, next_update_for
 from .signer import Signer, load_key_signer
 from .store import Action, CrlRecord, Issuer, NewCert, Scope, StatusChange, Store, serial_hex
+from .witness import Watermark
 
 log = logging.getLogger("pkirepo")
+
+RECOVERY = ("run `pkirepo recover`, which brings every revocation and CRL number back from the "
+            "published CRLs, or restore a newer backup of the store")
 
 
 def load_signers(settings: RepositorySettings) -> dict[str, Signer]:
@@ -60,6 +64,18 @@ def partition_name(ca: CaSettings, url: str) -> str:
 
 
 @dataclass(frozen=True)
+class IdentifiedCrl:
+    """A CRL signed by a configured CA, and the scope it belongs to."""
+
+    crl: x509.CertificateRevocationList
+    der: bytes
+    ca: CaSettings
+    issuer: Issuer
+    scope: Scope
+    number: int
+
+
+@dataclass(frozen=True)
 class IssuedCrl:
     record: CrlRecord
     der: bytes
@@ -77,6 +93,14 @@ class Repository:
         self._issuers: dict[str, Issuer] = {}
         self._certs: dict[str, x509.Certificate] = {}
         self._issue_lock = asyncio.Lock()
+        self.watermark = Watermark.beside(settings.store_path)
+        # The lowest number each scope may still publish above (from the witnesses); only
+        # ever raised, so a stale value errs on the safe side.
+        self._floors: dict[str, int] = {}
+        # name -> (mtime_ns, size, sha256) of the files this process has seen, so that
+        # matching the directory to the store does not hash unchanged files again.
+        self._file_state: dict[str, tuple[int, int, str]] = {}
+        self._checked = False
 
     # Issuers
 
@@ -300,6 +324,7 @@ class Repository:
         snap = await self.store.snapshot_entries(scope, expired_before=expired_before)
         number = await self.store.reserve_crl_number(scope)
         faults.point("after-reserve")
+        self._above_floor(scope.name, number)
         dp_url = scope.dp_url or (ca.arl_url if scope.kind is ScopeKind.ARL else None)
         params = crlmod.CrlParams(
             issuer_name_der=issuer.subject_der,
@@ -317,13 +342,14 @@ class Repository:
             scope, number, params.this_update, params.next_update, der,
             entries=snap.count, covered_event=snap.covered_event, issued_at=now)
         faults.point("after-record")
-        await asyncio.to_thread(self.write_crl_file, scope.name, der)
+        await asyncio.to_thread(self.write_crl_file, scope.name, number, der)
         faults.point("after-file-write")
         log.info("issued %s #%d (%s): %d entries, %d bytes", scope.name, number, why, snap.count, len(der))
         return IssuedCrl(record, der, why)
 
     async def issue_due(self, *, force: bool = False, issuer_name: str | None = None) -> list[IssuedCrl]:
         """Issue every CRL that is due (or, with force, every CRL we can sign)."""
+        await self._ensure_checked()
         async with self._issue_lock:
             if force:
                 todo = [(s, Due("manual")) for s in await self.store.scopes()
@@ -342,28 +368,99 @@ class Repository:
     def crl_path(self, name: str) -> Path:
         return self.settings.publication_dir / "crl" / f"{name}.crl"
 
-    def write_crl_file(self, name: str, der: bytes) -> None:
-        atomic_write(self.crl_path(name), der)
+    def write_crl_file(self, name: str, number: int, der: bytes) -> None:
+        """Publish one CRL file, then raise the watermark (a crash between the two leaves the
+        directory as the higher witness)."""
+        self._above_floor(name, number, equal_ok=True)
+        path = self.crl_path(name)
+        atomic_write(path, der)
+        sha = crlmod.sha256_hex(der)
+        st = path.stat()
+        self._file_state[name] = (st.st_mtime_ns, st.st_size, sha)
+        self.watermark.record(name, number, sha)
+        self._floors[name] = max(self._floors.get(name, 0), number)
+
+    def _above_floor(self, name: str, number: int, *, equal_ok: bool = False) -> None:
+        floor = self._floors.get(name)
+        if floor is not None and (number < floor or (number == floor and not equal_ok)):
+            raise StoreBehind(
+                f"{name}: the store would publish CRL #{number}, but #{floor} was already published; "
+                f"the store is behind what was published ({RECOVERY})")
+
+    async def _ensure_checked(self) -> None:
+        if not self._checked:
+            await self.check_published()
+
+    async def check_published(self) -> None:
+        """Refuse to go on when the store is behind what the publication directory or the
+        watermark show was published: a CRL number below (or equal to, with other bytes) one
+        already out, or a published scope the store does not know."""
+        directory = await asyncio.to_thread(witness.read_directory, self.settings.publication_dir / "crl")
+        marks = witness.floors(directory, await asyncio.to_thread(self.watermark.read))
+        current = {r.scope.name: r for r in await self.store.current_crls()}
+        problems = []
+        for name, mark in sorted(marks.items()):
+            rec = current.get(name)
+            if rec is None:
+                problems.append(f"{name}: CRL #{mark.number} was published ({mark.source}) but the store has none")
+            elif rec.number < mark.number:
+                problems.append(f"{name}: CRL #{mark.number} was published ({mark.source}) but the store's "
+                                f"latest is #{rec.number}")
+            elif rec.number == mark.number and rec.sha256 != mark.sha256:
+                problems.append(f"{name}: CRL #{mark.number} was published ({mark.source}) with other "
+                                f"contents than the store's #{rec.number}")
+            self._floors[name] = max(self._floors.get(name, 0), mark.number)
+        self._checked = not problems
+        if problems:
+            raise StoreBehind(
+                f"{self.settings.store_path}: the store is behind what was already published:\n  "
+                + "\n  ".join(problems) + f"\nNothing was changed. To recover: {RECOVERY}.")
 
     async def sync_files(self) -> int:
         """Make the publication directory match the store (after a crash between archiving
-        a CRL and writing its file, or a lost directory)."""
+        a CRL and writing its file, or a lost directory). Never writes a lower number than a
+        file already holds: `check_published` runs first and sets the floors."""
         n = 0
         for rec in await self.store.current_crls():
-            path = self.crl_path(rec.scope.name)
-            try:
-                current = await asyncio.to_thread(path.read_bytes)
-            except FileNotFoundError:
-                current = None
-            if current is None or crlmod.sha256_hex(current) != rec.sha256:
-                der = await self.store.crl_der(rec.id)
-                await asyncio.to_thread(self.write_crl_file, rec.scope.name, der)
-                n += 1
+            if await asyncio.to_thread(self._file_matches, rec):
+                continue
+            der = await self.store.crl_der(rec.id)
+            await asyncio.to_thread(self.write_crl_file, rec.scope.name, rec.number, der)
+            n += 1
         return n
+
+    def _file_matches(self, rec: CrlRecord) -> bool:
+        path = self.crl_path(rec.scope.name)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return False
+        known = self._file_state.get(rec.scope.name)
+        if known is not None and known[:2] == (st.st_mtime_ns, st.st_size):
+            sha = known[2]
+        else:
+            sha = crlmod.sha256_hex(path.read_bytes())
+            self._file_state[rec.scope.name] = (st.st_mtime_ns, st.st_size, sha)
+        return sha == rec.sha256
 
     async def add_crl(self, der: bytes, source: str) -> CrlRecord:
         """Publish a CRL signed elsewhere (an offline root's ARL): verified against its
         issuer, its scope found from its IDP, its number required to increase."""
+        await self._ensure_checked()
+        found = await self.identify_crl(der, source)
+        c, scope, number = found.crl, found.scope, found.number
+        try:
+            record = await self.store.record_crl(
+                scope, number, c.last_update_utc, c.next_update_utc, found.der,
+                entries=len(c), covered_event=0, issued_at=self.clock.now(), source="handed-in")
+        except Conflict as e:
+            raise Conflict(f"{source}: {e.message}") from e
+        await asyncio.to_thread(self.write_crl_file, scope.name, number, found.der)
+        return record
+
+    async def identify_crl(self, der: bytes, source: str) -> "IdentifiedCrl":
+        """Parse a CRL (DER or PEM), verify it against a configured CA and find its scope
+        from its IDP (creating the scope if the CA is configured for it)."""
         try:
             c = x509.load_der_x509_crl(der)
         except ValueError:
@@ -402,14 +499,7 @@ class Repository:
             if not urls:
                 raise MalformedInput(f"{source}: IDP names no URI distribution point")
             scope = await self.store.ensure_scope(issuer.id, ScopeKind.PARTITION, urls[0], partition_name(ca, urls[0]))
-        try:
-            record = await self.store.record_crl(
-                scope, number, c.last_update_utc, c.next_update_utc, der,
-                entries=len(c), covered_event=0, issued_at=self.clock.now(), source="handed-in")
-        except Conflict as e:
-            raise Conflict(f"{source}: {e.message}") from e
-        await asyncio.to_thread(self.write_crl_file, scope.name, der)
-        return record
+        return IdentifiedCrl(c, der, ca, issuer, scope, number)
 
     async def prune_archive(self) -> int:
         return await self.store.prune_crls(self.clock.now() - self.settings.crl.archive_retention)

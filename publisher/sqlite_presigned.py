@@ -51,8 +51,12 @@ class SQLitePresignedResponses:
 
     async def open(self) -> None:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
-        await conn.execute(f"PRAGMA busy_timeout = {int(self._busy)}")
-        await conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {int(self._busy)}")
+            await conn.execute("PRAGMA synchronous = NORMAL")
+        except BaseException:
+            await conn.close()  # its thread would keep the process from exiting
+            raise
         self._conn = conn
 
     async def close(self) -> None:

@@ -17,7 +17,7 @@ from typing import AsyncIterable, AsyncIterator, Sequence
 import aiosqlite
 
 from .crl import Reason, ScopeKind
-from .errors import Conflict, NotFound, Unavailable
+from .errors import Conflict, NotFound, StoreCorrupt, StoreMissing, Unavailable
 from .migrations import MIGRATIONS
 from .store import (
     CertRecord,
@@ -37,6 +37,11 @@ from .store import (
 )
 
 UTC = dt.timezone.utc
+
+
+def corrupt_message(path: Path, e: BaseException) -> str:
+    return (f"{path}: the store is damaged (SQLite: {e}). `pkirepo check` reports what is wrong; "
+            f"{RECOVERY_HINT}")
 
 
 def _ts(when: dt.datetime | int | None) -> int | None:
@@ -125,10 +130,18 @@ def _crl(row) -> CrlRecord:
     )
 
 
+RECOVERY_HINT = ("restore the last backup of the store, or rebuild it from the published CRLs "
+                 "with `pkirepo recover` (every revoked serial, reason and date is in them)")
+
+
 class SQLiteStore(Store):
-    def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000) -> None:
+    """`create=False` refuses a missing or empty file instead of starting a new, empty
+    repository there: only explicit commands (`pkirepo init`, `demo init`, `recover`) create."""
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000, create: bool = True) -> None:
         self.path = Path(path)
         self._busy = busy_timeout_ms
+        self._create = create
         self._w: aiosqlite.Connection | None = None
         self._r: aiosqlite.Connection | None = None
         self._wlock = asyncio.Lock()
@@ -136,29 +149,61 @@ class SQLiteStore(Store):
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
-        await conn.execute(f"PRAGMA busy_timeout = {int(self._busy)}")
-        await conn.execute("PRAGMA foreign_keys = ON")
-        # FULL: a committed change survives power loss too, not only a process crash.
-        await conn.execute("PRAGMA synchronous = FULL")
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {int(self._busy)}")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            # FULL: a committed change survives power loss too, not only a process crash.
+            await conn.execute("PRAGMA synchronous = FULL")
+        except BaseException:
+            await conn.close()  # its thread would keep the process from exiting
+            raise
         return conn
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._w = await self._connect()
-        mode = await (await self._w.execute("PRAGMA journal_mode = WAL")).fetchone()
-        if mode[0].lower() != "wal":
-            raise Unavailable(f"{self.path}: cannot switch SQLite to WAL mode (got {mode[0]})")
-        await self._migrate()
-        self._r = await self._connect()
-        # Reads go through a memory map instead of a read() per page: a million-entry CRL
-        # walks tens of megabytes of index. Address space only; the writer is unaffected.
-        await self._r.execute(f"PRAGMA mmap_size = {_READ_MMAP}")
+        if self._create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            try:
+                size = self.path.stat().st_size
+            except FileNotFoundError:
+                raise StoreMissing(
+                    f"{self.path}: no store here. Check store.path in the config; to start a new, "
+                    f"empty repository run `pkirepo init`; otherwise {RECOVERY_HINT}") from None
+            if size == 0:
+                raise StoreMissing(f"{self.path}: the store file is empty; {RECOVERY_HINT}")
+        try:
+            self._w = await self._connect()
+            mode = await (await self._w.execute("PRAGMA journal_mode = WAL")).fetchone()
+            if mode[0].lower() != "wal":
+                raise Unavailable(f"{self.path}: cannot switch SQLite to WAL mode (got {mode[0]})")
+            # Reads the schema: a file that is not a database, or a damaged header, fails here.
+            await self._w.execute("SELECT count(*) FROM sqlite_master")
+            await self._migrate()
+            self._r = await self._connect()
+            # Reads go through a memory map instead of a read() per page: a million-entry CRL
+            # walks tens of megabytes of index. Address space only; the writer is unaffected.
+            await self._r.execute(f"PRAGMA mmap_size = {_READ_MMAP}")
+        except BaseException as e:
+            # Never leave aiosqlite's threads behind: the process would not exit.
+            await self.close()
+            if type(e) is sqlite3.DatabaseError:  # corruption, not busy or constraint errors
+                raise StoreCorrupt(corrupt_message(self.path, e)) from None
+            raise
 
     async def close(self) -> None:
         for conn in (self._r, self._w):
             if conn is not None:
                 await conn.close()
         self._r = self._w = None
+
+    async def check(self) -> list[str]:
+        """SQLite's own integrity check of every page and index; [] when the store is sound."""
+        try:
+            rows = await (await self._r.execute("PRAGMA integrity_check")).fetchall()
+        except sqlite3.DatabaseError as e:
+            return [str(e)]
+        problems = [r[0] for r in rows]
+        return [] if problems == ["ok"] else problems
 
     async def _migrate(self) -> None:
         async with self._wlock:
@@ -186,8 +231,9 @@ class SQLiteStore(Store):
                 raise Unavailable(f"store busy: {e}") from e
             try:
                 yield conn
-            except BaseException:
+            except BaseException as e:
                 await conn.execute("ROLLBACK")
+                self._corrupt(e)
                 raise
             else:
                 await conn.execute("COMMIT")
@@ -200,16 +246,32 @@ class SQLiteStore(Store):
             await conn.execute("BEGIN")
             try:
                 yield conn
+            except BaseException as e:
+                self._corrupt(e)
+                raise
             finally:
                 await conn.execute("COMMIT")
 
+    def _corrupt(self, e: BaseException) -> None:
+        """A damaged page met while serving becomes StoreCorrupt, naming the file."""
+        if type(e) is sqlite3.DatabaseError:  # not busy (OperationalError) or constraints
+            raise StoreCorrupt(corrupt_message(self.path, e)) from None
+
     async def _one(self, sql: str, args: Sequence = ()):
         async with self._rlock:
-            return await (await self._r.execute(sql, args)).fetchone()
+            try:
+                return await (await self._r.execute(sql, args)).fetchone()
+            except sqlite3.DatabaseError as e:
+                self._corrupt(e)
+                raise
 
     async def _all(self, sql: str, args: Sequence = ()):
         async with self._rlock:
-            return await (await self._r.execute(sql, args)).fetchall()
+            try:
+                return await (await self._r.execute(sql, args)).fetchall()
+            except sqlite3.DatabaseError as e:
+                self._corrupt(e)
+                raise
 
     @staticmethod
     async def _event(conn, kind: str, at: dt.datetime, issuer_id=None, cert_id=None, detail=None) -> int:

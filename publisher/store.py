@@ -335,5 +335,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def events_since(self, event_id: int, *, limit: int = 1000) -> list[Event]: ...
 
+    async def check(self) -> list[str]:
+        """The backend's own consistency check; [] when sound (`pkirepo check`)."""
+        return []
+
     @abc.abstractmethod
     async def log_event(self, kind: str, *, at: dt.datetime, issuer_id: int | None = None, detail: str | None = None) -> int: ...

@@ -120,15 +120,17 @@ class TestGet:
 
     def test_rfc5019_caching_headers(self, demo, tmp_path):
         req = request_der(demo, tmp_path / "req.der", "revoked.pem")
+        asked = dt.datetime.now(dt.timezone.utc)  # the server's "now" is at or after this
         r = curl(get_url(demo, req), tmp=tmp_path)
+        answered = dt.datetime.now(dt.timezone.utc)  # ... and at or before this
         resp = x509_ocsp.load_der_ocsp_response(r.body)
         m = re.fullmatch(r"max-age=(\d+), public, no-transform, must-revalidate", r.headers["cache-control"])
         assert m, r.headers["cache-control"]
         assert email.utils.parsedate_to_datetime(r.headers["last-modified"]) == resp.this_update_utc
         assert email.utils.parsedate_to_datetime(r.headers["expires"]) == resp.next_update_utc
-        now = dt.datetime.now(dt.timezone.utc)
-        left = (resp.next_update_utc - now).total_seconds()
-        assert 0 < int(m.group(1)) <= left + 1
+        # max-age is what is left until nextUpdate, as the server counted it while answering.
+        assert (resp.next_update_utc - answered).total_seconds() - 1 <= int(m.group(1)) \
+            <= (resp.next_update_utc - asked).total_seconds()
         etag = r.headers["etag"]
         assert etag.startswith('"')
         again = curl(get_url(demo, req), "-H", f"If-None-Match: {etag}", tmp=tmp_path)
