@@ -126,17 +126,12 @@ async def _answer(request: web.Request, data: bytes) -> Answer:
 
 
 async def _read_body(request: web.Request, cap: int) -> bytes | None:
-    """The body, or None if it is longer than cap (without reading more than cap + 1)."""
-    if request.content_length is not None:
-        if request.content_length > cap:
-            return None
-        return await request.read()
-    buf = bytearray()
-    async for chunk in request.content.iter_any():
-        buf += chunk
-        if len(buf) > cap:
-            return None
-    return bytes(buf)
+    """The body, or None if it is longer than cap.  A declared length over the cap is
+    refused unread; otherwise the application's client_max_size bounds what is read."""
+    if request.content_length is not None and request.content_length > cap:
+        return None
+    body = await request.read()
+    return None if len(body) > cap else body
 
 
 async def post_ocsp(request: web.Request) -> web.StreamResponse:
