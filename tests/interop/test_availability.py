@@ -84,6 +84,13 @@ def test_worst_search_does_not_stall_healthz(shared_demo, server_factory):
 
     poller = threading.Thread(target=poll)
     poller.start()
+    # Start-up work (the first pre-signing round, the first publication) is not what this
+    # test measures: wait for 20 quick polls in a row, then measure under the LDAP load.
+    for _ in range(3000):
+        if errors or (len(waits) >= 20 and max(waits[-20:]) <= MAX_POLL_SECONDS / 4):
+            break
+        stop.wait(0.010)
+    del waits[:]
     try:
         with socket.create_connection(("127.0.0.1", shared_demo.ldap_port), timeout=30) as ldap:
             buf = b""
