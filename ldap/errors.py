@@ -44,6 +44,20 @@ class NoSuchAttribute(LdapError):
     ldap_result = ResultCode.NO_SUCH_ATTRIBUTE
 
 
+class FilterTooLarge(LdapError):
+    """A search filter with more items than the server evaluates (`max_filter_items`): an
+    administrative limit on the work one search may cost, refused before any entry is
+    examined."""
+
+    ldap_result = ResultCode.ADMIN_LIMIT_EXCEEDED
+
+
+class FilterTooDeep(LdapError):
+    """A search filter nested deeper than the server evaluates (`max_filter_depth`)."""
+
+    ldap_result = ResultCode.UNWILLING_TO_PERFORM
+
+
 class InvalidCredentials(NotAllowed):
     ldap_result = ResultCode.INVALID_CREDENTIALS
 

@@ -12,6 +12,10 @@ cannot hold (an unknown option, `;binary` on a text type) or with a matching rul
 implement is Undefined, which NOT keeps Undefined, so `(!(mail;lang-en=x))` selects nothing
 rather than everything.  Predicates return True, False or None (Undefined); an entry is
 returned only for True.
+
+Substring assertions on the RFC 4523 types (certificates and CRLs) are Undefined too: those
+types define equality only, and a substring scan of a CRL costs time in proportion to its
+size (megabytes), which no filter limit could bound.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from publisher.errors import MalformedInput
 
 from . import schema
 from .entry import Entry
+from .errors import FilterTooDeep, FilterTooLarge
 
 Predicate = Callable[[Entry], "bool | None"]
 IndexHint = tuple[str, "bytes | str"]
@@ -36,6 +41,28 @@ def _always(entry: Entry) -> bool:
 
 def _undefined(entry: Entry) -> None:
     return None
+
+
+def check_limits(f: tuple, max_items: int, max_depth: int) -> int:
+    """The number of items in a filter (each AND, OR, NOT, assertion and substring
+    component counts one); FilterTooLarge or FilterTooDeep as soon as a limit is passed."""
+    items = 0
+    stack = [(f, 0)]
+    while stack:
+        g, depth = stack.pop()
+        if depth > max_depth:
+            raise FilterTooDeep(f"filter nested deeper than {max_depth} levels")
+        items += 1
+        kind = g[0]
+        if kind in ("and", "or"):
+            stack.extend((x, depth + 1) for x in g[1])
+        elif kind == "not":
+            stack.append((g[1], depth + 1))
+        elif kind == "sub":
+            items += (g[2] is not None) + len(g[3]) + (g[4] is not None)
+        if items > max_items:
+            raise FilterTooLarge(f"filter has more than {max_items} items")
+    return items
 
 
 def compile_filter(f: tuple) -> tuple[Predicate, IndexHint | None]:
@@ -145,15 +172,15 @@ def _compile(f: tuple) -> tuple[Predicate, IndexHint | None]:
 
 def _substrings(attr: bytes, initial: bytes | None, anys: list[bytes],
                 final: bytes | None) -> Predicate:
+    if initial is None and final is None and not anys:
+        raise MalformedInput("empty substring filter")
     d = schema.parse_description(attr)
-    if not d.usable:
+    if not d.usable or (d.type is not None and d.type.binary):
         return _undefined
     key = d.key
     ini = None if initial is None else schema.normalise_value(key, initial)
     fin = None if final is None else schema.normalise_value(key, final)
     mids = [schema.normalise_value(key, a) for a in anys]
-    if ini is None and fin is None and not mids:
-        raise MalformedInput("empty substring filter")
     kind = type(ini if ini is not None else fin if fin is not None else mids[0])
 
     def match_one(v: bytes | str) -> bool:

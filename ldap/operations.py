@@ -27,8 +27,14 @@ from .errors import (
     ReadOnly,
     UnsupportedCriticalControl,
 )
-from .filters import Predicate, compile_filter
+from .filters import Predicate, check_limits, compile_filter
 from .requests import BindRequest, CompareRequest, Control, ExtendedRequest, SearchRequest
+
+# Filter items evaluated between two looks at the clock (see `Search.run`).
+CLOCK_EVERY = 256
+# The filter limits when the caller gives none (`LdapSettings` holds the configured ones).
+DEFAULT_FILTER_ITEMS = 500
+DEFAULT_FILTER_DEPTH = 10
 
 # Requests that would change the directory; they are refused without being decoded.
 WRITE_REQUESTS = frozenset(
@@ -114,11 +120,11 @@ class Search:
     produced."""
 
     __slots__ = ("_candidates", "_predicate", "_selection", "_types_only", "_size_limit",
-                 "_deadline", "_now", "sent", "examined", "code")
+                 "_deadline", "_now", "_cost", "sent", "examined", "code")
 
     def __init__(self, candidates: Iterator[Entry], predicate: Predicate, selection: Selection,
                  types_only: bool, size_limit: int, deadline: float | None,
-                 now: Callable[[], float]) -> None:
+                 now: Callable[[], float], cost: int = 1) -> None:
         self._candidates = candidates
         self._predicate = predicate
         self._selection = selection
@@ -126,23 +132,30 @@ class Search:
         self._size_limit = size_limit
         self._deadline = deadline
         self._now = now
+        self._cost = max(1, cost)  # filter items evaluated per entry, at most
         self.sent = 0
         self.examined = 0  # entries examined by the latest run
         self.code: ResultCode | None = None
 
-    def run(self, max_examined: int) -> Iterator[bytes]:
+    def run(self, max_examined: int, slice_end: float | None = None) -> Iterator[bytes]:
         """Yield the protocolOps of the next matches among at most max_examined entries,
-        then, once the search is over, its SearchResultDone.
+        then, once the search is over, its SearchResultDone.  The run also ends once the
+        clock reaches `slice_end`, so that a slice is bounded in time as well as in entries.
 
         The caller may stop iterating at any point and call `run` again later: no entry is
         examined twice or skipped.  `examined` counts the entries of this run.
         """
         deadline = self._deadline
-        if deadline is not None and self._now() >= deadline:
+        now = self._now
+        if deadline is not None and now() >= deadline:
             self.examined = 0
             yield self._done(ResultCode.TIME_LIMIT_EXCEEDED)
             return
         predicate = self._predicate
+        # How often to look at the clock: after about CLOCK_EVERY filter items evaluated,
+        # so a costly filter is checked after each entry and a cheap one every few dozen.
+        every = max(1, CLOCK_EVERY // self._cost)
+        timed = deadline is not None or slice_end is not None
         examined = 0
         for entry in self._candidates:
             examined += 1
@@ -157,10 +170,15 @@ class Search:
             if examined >= max_examined:
                 self.examined = examined
                 return
-            if deadline is not None and examined % 64 == 0 and self._now() >= deadline:
-                self.examined = examined
-                yield self._done(ResultCode.TIME_LIMIT_EXCEEDED)
-                return
+            if timed and examined % every == 0:
+                t = now()
+                if deadline is not None and t >= deadline:
+                    self.examined = examined
+                    yield self._done(ResultCode.TIME_LIMIT_EXCEEDED)
+                    return
+                if slice_end is not None and t >= slice_end:
+                    self.examined = examined
+                    return
         self.examined = examined
         yield self._done(ResultCode.SUCCESS)
 
@@ -170,16 +188,20 @@ class Search:
 
 
 def plan_search(directory: Directory, req: SearchRequest, *, size_limit: int = 0,
-                time_limit: float = 0, now: Callable[[], float]) -> Search:
+                time_limit: float = 0, max_filter_items: int = DEFAULT_FILTER_ITEMS,
+                max_filter_depth: int = DEFAULT_FILTER_DEPTH,
+                now: Callable[[], float]) -> Search:
     """Check a search and position it on its first candidate.
 
     `size_limit` and `time_limit` are the server's (0: none); the smaller of the server's
     and the client's applies.  Raises NoSuchObject (with matchedDN) for an unknown base,
-    InvalidDN for a base that does not parse, ProtocolError for an unknown scope, and
-    MalformedInput for a filter we cannot compile.
+    InvalidDN for a base that does not parse, ProtocolError for an unknown scope,
+    FilterTooLarge (adminLimitExceeded) and FilterTooDeep (unwillingToPerform) for a filter
+    beyond the limits, and MalformedInput for a filter we cannot compile.
     """
     if req.scope not in (0, 1, 2):
         raise ProtocolError("bad scope")
+    cost = check_limits(req.filter, max_filter_items, max_filter_depth)
     base = dnmod.normalise(req.base)
     predicate, hint = compile_filter(req.filter)
     selection = Selection.from_request(req.attributes)
@@ -191,4 +213,4 @@ def plan_search(directory: Directory, req: SearchRequest, *, size_limit: int = 0
     size = min((x for x in (req.size_limit, size_limit) if x > 0), default=0)
     tl = min((x for x in (req.time_limit, time_limit) if x > 0), default=0)
     deadline = now() + tl if tl else None
-    return Search(candidates, predicate, selection, req.types_only, size, deadline, now)
+    return Search(candidates, predicate, selection, req.types_only, size, deadline, now, cost)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .ber import FrameError, header
+from .errors import FilterTooDeep, FilterTooLarge
 
 Filter = tuple
 
@@ -74,23 +75,50 @@ def _int(buf: bytes, start: int, n: int) -> int:
 
 
 _SIMPLE = {0xA3: "eq", 0xA5: "ge", 0xA6: "le", 0xA8: "approx"}
-_DEPTH = 64  # nesting deeper than this is not a real filter
+# Nesting deeper than this is not a real filter: the session ends.  The configurable limit
+# (`max_filter_depth`, at most this) refuses one search instead.
+MAX_FILTER_DEPTH = 64
 
 
-def _filter(buf: bytes, pos: int, end: int, depth: int = 0) -> tuple[Filter, int]:
-    if depth > _DEPTH:
+class FilterLimits:
+    """What one filter may hold: items (AND, OR, NOT, assertions, substring components) and
+    depth of nesting.  Decoding stops as soon as either is passed, so an oversized filter
+    costs the server no more than an allowed one."""
+
+    __slots__ = ("max_items", "max_depth", "items")
+
+    def __init__(self, max_items: int, max_depth: int) -> None:
+        self.max_items = max_items
+        self.max_depth = min(max_depth, MAX_FILTER_DEPTH)
+        self.items = 0
+
+    def count(self, n: int = 1) -> None:
+        self.items += n
+        if self.items > self.max_items:
+            raise FilterTooLarge(f"filter has more than {self.max_items} items")
+
+    def enter(self, depth: int) -> None:
+        if depth > self.max_depth:
+            raise FilterTooDeep(f"filter nested deeper than {self.max_depth} levels")
+
+
+def _filter(buf: bytes, pos: int, end: int, limits: FilterLimits,
+            depth: int = 0) -> tuple[Filter, int]:
+    if depth > MAX_FILTER_DEPTH:
         raise FrameError("filter nested too deep")
+    limits.enter(depth)
+    limits.count()
     tag, start, n = _tlv(buf, pos, end)
     stop = start + n
     if tag in (0xA0, 0xA1):
         items = []
         p = start
         while p < stop:
-            f, p = _filter(buf, p, stop, depth + 1)
+            f, p = _filter(buf, p, stop, limits, depth + 1)
             items.append(f)
         return ("and" if tag == 0xA0 else "or", items), stop
     if tag == 0xA2:
-        f, p = _filter(buf, start, stop, depth + 1)
+        f, p = _filter(buf, start, stop, limits, depth + 1)
         if p != stop:
             raise FrameError("trailing bytes in not")
         return ("not", f), stop
@@ -112,6 +140,7 @@ def _filter(buf: bytes, pos: int, end: int, depth: int = 0) -> tuple[Filter, int
         p = s2
         while p < s2 + n2:
             t, s, k = _tlv(buf, p, s2 + n2)
+            limits.count()
             v = buf[s:s + k]
             if t == 0x80 and initial is None and not anys and final is None:
                 initial = v
@@ -146,8 +175,13 @@ def _filter(buf: bytes, pos: int, end: int, depth: int = 0) -> tuple[Filter, int
     raise FrameError(f"unknown filter tag 0x{tag:02x}")
 
 
-def decode_search(op: bytes) -> SearchRequest:
-    """Decode a SearchRequest protocolOp (tag 0x63 included)."""
+def decode_search(op: bytes, limits: FilterLimits | None = None) -> SearchRequest:
+    """Decode a SearchRequest protocolOp (tag 0x63 included).
+
+    With `limits`, a filter beyond them raises FilterTooLarge or FilterTooDeep (errors of
+    this one search, not of the session) as soon as the excess is seen."""
+    if limits is None:
+        limits = FilterLimits(max_items=len(op), max_depth=MAX_FILTER_DEPTH)
     tag, start, n = _tlv(op, 0, len(op))
     end = start + n
     if tag != 0x63 or end != len(op):
@@ -160,7 +194,7 @@ def decode_search(op: bytes) -> SearchRequest:
             raise FrameError("malformed search request")
         fields.append(op[s:s + k] if want == 0x04 else _int(op, s, k))
         p = s + k
-    flt, p = _filter(op, p, end)
+    flt, p = _filter(op, p, end, limits)
     t, s, k = _tlv(op, p, end)
     if t != 0x30 or s + k != end:
         raise FrameError("malformed attribute list")

@@ -18,7 +18,9 @@ Flow control: the protocol is a streaming producer on its transport.  When the c
 read and the transport's buffer fills, the current search pauses and the server stops reading
 further requests from that connection; the idle timeout then closes it.  Long searches are
 cut into slices (`slice_entries`, `slice_bytes`) with a return to the event loop between them,
-so HTTP and other connections sharing the loop keep being served.
+so HTTP and other connections sharing the loop keep being served.  A slice ends on elapsed
+time too (`slice_seconds`), and the filter's size bounds the work done on one entry, so no
+request holds the loop for much longer than `slice_seconds`.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from . import ber, decode, errors, operations
 from .codes import NOTICE_OF_DISCONNECTION, ResultCode
 from .directory import Directory, ResponseCache
 from .errors import ProtocolViolation
-from .requests import decode_search
+from .requests import FilterLimits, decode_search
 from .settings import LdapSettings
 
 log = logging.getLogger("pkirepo.ldap")
@@ -221,9 +223,10 @@ class DirectoryProtocol(protocol.Protocol):
             self._scheduled.cancel()
         self._scheduled = None
         budget = [self.settings.slice_entries, self.settings.slice_bytes]
+        slice_end = self.clock.seconds() + self.settings.slice_seconds
         while not self._closing and not self._write_paused:
             if self._job is not None:
-                if not self._step(self._job, budget):
+                if not self._step(self._job, budget, slice_end):
                     if not self._write_paused and not self._closing:
                         self._scheduled = self.clock.callLater(0, self._pump)
                     return
@@ -238,7 +241,7 @@ class DirectoryProtocol(protocol.Protocol):
                 self._fail(frame, e)
                 if self._closing:
                     return
-            if budget[0] <= 0 or budget[1] <= 0:
+            if budget[0] <= 0 or budget[1] <= 0 or self.clock.seconds() >= slice_end:
                 if not self._closing and (self._queue or self._job):
                     self._scheduled = self.clock.callLater(0, self._pump)
                 break
@@ -355,15 +358,19 @@ class DirectoryProtocol(protocol.Protocol):
             else:
                 self._job = _Job(mid, frame.key, ops=iter(cached))
             return
-        req = decode_search(frame.op)
-        operations.check_controls(decode.controls(frame.controls))
         s = self.settings
+        req = decode_search(frame.op, FilterLimits(s.max_filter_items, s.max_filter_depth))
+        operations.check_controls(decode.controls(frame.controls))
         search = operations.plan_search(directory, req, size_limit=s.size_limit,
-                                        time_limit=s.time_limit, now=self.clock.seconds)
+                                        time_limit=s.time_limit,
+                                        max_filter_items=s.max_filter_items,
+                                        max_filter_depth=s.max_filter_depth,
+                                        now=self.clock.seconds)
         self._job = _Job(mid, frame.key, search, cache=responses)
 
-    def _step(self, job: _Job, budget: list[int]) -> bool:
-        """Advance a search; True when it has finished (result sent)."""
+    def _step(self, job: _Job, budget: list[int], slice_end: float) -> bool:
+        """Advance a search until it finishes (True: result sent) or the slice runs out of
+        entries, bytes or time (False)."""
         mid = job.message_id
         if job.ops is not None:  # replaying a cached response
             for op in job.ops:
@@ -374,7 +381,7 @@ class DirectoryProtocol(protocol.Protocol):
             return True
         search = job.search
         assert search is not None
-        for op in search.run(budget[0]):
+        for op in search.run(budget[0], slice_end):
             self._send(mid, op)
             budget[1] -= len(op)
             if job.collected is not None:

@@ -10,6 +10,8 @@ from publisher.config import CaSettings, Table
 from publisher.errors import ConfigError, MalformedInput
 
 from . import dn as dnmod
+from .operations import DEFAULT_FILTER_DEPTH, DEFAULT_FILTER_ITEMS
+from .requests import MAX_FILTER_DEPTH
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,19 @@ class LdapSettings:
     max_connections: int = 512
     # Requests queued on one connection before the server stops reading from it.
     max_pending: int = 64
-    # Entries examined and bytes written per turn of the event loop, so that one large
-    # search does not starve HTTP and the other connections sharing the loop.
+    # Entries examined, bytes written and seconds spent per turn of the event loop, so
+    # that one large search does not starve HTTP and the other connections sharing the
+    # loop: a slice ends at whichever comes first.
     slice_entries: int = 2000
     slice_bytes: int = 1 << 20
+    slice_seconds: float = 0.01
+    # Largest search filter evaluated, in items (each AND, OR, NOT, assertion and substring
+    # component counts one): every entry examined costs up to this many tests, so it bounds
+    # the work between two looks at the clock.  Beyond it: adminLimitExceeded.
+    max_filter_items: int = DEFAULT_FILTER_ITEMS
+    # Deepest nesting of AND, OR and NOT evaluated; deeper: unwillingToPerform.  Real
+    # filters rarely go past 4.
+    max_filter_depth: int = DEFAULT_FILTER_DEPTH
     # Bounds of the per-snapshot cache of complete search responses.
     cache_entries: int = 4096
     cache_bytes: int = 64 << 20
@@ -109,6 +120,9 @@ def load_ldap_settings(top: Table, cas: Sequence[CaSettings]) -> LdapSettings:
         max_pending=t.int("max_pending", d.max_pending, min=1),
         slice_entries=t.int("slice_entries", d.slice_entries, min=1),
         slice_bytes=t.int("slice_bytes", d.slice_bytes, min=1),
+        slice_seconds=_positive(t, "slice_seconds", d.slice_seconds),
+        max_filter_items=t.int("max_filter_items", d.max_filter_items, min=1),
+        max_filter_depth=t.int("max_filter_depth", d.max_filter_depth, min=1, max=MAX_FILTER_DEPTH),
         cache_entries=t.int("cache_entries", d.cache_entries, min=0),
         cache_bytes=t.int("cache_bytes", d.cache_bytes, min=0),
         poll_interval=_number(t, "poll_interval", d.poll_interval),
@@ -123,6 +137,13 @@ def _number(t: Table, key: str, default: float) -> float:
     if value < 0:
         raise t.error(key, f"must not be negative, not {value}")
     return float(value)
+
+
+def _positive(t: Table, key: str, default: float) -> float:
+    value = _number(t, key, default)
+    if value == 0:
+        raise t.error(key, "must be more than 0")
+    return value
 
 
 def _dn(t: Table, key: str) -> str | None:

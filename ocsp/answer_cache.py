@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterable
+import logging
+import time
+from collections.abc import Iterable, Sequence
 
 from publisher.clock import Clock
-from publisher.store import PresignedResponses
+from publisher.errors import Unavailable
+from publisher.ratelimit import RateLimit, suffix
+from publisher.store import PresignedResponse, PresignedResponses
 
 from .answer_signer import AnswerSigner
 from .config import OcspSettings
@@ -24,6 +28,9 @@ from .entry import Entry, EntryKey, row_usable
 from .request import CertID, HashAlgorithm
 from .responders import IssuerResponder
 from .source import StatusSource
+
+
+log = logging.getLogger("pkirepo.ocsp")
 
 
 class AnswerCache:
@@ -50,6 +57,25 @@ class AnswerCache:
         self.epoch = 0
         #: How many answers were taken from the pre-signed table.
         self.loaded = 0
+        #: Why the latest save to the pre-signed table failed; None once one succeeds.
+        self.save_problem: str | None = None
+        self._save_log = RateLimit(rate=1 / 60, burst=1, clock=time.monotonic)
+
+    async def save(self, rows: Sequence[PresignedResponse]) -> None:
+        """Share answers with other processes and restarts.  A store that cannot be written
+        (full disk, read-only) costs only that: the answers are served from memory all the
+        same, readiness reports the problem, and the next save tries again."""
+        if self.table is None or not rows:
+            return
+        try:
+            await self.table.put_many(rows)
+        except Unavailable as e:
+            self.save_problem = e.message
+            dropped = self._save_log.allow()
+            if dropped is not None:
+                log.error("OCSP: %s; answers are served from memory%s", e.message, suffix(dropped))
+            return
+        self.save_problem = None
 
     async def get(self, issuer_id: int, cid: CertID, responder: IssuerResponder, now: dt.datetime) -> Entry:
         """A current answer about `cid` from `responder`: from memory, else loaded or signed."""
@@ -92,7 +118,7 @@ class AnswerCache:
         if entry is None:
             entry = await self.signer.sign_entry_async(key, state, responder, now)
             if persist:
-                await self.table.put_many([entry.stored()])
+                await self.save([entry.stored()])
         if epoch == self.epoch:
             self.remember(entry)
         return entry

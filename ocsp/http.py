@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from aiohttp import web
 
 from publisher.clock import Clock
+from publisher.ratelimit import RateLimit, suffix
 from publisher.signer import Signer
 from publisher.store import PresignedPort, Store
 from publisher.tasks import cancel_and_wait
@@ -41,6 +43,13 @@ class OcspService:
     settings: OcspSettings
     clock: Clock
     responder: OcspResponder | None = None
+    # Requests refused at the HTTP level are the clients' mistakes: logged at a bounded rate.
+    refusals: RateLimit = field(default_factory=lambda: RateLimit(rate=2.0, burst=10, clock=time.monotonic))
+
+    def client_mistake(self, msg: str, *args: object) -> None:
+        dropped = self.refusals.allow()
+        if dropped is not None:
+            log.info(msg + "%s", *args, suffix(dropped))
 
 
 OCSP = web.AppKey("ocsp", OcspService)
@@ -126,28 +135,24 @@ async def _answer(request: web.Request, data: bytes) -> Answer:
 
 
 async def _read_body(request: web.Request, cap: int) -> bytes | None:
-    """The body, or None if it is longer than cap (without reading more than cap + 1)."""
-    if request.content_length is not None:
-        if request.content_length > cap:
-            return None
-        return await request.read()
-    buf = bytearray()
-    async for chunk in request.content.iter_any():
-        buf += chunk
-        if len(buf) > cap:
-            return None
-    return bytes(buf)
+    """The body, or None if it is longer than cap.  A declared length over the cap is
+    refused unread; otherwise the application's client_max_size bounds what is read."""
+    if request.content_length is not None and request.content_length > cap:
+        return None
+    body = await request.read()
+    return None if len(body) > cap else body
 
 
 async def post_ocsp(request: web.Request) -> web.StreamResponse:
     service = request.app[OCSP]
     if request.content_type.lower() != CONTENT_TYPE_REQUEST:
-        log.info("OCSP POST from %s with Content-Type %r: 415", request.remote, request.content_type)
+        service.client_mistake("OCSP POST from %s with Content-Type %r: 415", request.remote,
+                               request.content_type)
         return web.Response(status=415, text=f"POST /ocsp takes Content-Type: {CONTENT_TYPE_REQUEST}\n")
     cap = service.settings.max_body_bytes
     body = await _read_body(request, cap)
     if body is None:
-        log.info("OCSP POST from %s larger than %d bytes: 413", request.remote, cap)
+        service.client_mistake("OCSP POST from %s larger than %d bytes: 413", request.remote, cap)
         return web.Response(status=413, text=f"OCSP requests are limited to {cap} bytes\n")
     return _ocsp((await _answer(request, body)).body)
 
@@ -159,7 +164,7 @@ async def get_ocsp(request: web.Request) -> web.StreamResponse:
     try:
         data = decode_get_path(tail)
     except BadBase64 as e:
-        log.info("OCSP GET from %s: %s", request.remote, e.message)
+        request.app[OCSP].client_mistake("OCSP GET from %s: %s", request.remote, e.message)
         return _ocsp(unsuccessful(ResponseStatus.MALFORMED_REQUEST), status=400, headers={"Cache-Control": "no-store"})
     answer = await _answer(request, data)
     entry = answer.entry

@@ -96,8 +96,8 @@ class PreSigner:
         now = self.clock.now()
         entries = [await self.signer.sign_entry_async((issuer_id, serial, alg), state, responder, now)
                    for alg in self.settings.presign_hashes]
-        if self.table is not None and state.issued:
-            await self.table.put_many([e.stored() for e in entries])
+        if state.issued:
+            await self.cache.save([e.stored() for e in entries])
         if epoch == self.cache.epoch:
             for e in entries:
                 self.cache.remember(e)
@@ -135,8 +135,7 @@ class PreSigner:
                             fresh.append(await self.signer.sign_entry_async((issuer_id, rec.serial, alg), state,
                                                                             responder, now))
                             signed += 1
-                if self.table is not None:
-                    await self.table.put_many([e.stored() for e in fresh])
+                await self.cache.save([e.stored() for e in fresh])
                 if epoch == self.cache.epoch:
                     self.cache.warm(keep + fresh)
                 if len(certs) < page:

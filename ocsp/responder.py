@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from publisher.clock import Clock
 from publisher.errors import RepoError
+from publisher.ratelimit import RateLimit, suffix
 from publisher.store import ChangeProbe, PresignedResponses, Store
 
 from .answer_cache import AnswerCache
@@ -91,6 +93,8 @@ class OcspResponder:
                                    table=table, cache=self.cache, signer=self.signer, follower=self.follower)
         self._hits = 0
         self._nonce = 0
+        # Refused requests are the clients' mistakes: a few lines a second at most.
+        self._refusals = RateLimit(rate=2.0, burst=10, clock=time.monotonic)
 
     async def start(self) -> None:
         """Remember where the change log is, so that everything after it is applied."""
@@ -101,9 +105,13 @@ class OcspResponder:
         self.signer.close()
 
     def readiness(self) -> list[str]:
-        """Problems that keep some CA's OCSP answers from being served; empty when ready."""
+        """Problems that keep some CA's OCSP answers from being served, or from being saved
+        for other processes and restarts; empty when ready."""
         now = self.clock.now()
-        return [p for r in self.responders.values() if (p := r.problem_at(now)) is not None]
+        problems = [p for r in self.responders.values() if (p := r.problem_at(now)) is not None]
+        if self.cache.save_problem is not None:
+            problems.append(self.cache.save_problem)
+        return problems
 
     @property
     def stats(self) -> dict[str, int]:
@@ -140,8 +148,8 @@ class OcspResponder:
         except RepoError as e:
             if e.http_status >= 500 and not isinstance(e, ResponderNotReady):
                 log.error("OCSP: %s", e.message)
-            else:
-                log.info("OCSP request refused (%s): %s", type(e).__name__, e.message)
+            elif (dropped := self._refusals.allow()) is not None:
+                log.info("OCSP request refused (%s): %s%s", type(e).__name__, e.message, suffix(dropped))
             return Answer(unsuccessful(e.ocsp_status), ResponseStatus(e.ocsp_status), error=e)
         except asyncio.CancelledError:
             raise

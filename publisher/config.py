@@ -186,6 +186,16 @@ class HttpSettings:
     listen: tuple[str, int]
     base_url: str  # public URL prefix, for the index and the URLs printed at start
     max_age: int  # Cache-Control max-age cap for current CRLs (never past nextUpdate)
+    # Seconds a connection has to deliver a complete request header, from when it opens
+    # or sends the first byte of its next request; then 408 and close. 0: no limit.
+    header_timeout: float = 10.0
+    # Seconds a request's body may take to arrive once its header has; then 408. 0: none.
+    body_timeout: float = 10.0
+    # Seconds an idle keep-alive connection stays open between requests.
+    keepalive_timeout: float = 75.0
+    # Open connections; more are answered 503 and closed, so that a crowd of idle or slow
+    # clients cannot take every file descriptor of the process (LDAP and the store too).
+    max_connections: int = 1024
 
 
 @dataclass(frozen=True)
@@ -205,6 +215,13 @@ class RepositorySettings:
             if ca.name == name:
                 return ca
         raise KeyError(name)
+
+
+def _seconds(table: Table, key: str, default: float) -> float:
+    value = table.value(key, default, (int, float), "a number of seconds")
+    if value < 0:
+        raise table.error(key, f"must not be negative, not {value}")
+    return float(value)
 
 
 def _parse_hhmm(table: Table, key: str, value: str) -> dt.time:
@@ -310,6 +327,10 @@ def repository_settings(top: Table) -> RepositorySettings:
     base_url = http.str("base_url", f"http://{listen[0]}:{listen[1]}").rstrip("/")
     if not re.match(r"^https?://", base_url):
         raise http.error("base_url", f"{base_url!r} must start with http:// or https://")
+    d = HttpSettings(listen, base_url, 0)
+    timeouts = {key: _seconds(http, key, getattr(d, key))
+                for key in ("header_timeout", "body_timeout", "keepalive_timeout")}
+    max_connections = http.int("max_connections", d.max_connections, min=1)
     http.check_unknown()
 
     pub = top.table("publication")
@@ -338,7 +359,8 @@ def repository_settings(top: Table) -> RepositorySettings:
         source=path,
         store_path=store_path,
         publication_dir=pub_dir,
-        http=HttpSettings(listen=listen, base_url=base_url, max_age=max_age),
+        http=HttpSettings(listen=listen, base_url=base_url, max_age=max_age,
+                          max_connections=max_connections, **timeouts),
         crl=crl,
         cas=cas,
     )

@@ -24,6 +24,7 @@ from ocsp.config import OcspSettings, load_ocsp_settings
 from . import http
 from .clock import Clock
 from .config import RepositorySettings, read_config, repository_settings
+from .connections import ConnectionGuard
 from .publication import Publication
 from .scheduler import publishing
 from .service import Repository
@@ -75,6 +76,7 @@ async def open_backend(settings: RepositorySettings, *, create: bool = False) ->
 REPO = web.AppKey("repository", Repository)
 PUBLICATION = web.AppKey("publication", Publication)
 SERVED = web.AppKey("served_urls", tuple)
+CONNECTIONS = web.AppKey("connections", ConnectionGuard)
 
 
 def create_app(
@@ -89,7 +91,10 @@ def create_app(
     """The one application. `store` must be open; the caller owns it. Without `presigned`,
     OCSP pre-signs in this process only. LDAP listens only when `ldap_listen` is given
     (`pkirepo serve` passes the configured or command-line address; "" turns it off)."""
-    app = web.Application(middlewares=[http.errors_middleware], client_max_size=64 * 1024)
+    guard = ConnectionGuard(settings.http)
+    app = web.Application(middlewares=[guard.middleware, http.errors_middleware],
+                          client_max_size=64 * 1024)
+    app[CONNECTIONS] = guard
     repo = Repository(settings, store=store, signers=signers, clock=clock)
     publication = Publication(repo)
     app[REPO] = repo

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
+import time
 
 from aiohttp import web
 
 from ldap.listener import install_reactor
 
 from .clock import SystemClock
-from .root import PUBLICATION, SERVED, Settings, create_app, open_backend
+from .connections import ServerLog
+from .ratelimit import RateLimit, suffix
+from .root import CONNECTIONS, PUBLICATION, SERVED, Settings, create_app, open_backend
 from .service import load_signers
 
 log = logging.getLogger("pkirepo")
@@ -22,6 +26,8 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
     """Serve until SIGTERM or SIGINT. `ldap` overrides `[ldap] listen` ("" turns LDAP off)."""
     # Twisted's asyncio reactor must be this loop before anything imports the reactor.
     install_reactor(asyncio.get_running_loop())
+    raise_open_file_limit()
+    install_loop_error_log(asyncio.get_running_loop())
     ldap_listen = settings.ldap.listening_on(ldap).listen
     signers = load_signers(settings)  # before listening: a bad key refuses to start
     backend = await open_backend(settings)
@@ -33,9 +39,11 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
     try:
         app = create_app(settings, store=backend.store, signers=signers, clock=SystemClock(),
                          presigned=backend.presigned, ldap_listen=ldap_listen)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout,
+                               keepalive_timeout=settings.http.keepalive_timeout,
+                               logger=ServerLog(logging.getLogger("pkirepo.http")))
         await runner.setup()  # runs the cleanup contexts' start-up: catch-up issuance first
-        site = web.TCPSite(runner, http[0], http[1], reuse_address=True)
+        site = app[CONNECTIONS].site(runner, http[0], http[1])
         await site.start()
         shown = f"[{http[0]}]" if ":" in http[0] else http[0]
         log.info("serving HTTP on http://%s:%d/ (CRL index: http://%s:%d/crl/)", shown, http[1], shown, http[1])
@@ -51,6 +59,40 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
             await runner.cleanup()
         await backend.close()
     return 0
+
+
+def raise_open_file_limit() -> None:
+    """Raise the soft limit on open files to the hard one: every HTTP and LDAP connection
+    holds a descriptor, and the usual soft limit (1024) is below what the connection caps
+    allow together."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as e:
+            log.warning("cannot raise the open-file limit from %s to %s: %s", soft, hard, e)
+            return
+    log.info("open-file limit: %s", resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
+def install_loop_error_log(loop: asyncio.AbstractEventLoop) -> None:
+    """Errors the event loop reports (accept() out of file descriptors, mostly) repeat as
+    fast as the loop turns: log them at a bounded rate, with a count of those held back."""
+    limit = RateLimit(rate=0.2, burst=3, clock=time.monotonic)
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        dropped = limit.allow()
+        if dropped is None:
+            return
+        exc = context.get("exception")
+        message = context.get("message", "event loop error")
+        if isinstance(exc, OSError):
+            # Resource errors: the message and errno say everything, a traceback nothing.
+            log.error("%s: %s%s", message, exc, suffix(dropped))
+        else:
+            log.error("%s%s", message, suffix(dropped), exc_info=exc)
+
+    loop.set_exception_handler(handler)
 
 
 def served_urls(app: web.Application, base: str) -> list[str]:

@@ -10,6 +10,7 @@ from typing import Sequence
 
 import aiosqlite
 
+from .errors import Unavailable
 from .sqlite_store import _dt, _ts
 from .store import PresignedResponse, from_serial_key, serial_key
 
@@ -79,8 +80,16 @@ class SQLitePresignedResponses:
         return [_presigned(row) for row in await cur.fetchall()]
 
     async def put_many(self, rows: Sequence[PresignedResponse]) -> None:
+        """Save rows; Unavailable (with SQLite's reason: disk full, read-only, locked) when
+        they cannot be written."""
         if not rows:
             return
+        try:
+            await self._put_many(rows)
+        except sqlite3.Error as e:
+            raise Unavailable(f"cannot save pre-signed OCSP answers: {e}") from e
+
+    async def _put_many(self, rows: Sequence[PresignedResponse]) -> None:
         await self._conn.executemany(
             f"INSERT OR REPLACE INTO ocsp_responses ({_PRESIGNED_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(r.issuer_id, serial_key(r.serial), r.hash_name, r.status, r.reason, _ts(r.revoked_at),

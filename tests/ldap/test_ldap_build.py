@@ -179,12 +179,14 @@ class TestConfig:
     def test_keys_read(self, demo_copy):
         s = self.settings(demo_copy, 'size_limit = 5\ntime_limit = 2.5\nmax_pdu = 4096\n'
                           'idle_timeout = 30\nmax_connections = 9\npoll_interval = 0.25\n'
+                          'max_filter_items = 40\nmax_filter_depth = 3\nslice_seconds = 0.005\n'
                           'suffix = "c=HK"\nbase = "o=Hongkong Post,c=HK"\n'
                           '[ldap.crl_dns]\n"eCertCA2-17CRL2" = "cn=Two,o=Hongkong Post,c=HK"',
                           'ldap_dn = "cn=Issuing,o=Hongkong Post,c=HK"\nldap_subscribers = false')
         ls, layout = s.ldap, s.ldap.layout
         assert (ls.size_limit, ls.time_limit, ls.max_pdu, ls.idle_timeout, ls.max_connections,
                 ls.poll_interval) == (5, 2.5, 4096, 30, 9, 0.25)
+        assert (ls.max_filter_items, ls.max_filter_depth, ls.slice_seconds) == (40, 3, 0.005)
         assert layout.base == "o=Hongkong Post,c=HK"
         assert layout.crl_dns == {"eCertCA2-17CRL2": "cn=Two,o=Hongkong Post,c=HK"}
         assert layout.ca("eCertCA2-17") == CaLayout("eCertCA2-17", "cn=Issuing,o=Hongkong Post,c=HK",
@@ -195,6 +197,9 @@ class TestConfig:
         ('base = "not a dn"', "", "ldap.base"),
         ('suffix = "c=HK"\nbase = "o=X,c=US"', "", "not under the suffix"),
         ("max_pdu = 0", "", "max_pdu"),
+        ("max_filter_depth = 65", "", "max_filter_depth"),
+        ("max_filter_items = 0", "", "max_filter_items"),
+        ("slice_seconds = 0", "", "slice_seconds"),
         ('size_limit = "many"', "", "size_limit"),
         ("", 'ldap_crl_dn = "oops"', "ca[1].ldap_crl_dn"),
         ("", 'ldap_subscribers = "no"', "ldap_subscribers"),
