@@ -14,7 +14,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
 from .clock import Clock
@@ -98,12 +98,32 @@ def _split(value: str, suffix: str, what: str) -> str:
     return _name(value[: -len(suffix)], what)
 
 
+def _if_modified_since(request: web.Request) -> dt.datetime | None:
+    """The If-Modified-Since date, or None when absent or not a valid HTTP-date.
+
+    RFC 9110 §13.1.3: a recipient ignores an If-Modified-Since that is not a valid date, so
+    a value out of range (year 99999999999, a 31 February) is treated as absent rather than
+    failing the request. Parsed here rather than by aiohttp, whose parser lets the overflow
+    of a huge year escape."""
+    value = request.headers.get(hdrs.IF_MODIFIED_SINCE)
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+        if when.tzinfo is None:  # "-0000": UTC by RFC 5322
+            when = when.replace(tzinfo=dt.timezone.utc)
+        return when.astimezone(dt.timezone.utc)
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+
+
 def _not_modified(request: web.Request, sha256: str, last_modified: dt.datetime) -> bool:
     # aiohttp parses If-None-Match (lists, weak tags, *); its values come without quotes.
+    # Anything it cannot read as an entity tag is skipped, so a malformed list matches nothing.
     tags = request.if_none_match
     if tags is not None:
         return any(t.value in ("*", sha256) for t in tags)
-    ims = request.if_modified_since
+    ims = _if_modified_since(request)
     return ims is not None and last_modified <= ims
 
 
