@@ -11,6 +11,7 @@ from aiohttp import web
 from ldap.listener import install_reactor
 
 from .clock import SystemClock
+from .errors import ConfigError
 from .root import PUBLICATION, SERVED, Settings, create_app, open_backend
 from .service import load_signers
 
@@ -36,8 +37,13 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
         await runner.setup()  # runs the cleanup contexts' start-up: catch-up issuance first
         site = web.TCPSite(runner, http[0], http[1], reuse_address=True)
-        await site.start()
         shown = f"[{http[0]}]" if ":" in http[0] else http[0]
+        try:
+            await site.start()
+        except OSError as e:
+            # A port in use or an address not on this host is the operator's to fix, like
+            # the LDAP address: one line naming it, no traceback.
+            raise ConfigError(f"cannot listen for HTTP on {shown}:{http[1]}: {e.strerror or e}") from e
         log.info("serving HTTP on http://%s:%d/ (CRL index: http://%s:%d/crl/)", shown, http[1], shown, http[1])
         for line in served_urls(app, settings.http.base_url):
             print(line, flush=True)

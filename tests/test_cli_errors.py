@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 import sqlite3
 import stat
 from concurrent.futures import ThreadPoolExecutor
@@ -315,6 +316,22 @@ def test_key_file_readable_by_others_is_refused(demo, tmp_path):
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     p = run_cli("publish", "--issuer", CA, "--config", str(cfg))
     assert p.returncode == 0, err(p)
+
+
+def test_serve_refuses_an_http_address_it_cannot_listen_on(demo):
+    """As for LDAP: exit 2 naming the address and the reason, no traceback, not serving."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cases = [(f"127.0.0.1:{port}", [f"cannot listen for HTTP on 127.0.0.1:{port}", "in use"]),
+                 # TEST-NET-1 (RFC 5737): an address no interface of this host has.
+                 ("192.0.2.1:8080", ["cannot listen for HTTP on 192.0.2.1:8080"])]
+        for http, named in cases:
+            p = run_cli("serve", "--config", str(demo.config), "--http", http, "--ldap", f"127.0.0.1:{free_port()}",
+                        timeout=60)
+            assert_refused(p, *named)
+            assert "serving on" not in p.stdout
 
 
 # import openssl-index
