@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from aiohttp import web
@@ -43,7 +44,8 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
         except OSError as e:
             # A port in use or an address not on this host is the operator's to fix, like
             # the LDAP address: one line naming it, no traceback.
-            raise ConfigError(f"cannot listen for HTTP on {shown}:{http[1]}: {e.strerror or e}") from e
+            reason = os.strerror(e.errno) if e.errno else str(e)  # asyncio's own text repeats the address
+            raise ConfigError(f"cannot listen for HTTP on {shown}:{http[1]}: {reason}") from e
         log.info("serving HTTP on http://%s:%d/ (CRL index: http://%s:%d/crl/)", shown, http[1], shown, http[1])
         for line in served_urls(app, settings.http.base_url):
             print(line, flush=True)
