@@ -21,7 +21,7 @@ import ocsp.http
 from ldap.settings import LdapSettings, load_ldap_settings
 from ocsp.config import OcspSettings, load_ocsp_settings
 
-from . import http
+from . import http, httpedge
 from .clock import Clock
 from .config import RepositorySettings, read_config, repository_settings
 from .publication import Publication
@@ -87,7 +87,8 @@ def create_app(
     """The one application. `store` must be open; the caller owns it. Without `presigned`,
     OCSP pre-signs in this process only. LDAP listens only when `ldap_listen` is given
     (`pkirepo serve` passes the configured or command-line address; "" turns it off)."""
-    app = web.Application(middlewares=[http.errors_middleware], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[http.errors_middleware], client_max_size=httpedge.MAX_BODY_BYTES)
+    httpedge.log_client_faults_in_one_line()
     repo = Repository(settings, store=store, signers=signers, clock=clock)
     publication = Publication(repo)
     app[REPO] = repo
