@@ -9,7 +9,8 @@ names go through `schema`, so `(certificateRevocationList=*)`, `(2.5.4.39;binary
 
 Evaluation is three-valued as RFC 4511 4.5.1.7 says: an item on an attribute description we
 cannot hold (an unknown option, `;binary` on a text type) or with a matching rule we do not
-implement is Undefined, which NOT keeps Undefined, so `(!(mail;lang-en=x))` selects nothing
+implement is Undefined (so are ordering and substrings on the DER-valued certificate and
+CRL types, which have no such rules), which NOT keeps Undefined, so `(!(mail;lang-en=x))` selects nothing
 rather than everything.  Predicates return True, False or None (Undefined); an entry is
 returned only for True.
 
@@ -140,7 +141,7 @@ def _compile(f: tuple) -> tuple[Predicate, IndexHint | None]:
         return eq, (key, want)
     if kind in ("ge", "le"):
         d = schema.parse_description(f[1])
-        if not d.usable:
+        if not d.usable or (d.type is not None and not d.type.matching.orders):
             return _undefined, None
         key = d.key
         want = schema.normalise_value(key, f[2])
@@ -175,7 +176,7 @@ def _substrings(attr: bytes, initial: bytes | None, anys: list[bytes],
     if initial is None and final is None and not anys:
         raise MalformedInput("empty substring filter")
     d = schema.parse_description(attr)
-    if not d.usable or (d.type is not None and d.type.binary):
+    if not d.usable or (d.type is not None and not d.type.matching.has_substrings):
         return _undefined
     key = d.key
     ini = None if initial is None else schema.normalise_value(key, initial)

@@ -19,6 +19,19 @@ class Matching(enum.Enum):
     # octetStringMatch: the DER of certificates and CRLs is compared byte for byte.
     OCTETS = "octets"
 
+    @property
+    def orders(self) -> bool:
+        """Whether `>=` and `<=` are defined. RFC 4523 gives the certificate and CRL types
+        no ORDERING rule (nor RFC 4517 their syntaxes), so on them an ordering filter is
+        Undefined (RFC 4511 §4.5.1.7) and matches nothing."""
+        return self is Matching.CASE_IGNORE
+
+    @property
+    def has_substrings(self) -> bool:
+        """Whether substring filters are defined: not for DER values, which have no SUBSTR
+        rule, so `(userCertificate=0*)` is Undefined rather than a prefix test on the DER."""
+        return self is Matching.CASE_IGNORE
+
 
 @dataclass(frozen=True, slots=True)
 class AttributeType:

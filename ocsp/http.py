@@ -1,7 +1,8 @@
 """OCSP over HTTP (RFC 6960 appendix A, RFC 5019 §5-6): `POST /ocsp`, `GET /ocsp/<base64>`.
 
 The only module of the responder that knows aiohttp. It moves bytes: the HTTP checks that
-belong to HTTP (method 405, content type 415, body size 413, a GET path that is not base64
+belong to HTTP (method 405, content type 415, body size 413 (before the body is sent, when
+the client asks with Expect), a body that does not decode or a GET path that is not base64
 400) happen here; everything about the request's content is an OCSP status chosen by
 `OcspResponder.answer()`, sent with HTTP 200 as OCSP clients expect. Nothing escapes as a
 500: `answer()` never raises, and the handlers catch what could go wrong around it.
@@ -17,6 +18,7 @@ from typing import Mapping, Sequence
 from aiohttp import web
 
 from publisher.clock import Clock
+from publisher.httpedge import MAX_BODY_BYTES, body_unreadable, expect_handler
 from publisher.ratelimit import RateLimit, suffix
 from publisher.signer import Signer
 from publisher.store import PresignedPort, Store
@@ -78,9 +80,11 @@ def setup(
         return []
     service = OcspService(settings, clock)
     app[OCSP] = service
-    app.router.add_post("/ocsp", post_ocsp)
-    app.router.add_get("/ocsp/{request:.*}", get_ocsp)
-    app.router.add_get("/healthz/ocsp", ready)
+    # A body over the cap is refused before the client sends it, when it asks first.
+    app.router.add_post("/ocsp", post_ocsp, expect_handler=expect_handler(settings.max_body_bytes))
+    no_body = expect_handler(MAX_BODY_BYTES)
+    app.router.add_get("/ocsp/{request:.*}", get_ocsp, expect_handler=no_body)
+    app.router.add_get("/healthz/ocsp", ready, expect_handler=no_body)
 
     async def ocsp_context(app: web.Application):
         """Start the responder; run the pre-signing loop in the background; stop it before
@@ -150,7 +154,13 @@ async def post_ocsp(request: web.Request) -> web.StreamResponse:
                                request.content_type)
         return web.Response(status=415, text=f"POST /ocsp takes Content-Type: {CONTENT_TYPE_REQUEST}\n")
     cap = service.settings.max_body_bytes
-    body = await _read_body(request, cap)
+    try:
+        body = await _read_body(request, cap)
+    except web.RequestPayloadError as e:
+        # Bytes that do not decode as the Content-Encoding or chunked framing they claim
+        # hold no OCSP request: malformedRequest, with 400 as for a GET that is not base64.
+        log.info("OCSP POST from %s: body unreadable: %s", request.remote, body_unreadable(e))
+        return _ocsp(unsuccessful(ResponseStatus.MALFORMED_REQUEST), status=400, headers={"Cache-Control": "no-store"})
     if body is None:
         service.client_mistake("OCSP POST from %s larger than %d bytes: 413", request.remote, cap)
         return web.Response(status=413, text=f"OCSP requests are limited to {cap} bytes\n")

@@ -13,7 +13,7 @@ from pathlib import Path
 from .clock import SystemClock
 from .config import parse_listen
 from . import witness
-from .crl import Reason
+from .crl import EARLIEST_TIME, Reason
 from .errors import Conflict, MalformedInput, RepoError, StoreBehind
 from .root import Backend, Settings, load_settings, open_backend
 from .service import Repository, load_signers
@@ -22,33 +22,49 @@ from .store import Action
 log = logging.getLogger("pkirepo")
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+MAX_SERIAL_OCTETS = 20  # RFC 5280 §4.1.2.2
+
+
 def parse_time(text: str) -> dt.datetime:
     """ISO 8601 (`2026-11-25T01:15:00Z`, a date alone, or an offset); a time without zone
-    is UTC. Also openssl's YYYYMMDDHHMMSSZ."""
+    is UTC. Also openssl's YYYYMMDDHHMMSSZ. Refuses times X.509 cannot express."""
     from .openssl_index import parse_time as ossl
 
     t = text.strip()
     try:
-        if t.endswith("Z") and t[:-1].isdigit():
-            return ossl(t)
-        value = dt.datetime.fromisoformat(t.replace("Z", "+00:00") if t.endswith("Z") else t)
-    except ValueError:
+        # isascii: str.isdigit() also takes other scripts' digits, which no time format uses.
+        if t.endswith("Z") and t[:-1].isascii() and t[:-1].isdigit():
+            value = ossl(t)
+        elif not t.isascii():
+            raise ValueError(t)
+        else:
+            value = dt.datetime.fromisoformat(t.replace("Z", "+00:00") if t.endswith("Z") else t)
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=dt.timezone.utc)
+            # Moving a time near year 1 or 9999 to UTC can leave the calendar.
+            value = value.astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(f"{text!r} is not a time (use ISO 8601, e.g. 2026-11-25T01:15:00Z)")
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc)
+    if value < EARLIEST_TIME:
+        raise argparse.ArgumentTypeError(f"{text!r} is before 1950, which a CRL cannot express")
+    return value
 
 
 def parse_serial(text: str) -> int:
+    """Hexadecimal, optionally with a 0x prefix or openssl's colons (`0A:1B`); a positive
+    number of at most 20 octets. Signs, underscores and non-ASCII digits, which int() would
+    take, are refused: a serial typed wrong must not name another certificate."""
     t = text.strip().replace(":", "")
-    if t.lower().startswith("0x"):
+    if t[:2].lower() == "0x":
         t = t[2:]
-    try:
-        value = int(t, 16)
-    except ValueError:
+    if t.startswith(("-", "+")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a serial number: serial numbers are positive hexadecimal")
+    if not t or not set(t) <= _HEX_DIGITS:
         raise argparse.ArgumentTypeError(f"{text!r} is not a hexadecimal serial number")
-    if len(t) > 42:
-        raise argparse.ArgumentTypeError(f"{text!r} is longer than 20 octets")
+    value = int(t, 16)
+    if value.bit_length() > 8 * MAX_SERIAL_OCTETS:
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than {MAX_SERIAL_OCTETS} octets")
     return value
 
 
@@ -294,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     ]:
         c = cmd(name, _status_command(action), help)
         c.add_argument("--issuer", required=True, help="CA name from config")
-        c.add_argument("--serial", required=True, type=parse_serial, metavar="HEX")
+        c.add_argument("--serial", required=True, type=parse_serial, metavar="HEX",
+                       help="serial number in hex (0x prefix and colons allowed), at most 20 octets")
         if action is not Action.RELEASE:
             c.add_argument("--time", type=parse_time, metavar="T", help="when (default: now)")
         if action is Action.REVOKE:

@@ -24,6 +24,9 @@ OID_AKI = "2.5.29.35"
 
 # RFC 5280 §5.2.3: CRL numbers are at most 20 octets.
 MAX_CRL_NUMBER = 2**159 - 1
+# The earliest time a CRL can carry: RFC 5280 §4.1.2.5 writes 1950-2049 as UTCTime and
+# allows GeneralizedTime only from 2050 on, so nothing before 1950 can be expressed.
+EARLIEST_TIME = dt.datetime(1950, 1, 1, tzinfo=dt.timezone.utc)
 
 
 class Reason(enum.IntEnum):

@@ -14,9 +14,10 @@ import logging
 import re
 from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
+from . import httpedge
 from .clock import Clock
 from .config import NAME_RE, HttpSettings
 from .errors import MalformedInput, NotFound, RepoError
@@ -45,14 +46,20 @@ def setup(app: web.Application, settings: HttpSettings, *, repository: Repositor
           publication: Publication, clock: Clock) -> list[str]:
     """Register the repository's routes; returns the URL lines it serves."""
     app[DEPS] = HttpDeps(settings, repository, publication, clock)
-    app.router.add_get("/", home)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/crl/", crl_index)
-    app.router.add_get("/crl/archive/{name}/", archive_index)
-    app.router.add_get("/crl/archive/{name}/{file}", archive_crl)
-    app.router.add_get("/crl/{file}", get_crl)
-    app.router.add_get("/ca/{file}", get_ca)
-    app.router.add_get("/certs/{issuer}/{file}", get_cert)
+    # These routes read no body; one announced with Expect is refused before it is sent if
+    # it is larger than any the server reads.
+    expect = httpedge.expect_handler(httpedge.MAX_BODY_BYTES)
+    for path, handler in [
+        ("/", home),
+        ("/healthz", healthz),
+        ("/crl/", crl_index),
+        ("/crl/archive/{name}/", archive_index),
+        ("/crl/archive/{name}/{file}", archive_crl),
+        ("/crl/{file}", get_crl),
+        ("/ca/{file}", get_ca),
+        ("/certs/{issuer}/{file}", get_cert),
+    ]:
+        app.router.add_get(path, handler, expect_handler=expect)
     base = settings.base_url
     lines = [f"CRL index:    {base}/crl/"]
     lines += [f"CA:           {base}/ca/{name}.cer  {base}/ca/{name}.p7c" for name in repository.ca_names]
@@ -68,21 +75,36 @@ def http_date(when: dt.datetime) -> str:
 async def errors_middleware(request: web.Request, handler):
     """Domain errors become their HTTP status with a one-line reason; anything unexpected
     is logged and answered 500 without detail. The one mapping for every route of the app:
-    the composition root installs it when it creates the application."""
+    the composition root installs it when it creates the application.
+
+    Two failures come from the client, not from us, however deep in a handler they surface:
+    a body that cannot be decoded is a 400, and a client that closes the connection before
+    its request is complete is one line in the log (its answer is never delivered)."""
     try:
         return await handler(request)
     except web.HTTPException:
         raise
     except RepoError as e:
-        if e.http_status >= 500:
-            log.exception("error answering %s %s", request.method, request.path)
-            text = "internal error" if e.http_status == 500 else e.message
-        else:
-            text = e.message
-        return web.Response(status=e.http_status, text=text + "\n")
-    except Exception:
+        return _domain_error(request, e)
+    except Exception as e:
+        reason = httpedge.body_unreadable(e)
+        if reason is not None:
+            return _domain_error(request, MalformedInput(f"the request body cannot be read: {reason}"))
+        if httpedge.client_went_away(request, e):
+            log.info("%s %s from %s: the client closed the connection before the request was complete",
+                     request.method, request.path, request.remote)
+            return web.Response(status=400, text="request incomplete\n")
         log.exception("unexpected error answering %s %s", request.method, request.path)
         return web.Response(status=500, text="internal error\n")
+
+
+def _domain_error(request: web.Request, e: RepoError) -> web.Response:
+    if e.http_status >= 500:
+        log.exception("error answering %s %s", request.method, request.path)
+        text = "internal error" if e.http_status == 500 else e.message
+    else:
+        text = e.message
+    return web.Response(status=e.http_status, text=text + "\n")
 
 
 def _name(value: str, what: str) -> str:
@@ -98,12 +120,32 @@ def _split(value: str, suffix: str, what: str) -> str:
     return _name(value[: -len(suffix)], what)
 
 
+def _if_modified_since(request: web.Request) -> dt.datetime | None:
+    """The If-Modified-Since date, or None when absent or not a valid HTTP-date.
+
+    RFC 9110 §13.1.3: a recipient ignores an If-Modified-Since that is not a valid date, so
+    a value out of range (year 99999999999, a 31 February) is treated as absent rather than
+    failing the request. Parsed here rather than by aiohttp, whose parser lets the overflow
+    of a huge year escape."""
+    value = request.headers.get(hdrs.IF_MODIFIED_SINCE)
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+        if when.tzinfo is None:  # "-0000": UTC by RFC 5322
+            when = when.replace(tzinfo=dt.timezone.utc)
+        return when.astimezone(dt.timezone.utc)
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+
+
 def _not_modified(request: web.Request, sha256: str, last_modified: dt.datetime) -> bool:
     # aiohttp parses If-None-Match (lists, weak tags, *); its values come without quotes.
+    # Anything it cannot read as an entity tag is skipped, so a malformed list matches nothing.
     tags = request.if_none_match
     if tags is not None:
         return any(t.value in ("*", sha256) for t in tags)
-    ims = request.if_modified_since
+    ims = _if_modified_since(request)
     return ims is not None and last_modified <= ims
 
 

@@ -21,7 +21,7 @@ import ocsp.http
 from ldap.settings import LdapSettings, load_ldap_settings
 from ocsp.config import OcspSettings, load_ocsp_settings
 
-from . import http
+from . import http, httpedge
 from .clock import Clock
 from .config import RepositorySettings, read_config, repository_settings
 from .connections import ConnectionGuard
@@ -93,8 +93,9 @@ def create_app(
     (`pkirepo serve` passes the configured or command-line address; "" turns it off)."""
     guard = ConnectionGuard(settings.http)
     app = web.Application(middlewares=[guard.middleware, http.errors_middleware],
-                          client_max_size=64 * 1024)
+                          client_max_size=httpedge.MAX_BODY_BYTES)
     app[CONNECTIONS] = guard
+    httpedge.log_client_faults_in_one_line()
     repo = Repository(settings, store=store, signers=signers, clock=clock)
     publication = Publication(repo)
     app[REPO] = repo

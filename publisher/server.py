@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
 import signal
 import time
@@ -14,6 +15,7 @@ from ldap.listener import install_reactor
 
 from .clock import SystemClock
 from .connections import ServerLog
+from .errors import ConfigError
 from .ratelimit import RateLimit, suffix
 from .root import CONNECTIONS, PUBLICATION, SERVED, Settings, create_app, open_backend
 from .service import load_signers
@@ -44,8 +46,14 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
                                logger=ServerLog(logging.getLogger("pkirepo.http")))
         await runner.setup()  # runs the cleanup contexts' start-up: catch-up issuance first
         site = app[CONNECTIONS].site(runner, http[0], http[1])
-        await site.start()
         shown = f"[{http[0]}]" if ":" in http[0] else http[0]
+        try:
+            await site.start()
+        except OSError as e:
+            # A port in use or an address not on this host is the operator's to fix, like
+            # the LDAP address: one line naming it, no traceback.
+            reason = os.strerror(e.errno) if e.errno else str(e)  # asyncio's own text repeats the address
+            raise ConfigError(f"cannot listen for HTTP on {shown}:{http[1]}: {reason}") from e
         log.info("serving HTTP on http://%s:%d/ (CRL index: http://%s:%d/crl/)", shown, http[1], shown, http[1])
         for line in served_urls(app, settings.http.base_url):
             print(line, flush=True)

@@ -275,11 +275,24 @@ class Repository:
     ):
         issuer = self.issuer(issuer_name)
         now = self.clock.now()
+        given = at
         at = at or now
         if at > now + dt.timedelta(minutes=5):
             raise MalformedInput(f"revocation time {at.isoformat()} is in the future")
+        for what, when in (("revocation time", at), ("invalidity date", invalidity)):
+            if when is not None and when < crlmod.EARLIEST_TIME:
+                raise MalformedInput(f"{what} {when.isoformat()} is before 1950, which a CRL cannot express")
         if invalidity is not None and invalidity > at:
             raise MalformedInput("the invalidity date must not be after the revocation time")
+        if given is not None and action is not Action.RELEASE:
+            # A revocation dated before the certificate was valid would publish a history
+            # that cannot have happened. Without a time the revocation is dated now, when
+            # it is processed, even for a certificate whose validity starts later.
+            cert = await self.store.certificate(issuer.id, serial)
+            if cert is not None and cert.not_before is not None and given < cert.not_before:
+                raise MalformedInput(
+                    f"revocation time {given.isoformat()} is before certificate {cert.serial_hex} was valid"
+                    f" (notBefore {cert.not_before.isoformat()})")
         if action is Action.HOLD:
             reason = Reason.certificateHold
         elif action is Action.REVOKE and reason in (Reason.certificateHold, Reason.removeFromCRL):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 import sqlite3
 import stat
 from concurrent.futures import ThreadPoolExecutor
@@ -111,6 +112,47 @@ def test_status_change_refusals(demo, good_serials):
         assert_refused(p, *named)
     assert status_of(demo, g) == "good", "a refused change changed nothing"
     assert status_of(demo, revoked) == "revoked"
+
+
+def test_serial_and_time_refusals(demo, good_serials):
+    """Values int() or fromisoformat() would take but that name no certificate or no
+    publishable time: each refused with exit 2 and the value named, nothing changed."""
+    g = good_serials[4]
+    cert = next(c for c in load_certs(demo.pki / "subscribers.pem") if c.serial_number == int(g, 16))
+    before = (cert.not_valid_before - dt.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    revoke = ("revoke", "--issuer", CA)
+    cases = [
+        ((*revoke, "--serial", "-1"), ["--serial", "'-1'", "positive"]),
+        ((*revoke, "--serial", "0x-1"), ["--serial", "'0x-1'", "positive"]),
+        ((*revoke, "--serial", "+" + g), ["--serial", "positive"]),
+        ((*revoke, "--serial", "01" + "FF" * 20), ["--serial", "01FFFF", "longer than 20 octets"]),
+        ((*revoke, "--serial", "\u0661\u0660"), ["--serial", "not a hexadecimal serial"]),  # Arabic-Indic 10
+        ((*revoke, "--serial", "\uff11\uff10"), ["--serial", "not a hexadecimal serial"]),  # full-width 10
+        ((*revoke, "--serial", "1_0"), ["--serial", "'1_0'", "not a hexadecimal serial"]),
+        ((*revoke, "--serial", "0x"), ["--serial", "'0x'", "not a hexadecimal serial"]),
+        ((*revoke, "--serial", g, "--time", "0001-01-01T00:00:00Z"), ["--time", "0001-01-01", "before 1950"]),
+        ((*revoke, "--serial", g, "--time", "1949-12-31T23:59:59Z"), ["--time", "1949-12-31", "before 1950"]),
+        ((*revoke, "--serial", g, "--time", "0001-01-01T00:00:00+01:00"), ["--time", "0001-01-01", "not a time"]),
+        ((*revoke, "--serial", g, "--time", "9999-12-31T23:59:59-01:00"), ["--time", "9999-12-31", "not a time"]),
+        ((*revoke, "--serial", g, "--time", "\u0662\u0660\u0662\u0666" + "0101000000Z"), ["--time", "not a time"]),
+        ((*revoke, "--serial", g, "--time", "9999-12-31T23:59:59Z"), ["9999-12-31", "future"]),
+        ((*revoke, "--serial", g, "--time", before), [before[:10], "before certificate", g, "notBefore"]),
+        ((*revoke, "--serial", g, "--time", "2026-01-01T00:00:00Z", "--invalidity-date", "0001-01-01"),
+         ["--invalidity-date", "0001-01-01", "before 1950"]),
+        (("hold", "--issuer", CA, "--serial", g, "--time", before), ["before certificate", "notBefore"]),
+    ]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda c: demo.cli(*c[0]), cases))
+    for (args, named), p in zip(cases, results):
+        assert_refused(p, *named)
+    assert status_of(demo, g) == "good", "a refused change changed nothing"
+    # The edge is allowed: revoked at the very second the certificate became valid.
+    at = cert.not_valid_before
+    p = demo.cli(*revoke, "--serial", g, "--time", at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    assert p.returncode == 0, err(p)
+    assert demo.cli("publish", "--issuer", CA).returncode == 0
+    crl = x509.load_der_x509_crl((demo.crl_dir / f"{FULL}.crl").read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(int(g, 16)).revocation_date_utc == at
 
 
 def test_revoke_twice_and_revoke_after_revoke(demo, good_serials):
@@ -315,6 +357,22 @@ def test_key_file_readable_by_others_is_refused(demo, tmp_path):
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     p = run_cli("publish", "--issuer", CA, "--config", str(cfg))
     assert p.returncode == 0, err(p)
+
+
+def test_serve_refuses_an_http_address_it_cannot_listen_on(demo):
+    """As for LDAP: exit 2 naming the address and the reason, no traceback, not serving."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cases = [(f"127.0.0.1:{port}", [f"cannot listen for HTTP on 127.0.0.1:{port}", "in use"]),
+                 # TEST-NET-1 (RFC 5737): an address no interface of this host has.
+                 ("192.0.2.1:8080", ["cannot listen for HTTP on 192.0.2.1:8080"])]
+        for http, named in cases:
+            p = run_cli("serve", "--config", str(demo.config), "--http", http, "--ldap", f"127.0.0.1:{free_port()}",
+                        timeout=60)
+            assert_refused(p, *named)
+            assert "serving on" not in p.stdout
 
 
 # import openssl-index

@@ -222,6 +222,28 @@ async def test_strong_etag_and_conditional_get(client, path):
         assert c.status == 200 and await c.read() == body, headers
 
 
+# RFC 9110 §13.1.3: a conditional header that does not parse is ignored, never a failure.
+UNREADABLE_CONDITIONS = [
+    {"If-Modified-Since": "Fri, 31 Dec 99999999999 23:59:59 GMT"},  # year past datetime's range
+    {"If-Modified-Since": "Fri, 31 Dec 9999 23:59:59 -2359"},  # in range until moved to UTC
+    {"If-Modified-Since": "Fri, 31 Dec 2020 23:59:59 +99999999999999999999"},
+    {"If-Modified-Since": "Sat, 31 Feb 2026 00:00:00 GMT"},
+    {"If-Modified-Since": "Tue, 01 Dec 2026 99:00:00 GMT"},
+    {"If-Modified-Since": "yesterday"},
+    {"If-None-Match": "not-quoted, W/"},
+    {"If-None-Match": '"unterminated'},
+]
+
+
+@pytest.mark.parametrize("path", [f"/crl/{FULL}.crl", f"/crl/{ARL}.crl", f"/crl/archive/{FULL}/1.crl"])
+@pytest.mark.parametrize("headers", UNREADABLE_CONDITIONS, ids=lambda h: repr(h)[:40])
+async def test_unreadable_conditional_headers_are_ignored(client, path, headers):
+    full = await (await client.get(path)).read()
+    r = await client.get(path, headers=headers)
+    assert r.status == 200, (headers, await r.text())
+    assert await r.read() == full
+
+
 def _max_age(headers) -> int:
     m = re.search(r"max-age=(\d+)", headers["Cache-Control"])
     assert m, headers["Cache-Control"]

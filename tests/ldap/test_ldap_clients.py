@@ -77,6 +77,14 @@ class TestLdapsearch:
         assert f"dn: uid=1001,{CA_DN}" in out
         assert ldif_values(out, "userCertificate;binary") == [pki.users["sm.wong@example.hk"]]
 
+    @pytest.mark.parametrize("flt", ["(userCertificate=0*)", "(certificateRevocationList>=\\00)",
+                                     "(2.5.4.39;binary<=\\ff)", "(!(userCertificate;binary=*0*))"])
+    async def test_no_ordering_or_substrings_on_der(self, server, flt):
+        # Undefined (RFC 4523 has no such rules for these types): a successful, empty search.
+        rc, out, err = await ldapsearch(server.port, "-b", "c=HK", flt, "1.1")
+        assert rc == 0, err
+        assert "dn: " not in out, out
+
     async def test_size_limit(self, server):
         rc, out, err = await ldapsearch(server.port, "-b", "c=HK", "-z", "2", "1.1")
         assert rc == 4 and "Size limit exceeded" in err + out

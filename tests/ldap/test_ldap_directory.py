@@ -127,6 +127,19 @@ class TestFilters:
         assert match(directory, "(uid<=1000)") == [f"uid=1000,{CA_DN}"]
         assert match(directory, "(mail~=KY.LEE@example.hk)") == [f"uid=1002,{CA_DN}"]
 
+    @pytest.mark.parametrize("flt", [
+        "(userCertificate=0*)", "(userCertificate;binary=*0*)", "(userCertificate;binary=*\\82*)", "(cACertificate=0*)",
+        "(certificateRevocationList>=a)", "(certificateRevocationList;binary<=a)", "(certificateRevocationList<=\\ff)",
+        "(authorityRevocationList>=\\00)", "(userCertificate<=\\ff)",
+    ])
+    def test_ordering_and_substrings_on_der_are_undefined(self, directory, flt):
+        # RFC 4523 gives the certificate and CRL types no ORDERING or SUBSTR rule: such an
+        # item is Undefined (RFC 4511 §4.5.1.7), not a byte comparison of the DER, and stays
+        # so under NOT.
+        assert match(directory, flt) == []
+        assert match(directory, f"(!{flt})") == []
+        assert match(directory, f"(|{flt}(uid=1002))") == [f"uid=1002,{CA_DN}"]
+
     def test_undefined_stays_undefined_under_not(self, directory):
         assert match(directory, "(mail;lang-en=*)") == []
         assert match(directory, "(!(mail;lang-en=x))") == []
