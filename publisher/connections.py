@@ -152,6 +152,11 @@ class ConnectionGuard:
                     resp = web.Response(status=408, text="request timeout\n")
                     resp.force_close()
                     return resp
+                except (web.RequestPayloadError, ConnectionError):
+                    # A body that does not decode, or a client gone mid-body: the stream keeps
+                    # the error, so a handler that reads the body meets it and answers in its
+                    # protocol's terms; one that reads none answers as usual.
+                    pass
             return await handler(request)
         finally:
             if conn is not None:
