@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from typing import Any, Callable
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
+from . import httpedge
 from .config import HttpSettings
 from .ratelimit import RateLimit, suffix
 
@@ -199,12 +200,13 @@ class ServerLog:
 
     def exception(self, msg: str, *args: Any, exc_info: Any = True, **kw: Any) -> None:
         exc = exc_info if isinstance(exc_info, BaseException) else None
-        if isinstance(exc, HttpProcessingError):
+        if exc is None and exc_info is True:
+            exc = sys.exc_info()[1]
+        if httpedge.client_fault(exc):
             dropped = self._client.allow()
             if dropped is not None:
-                reason = (exc.message or type(exc).__name__).splitlines()[0][:200]
-                self._log.info("bad HTTP request: %s (%s)%s", msg % args if args else msg, reason,
-                               suffix(dropped))
+                self._log.info("bad HTTP request: %s (%s)%s", msg % args if args else msg,
+                               httpedge.reason(exc), suffix(dropped))
             return
         dropped = self._server.allow()
         if dropped is not None:

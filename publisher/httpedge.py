@@ -1,14 +1,13 @@
 """What every HTTP front-end shares at the edge of the server, below all of them: the size
 of request bodies, the answer to `Expect: 100-continue`, telling a body that cannot be
-decoded or a client that went away from a fault of ours, and logging requests that are
-the client's fault as one line.
+decoded or a client that went away from a fault of ours (`client_fault`, which the server
+log, `connections.ServerLog`, uses to note those in one line).
 
 A client's malformed request is answered with a 4xx and noted in one line; only our own
 faults are logged with a traceback.
 """
 from __future__ import annotations
 
-import logging
 
 from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
@@ -18,7 +17,6 @@ from aiohttp.http_exceptions import HttpProcessingError
 # OCSP request.
 MAX_BODY_BYTES = 64 * 1024
 
-_SERVER_LOG = "aiohttp.server"
 
 
 def expect_handler(max_bytes: int):
@@ -61,10 +59,10 @@ def client_went_away(request: web.BaseRequest, exc: BaseException) -> bool:
 def body_unreadable(exc: BaseException) -> str | None:
     """The reason, if `exc` says the request body could not be decoded (a Content-Encoding
     the bytes do not have, broken chunked framing); None for anything else."""
-    return _reason(exc) if isinstance(exc, web.RequestPayloadError) else None
+    return reason(exc) if isinstance(exc, web.RequestPayloadError) else None
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
     """The first line of aiohttp's message, bounded: it may quote the client's bytes."""
     if not isinstance(exc, HttpProcessingError) and isinstance(exc.__cause__, HttpProcessingError):
         exc = exc.__cause__  # a payload error wraps the parser's, whose text is the reason
@@ -73,32 +71,9 @@ def _reason(exc: BaseException) -> str:
     return (lines[0] if lines else type(exc).__name__)[:200]
 
 
-def _client_fault(exc: BaseException | None) -> bool:
+def client_fault(exc: BaseException | None) -> bool:
+    """True when aiohttp's error is the client's doing: a request line or header it cannot
+    parse, a body that does not decode, a connection dropped mid-request."""
     if isinstance(exc, HttpProcessingError):
         return 400 <= (exc.code or 400) < 500
     return isinstance(exc, (web.RequestPayloadError, ConnectionError))
-
-
-class ClientFaultsInOneLine(logging.Filter):
-    """Turns aiohttp's own ERROR-with-traceback records about a request that is the client's
-    fault (a request line or header it cannot parse, a body it cannot decode while draining
-    it, a connection dropped mid-request) into one INFO line with the reason. Our handlers'
-    faults are logged by the application's middleware, not here, and keep their tracebacks."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if exc is not None and _client_fault(exc):
-            record.msg = f"{record.getMessage()}: {_reason(exc)}"
-            record.args = ()
-            record.exc_info = None
-            record.exc_text = None
-            record.levelno = logging.INFO
-            record.levelname = logging.getLevelName(logging.INFO)
-        return True
-
-
-def log_client_faults_in_one_line() -> None:
-    """Install the filter on aiohttp's server logger, once per process."""
-    logger = logging.getLogger(_SERVER_LOG)
-    if not any(isinstance(f, ClientFaultsInOneLine) for f in logger.filters):
-        logger.addFilter(ClientFaultsInOneLine())

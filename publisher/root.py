@@ -10,6 +10,7 @@ or each other; a new one (web pages, metrics, the admin API) is one more `setup`
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -24,7 +25,7 @@ from ocsp.config import OcspSettings, load_ocsp_settings
 from . import http, httpedge
 from .clock import Clock
 from .config import RepositorySettings, read_config, repository_settings
-from .connections import ConnectionGuard
+from .connections import ConnectionGuard, ServerLog
 from .publication import Publication
 from .scheduler import publishing
 from .service import Repository
@@ -73,6 +74,14 @@ async def open_backend(settings: RepositorySettings, *, create: bool = False) ->
     return Backend(store, SQLitePresignedPort(settings.store_path))
 
 
+def make_runner(app: web.Application, settings: Settings, *, shutdown_timeout: float = 10.0) -> web.AppRunner:
+    """The runner `pkirepo serve` uses: aiohttp's keep-alive timer from config, and a server
+    log that notes a client's malformed request in one rate-limited line."""
+    return web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout,
+                         keepalive_timeout=settings.http.keepalive_timeout,
+                         logger=ServerLog(logging.getLogger("pkirepo.http")))
+
+
 REPO = web.AppKey("repository", Repository)
 PUBLICATION = web.AppKey("publication", Publication)
 SERVED = web.AppKey("served_urls", tuple)
@@ -95,7 +104,6 @@ def create_app(
     app = web.Application(middlewares=[guard.middleware, http.errors_middleware],
                           client_max_size=httpedge.MAX_BODY_BYTES)
     app[CONNECTIONS] = guard
-    httpedge.log_client_faults_in_one_line()
     repo = Repository(settings, store=store, signers=signers, clock=clock)
     publication = Publication(repo)
     app[REPO] = repo

@@ -14,10 +14,9 @@ from aiohttp import web
 from ldap.listener import install_reactor
 
 from .clock import SystemClock
-from .connections import ServerLog
 from .errors import ConfigError
 from .ratelimit import RateLimit, suffix
-from .root import CONNECTIONS, PUBLICATION, SERVED, Settings, create_app, open_backend
+from .root import CONNECTIONS, PUBLICATION, SERVED, Settings, create_app, make_runner, open_backend
 from .service import load_signers
 
 log = logging.getLogger("pkirepo")
@@ -41,9 +40,7 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
     try:
         app = create_app(settings, store=backend.store, signers=signers, clock=SystemClock(),
                          presigned=backend.presigned, ldap_listen=ldap_listen)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout,
-                               keepalive_timeout=settings.http.keepalive_timeout,
-                               logger=ServerLog(logging.getLogger("pkirepo.http")))
+        runner = make_runner(app, settings, shutdown_timeout=shutdown_timeout)
         await runner.setup()  # runs the cleanup contexts' start-up: catch-up issuance first
         site = app[CONNECTIONS].site(runner, http[0], http[1])
         shown = f"[{http[0]}]" if ":" in http[0] else http[0]

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from crl_testlib import ARL, CA, FULL, ROOT, copy_demo, template_demo
 from publisher.clock import SystemClock
-from publisher.root import create_app, load_settings, open_backend
+from publisher.root import CONNECTIONS, create_app, load_settings, make_runner, open_backend
 from publisher.service import load_signers
 
 MALFORMED = b"\x30\x03\x0a\x01\x01"
@@ -54,8 +54,6 @@ class AppServer:
         asyncio.run(self._serve())
 
     async def _serve(self) -> None:
-        from aiohttp import web
-
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
@@ -63,9 +61,9 @@ class AppServer:
             backend = await open_backend(settings_)
             app = create_app(settings_, store=backend.store, signers=load_signers(settings_),
                              clock=SystemClock(), presigned=backend.presigned)
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
+            runner = make_runner(app, settings_, shutdown_timeout=2)
             await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
+            site = app[CONNECTIONS].site(runner, "127.0.0.1", 0)
             await site.start()
             self.port = runner.addresses[0][1]
         except BaseException as e:  # reported to the test thread
