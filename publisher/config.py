@@ -180,6 +180,21 @@ class CrlSettings:
 
 
 @dataclass(frozen=True)
+class PolicySettings:
+    """The limits the CA's certificate policy sets (CP 四.11, 六.21, 六.26, 七.23). The
+    `[crl]` settings are held against them when the config is loaded, so that a setting
+    that would break the published policy is refused at start, not found by an auditor."""
+
+    max_next_update_hours: int = 24  # nextUpdate at most this long after thisUpdate
+    max_revocation_publication_hours: int = 24  # a revocation is in a CRL within this
+    min_arl_frequency_days: int = 365  # an ARL at least this often
+    min_archive_years: int = 7  # CRLs kept at least this long
+    # Scheduled maintenance allowed per week; recorded for maintenance planning, not
+    # checked against any other setting.
+    max_maintenance_minutes_per_week: int = 120
+
+
+@dataclass(frozen=True)
 class HttpSettings:
     """What the HTTP front-end needs of the config."""
 
@@ -209,6 +224,7 @@ class RepositorySettings:
     http: HttpSettings
     crl: CrlSettings
     cas: tuple[CaSettings, ...]
+    policy: PolicySettings = PolicySettings()
 
     def ca(self, name: str) -> CaSettings:
         for ca in self.cas:
@@ -268,6 +284,54 @@ def _crl_settings(t: Table) -> CrlSettings:
         raise t.error("renew_margin_minutes", "must be shorter than next_update_hours")
     t.check_unknown()
     return s
+
+
+def _policy_settings(t: Table) -> PolicySettings:
+    d = PolicySettings()
+    p = PolicySettings(**{key: t.int(key, getattr(d, key), min=1) for key in (
+        "max_next_update_hours", "max_revocation_publication_hours", "min_arl_frequency_days",
+        "min_archive_years", "max_maintenance_minutes_per_week")})
+    t.check_unknown()
+    return p
+
+
+def largest_gap(daily: tuple[dt.time, ...]) -> dt.timedelta:
+    """The longest time between two consecutive daily issuances, across midnight too."""
+    minutes = [t.hour * 60 + t.minute for t in daily]
+    gaps = [b - a for a, b in zip(minutes, minutes[1:])] + [minutes[0] + 24 * 60 - minutes[-1]]
+    return dt.timedelta(minutes=max(gaps))
+
+
+def policy_violations(crl: CrlSettings, policy: PolicySettings) -> list[tuple[str, str]]:
+    """(crl key, why) for every [crl] setting that breaks the declared policy."""
+    out = []
+    hours = dt.timedelta(hours=1)
+    if crl.next_update > policy.max_next_update_hours * hours:
+        out.append(("next_update_hours",
+                    f"{crl.next_update // hours} h breaks policy.max_next_update_hours = "
+                    f"{policy.max_next_update_hours}: a CRL's nextUpdate may be at most that long after its thisUpdate"))
+    limit = policy.max_revocation_publication_hours * hours
+    if crl.supplementary_delay > limit:
+        out.append(("supplementary_delay_seconds",
+                    f"{int(crl.supplementary_delay.total_seconds())} s breaks "
+                    f"policy.max_revocation_publication_hours = {policy.max_revocation_publication_hours}: "
+                    f"a revocation must be in a CRL within that time"))
+    gap = largest_gap(crl.daily)
+    if gap > limit:
+        out.append(("daily",
+                    f"the issuance times leave {gap} between two CRLs, which breaks "
+                    f"policy.max_revocation_publication_hours = {policy.max_revocation_publication_hours}: "
+                    f"should a supplementary CRL not be issued, the next scheduled one must still come in time"))
+    if crl.arl_period > dt.timedelta(days=policy.min_arl_frequency_days):
+        out.append(("arl_period_days",
+                    f"{crl.arl_period.days} days breaks policy.min_arl_frequency_days = "
+                    f"{policy.min_arl_frequency_days}: an ARL must be issued at least that often"))
+    if crl.archive_retention < dt.timedelta(days=round(365.25 * policy.min_archive_years)):
+        years = round(crl.archive_retention.days / 365.25)
+        out.append(("archive_years",
+                    f"{years} breaks policy.min_archive_years = {policy.min_archive_years}: "
+                    f"CRLs must be archived at least that long"))
+    return out
 
 
 def _ca_settings(t: Table) -> CaSettings:
@@ -338,7 +402,12 @@ def repository_settings(top: Table) -> RepositorySettings:
     max_age = pub.int("max_age_seconds", 600, min=0, max=86400)
     pub.check_unknown()
 
-    crl = _crl_settings(top.table("crl"))
+    crl_table = top.table("crl")
+    crl = _crl_settings(crl_table)
+    policy = _policy_settings(top.table("policy"))
+    broken = policy_violations(crl, policy)
+    if broken:
+        raise ConfigError("\n".join(f"{path}: crl.{key}: {why}" for key, why in broken))
 
     ca_tables = top.array("ca")
     if not ca_tables:
@@ -363,4 +432,5 @@ def repository_settings(top: Table) -> RepositorySettings:
                           max_connections=max_connections, **timeouts),
         crl=crl,
         cas=cas,
+        policy=policy,
     )

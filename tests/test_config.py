@@ -89,3 +89,42 @@ def test_parse_listen():
     assert parse_listen("[::1]:8080") == ("::1", 8080)
     with pytest.raises(ValueError):
         parse_listen("127.0.0.1")
+
+
+@pytest.mark.parametrize("snippet,message", [
+    ('[crl]\nnext_update_hours = 48\n', "crl.next_update_hours: 48 h breaks policy.max_next_update_hours = 24"),
+    ('[crl]\nnext_update_hours = 12\n[policy]\nmax_next_update_hours = 6\n',
+     "crl.next_update_hours: 12 h breaks policy.max_next_update_hours = 6"),
+    ('[crl]\nsupplementary_delay_seconds = 7200\n[policy]\nmax_revocation_publication_hours = 1\n',
+     "crl.supplementary_delay_seconds: 7200 s breaks policy.max_revocation_publication_hours = 1"),
+    # One issuance a day at 01:15 leaves 24 h between CRLs: more than a 12-hour policy allows.
+    ('[crl]\ndaily = ["01:15"]\nsupplementary_delay_seconds = 60\n[policy]\nmax_revocation_publication_hours = 12\n',
+     "crl.daily: the issuance times leave 1 day, 0:00:00 between two CRLs"),
+    ('[crl]\narl_period_days = 400\n', "crl.arl_period_days: 400 days breaks policy.min_arl_frequency_days = 365"),
+    ('[crl]\narchive_years = 8\n[policy]\nmin_archive_years = 10\n',
+     "crl.archive_years: 8 breaks policy.min_archive_years = 10"),
+    ('[policy]\nmax_next_update_hours = 0\n', "policy.max_next_update_hours: must be at least 1"),
+    ('[policy]\nmax_downtime = 5\n', "[policy] has unknown key(s): max_downtime"),
+])
+def test_settings_that_break_the_policy_are_refused(tmp_path, snippet, message):
+    (tmp_path / "ca.pem").write_text("x")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(snippet + '\n[[ca]]\nname = "A"\ncertificate = "ca.pem"\n')
+    with pytest.raises(ConfigError) as e:
+        load_settings(cfg)
+    assert message in e.value.message
+    assert str(cfg) in e.value.message
+
+
+def test_policy_reports_every_broken_rule_and_is_kept(tmp_path):
+    (tmp_path / "ca.pem").write_text("x")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[crl]\nnext_update_hours = 48\narl_period_days = 400\n'
+                   '[[ca]]\nname = "A"\ncertificate = "ca.pem"\n')
+    with pytest.raises(ConfigError) as e:
+        load_settings(cfg)
+    assert "crl.next_update_hours" in e.value.message and "crl.arl_period_days" in e.value.message
+    cfg.write_text('[policy]\nmax_maintenance_minutes_per_week = 90\nmax_next_update_hours = 48\n'
+                   '[crl]\nnext_update_hours = 48\n[[ca]]\nname = "A"\ncertificate = "ca.pem"\n')
+    s = load_settings(cfg)
+    assert s.policy.max_maintenance_minutes_per_week == 90 and s.crl.next_update.total_seconds() == 48 * 3600
