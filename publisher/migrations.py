@@ -113,4 +113,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX revoked_crl ON revoked (issuer_id, serial, is_ca, not_after, entry);
     CREATE INDEX revoked_crl_by_dp ON revoked (issuer_id, dp_url, serial, is_ca, not_after, entry);
     """,
+    # 4: a CA taken out of service, and the CRL number a migrated CA had reached.
+    """
+    ALTER TABLE issuers ADD COLUMN retired_at INTEGER;           -- Unix seconds; NULL: in service
+    ALTER TABLE issuers ADD COLUMN keep_published INTEGER NOT NULL DEFAULT 0;  -- 1: its last CRLs stay out for good
+    -- Every scope of the issuer, existing or made later, numbers its CRLs above this
+    -- (sort-key encoded; NULL: no floor): the numbering of a CA imported from `openssl ca`.
+    ALTER TABLE issuers ADD COLUMN crl_number_floor BLOB;
+    """,
 ]

@@ -55,6 +55,10 @@ def _dt(ts: int | None) -> dt.datetime | None:
 
 
 _READ_MMAP = 1 << 30
+
+
+class _DryRun(Exception):
+    """Raised inside a write transaction to roll back what a dry run did."""
 _ISSUER_SERIAL = operator.itemgetter(1, 2)
 
 
@@ -87,6 +91,13 @@ def _rows(chunk: Sequence[NewCert], first_id: int, now: int, counts: dict) -> tu
         if entry is not None and row[9] != good:
             revoked.append((row[0], row[1], row[2], row[7], row[8], row[6], entry))
     return rows, revoked
+
+_ISSUER_COLS = "id, name, subject_der, key_id, cert_der, retired_at, keep_published"
+
+
+def _issuer(row) -> Issuer:
+    return Issuer(row[0], row[1], row[2], row[3], row[4], retired_at=_dt(row[5]), keep_published=bool(row[6]))
+
 
 _CERT_COLS = ("id, issuer_id, serial, der, subject, not_before, not_after, dp_url, is_ca, "
               "status, reason, revoked_at, invalidity_at")
@@ -301,11 +312,38 @@ class SQLiteStore(Store):
                         (subject_der, key_id, cert_der, issuer_id),
                     )
                     await self._event(w, "issuer-update", dt.datetime.now(UTC), issuer_id, detail=name)
-        return Issuer(issuer_id, name, subject_der, key_id, cert_der)
+            row = await (await w.execute(f"SELECT {_ISSUER_COLS} FROM issuers WHERE id = ?", (issuer_id,))).fetchone()
+        return _issuer(row)
 
     async def issuers(self) -> list[Issuer]:
-        rows = await self._all("SELECT id, name, subject_der, key_id, cert_der FROM issuers ORDER BY id")
-        return [Issuer(*r) for r in rows]
+        rows = await self._all(f"SELECT {_ISSUER_COLS} FROM issuers ORDER BY id")
+        return [_issuer(r) for r in rows]
+
+    async def retire_issuer(self, issuer_id: int, *, at: dt.datetime, keep_published: bool) -> Issuer:
+        async with self._write() as w:
+            row = await (await w.execute(f"SELECT {_ISSUER_COLS} FROM issuers WHERE id = ?", (issuer_id,))).fetchone()
+            if row is None:
+                raise NotFound(f"no issuer with id {issuer_id}")
+            issuer = _issuer(row)
+            if issuer.retired_at is not None:
+                raise Conflict(f"CA {issuer.name} was already retired on {issuer.retired_at.isoformat()}")
+            await w.execute("UPDATE issuers SET retired_at = ?, keep_published = ? WHERE id = ?",
+                            (_ts(at), int(keep_published), issuer_id))
+            await self._event(w, "ca-retire", at, issuer_id,
+                              detail=f"{issuer.name}{' (kept published)' if keep_published else ''}")
+            row = await (await w.execute(f"SELECT {_ISSUER_COLS} FROM issuers WHERE id = ?", (issuer_id,))).fetchone()
+        return _issuer(row)
+
+    async def raise_crl_number_floor(self, issuer_id: int, floor: int, *, at: dt.datetime) -> None:
+        key = serial_key(floor)
+        async with self._write() as w:
+            await w.execute(
+                "UPDATE issuers SET crl_number_floor = ? WHERE id = ? AND (crl_number_floor IS NULL OR crl_number_floor < ?)",
+                (key, issuer_id, key))
+            await w.execute(
+                "UPDATE scopes SET last_number = ? WHERE issuer_id = ? AND (last_number IS NULL OR last_number < ?)",
+                (key, issuer_id, key))
+            await self._event(w, "crl-number-floor", at, issuer_id, detail=str(floor))
 
     # Certificates
 
@@ -314,7 +352,8 @@ class SQLiteStore(Store):
             return 0
         return await self.add_certificates_stream(_once(certs), at=at)
 
-    async def add_certificates_stream(self, chunks: AsyncIterable[Sequence[NewCert]], *, at: dt.datetime) -> int:
+    async def add_certificates_stream(self, chunks: AsyncIterable[Sequence[NewCert]], *, at: dt.datetime,
+                                      dry_run: bool = False) -> int:
         """All chunks in one write transaction. While SQLite inserts one chunk (in
         aiosqlite's thread, which releases the GIL as it steps), the caller's generator
         parses the next: a million-line import costs about max(parse, insert), not the sum."""
@@ -358,6 +397,11 @@ class SQLiteStore(Store):
                     if counts[issuer_id][1]:
                         await self._event(w, "import-revoked", at, issuer_id)
                 await w.execute(f"PRAGMA cache_size = {int(cache_size)}")
+                if dry_run:
+                    # Everything was inserted and checked as a real run would; undo it all.
+                    raise _DryRun()
+        except _DryRun:
+            return total
         except sqlite3.IntegrityError as e:
             dup = await self._first_existing(failed)
             what = f"certificate {serial_hex(dup.serial)}" if dup else "a certificate"
@@ -398,6 +442,35 @@ class SQLiteStore(Store):
             (issuer_id, after, limit),
         )
         return [_cert(r) for r in rows]
+
+    async def list_certificates(self, *, issuer_id=None, status=None, expiring_before=None, after=None,
+                                limit: int = 1000) -> list[CertRecord]:
+        where, args = [], []
+        if after is not None:
+            # Keyset paging on the (issuer_id, serial) unique index: every page costs the
+            # same however deep into a million certificates it is.
+            where.append("(issuer_id, serial) > (?, ?)")
+            args += [after[0], serial_key(after[1])]
+        if issuer_id is not None:
+            where.append("issuer_id = ?")
+            args.append(issuer_id)
+        if status is not None:
+            where.append("status = ?")
+            args.append(int(status))
+        if expiring_before is not None:
+            where.append("not_after < ?")
+            args.append(_ts(expiring_before))
+        cond = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._all(
+            f"SELECT {_CERT_COLS} FROM certificates {cond} ORDER BY issuer_id, serial LIMIT ?", (*args, limit))
+        return [_cert(r) for r in rows]
+
+    async def last_status_event(self, cert: CertRecord) -> Event | None:
+        row = await self._one(
+            "SELECT id, at, kind, issuer_id, cert_id, detail FROM events"
+            " WHERE issuer_id = ? AND kind IN ('revoke', 'hold', 'release') AND cert_id = ?"
+            " ORDER BY id DESC LIMIT 1", (cert.issuer_id, cert.id))
+        return None if row is None else Event(row[0], _dt(row[1]), row[2], row[3], row[4], row[5])
 
     async def change_status(self, change: StatusChange) -> CertRecord:
         key = serial_key(change.serial)
@@ -446,9 +519,11 @@ class SQLiteStore(Store):
                     raise Conflict(f"the {kind.value} CRL {dp_url or ''} is already published as {row[1]!r}, not {name!r}")
                 return Scope(row[0], issuer_id, kind, dp_url, name)
             try:
+                # A new scope of a CA whose numbering was carried over starts above it too.
                 cur = await w.execute(
-                    "INSERT INTO scopes (issuer_id, kind, dp_url, name) VALUES (?, ?, ?, ?)",
-                    (issuer_id, kind.value, dp_url, name),
+                    "INSERT INTO scopes (issuer_id, kind, dp_url, name, last_number)"
+                    " VALUES (?, ?, ?, ?, (SELECT crl_number_floor FROM issuers WHERE id = ?))",
+                    (issuer_id, kind.value, dp_url, name, issuer_id),
                 )
             except sqlite3.IntegrityError as e:
                 raise Conflict(f"CRL name {name!r} is already used by another CRL scope") from e

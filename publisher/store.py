@@ -51,6 +51,10 @@ class Issuer:
     subject_der: bytes
     key_id: bytes
     cert_der: bytes
+    # When the CA was taken out of service (`pkirepo ca retire`): its CRLs are no longer
+    # issued; its last ones stay published until their nextUpdate, or for good.
+    retired_at: dt.datetime | None = None
+    keep_published: bool = False
 
 
 class NewCert(NamedTuple):
@@ -247,17 +251,34 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def issuers(self) -> list[Issuer]: ...
 
+    @abc.abstractmethod
+    async def retire_issuer(self, issuer_id: int, *, at: dt.datetime, keep_published: bool) -> Issuer:
+        """Take a CA out of service (an event records it); Conflict if it already is."""
+
+    @abc.abstractmethod
+    async def raise_crl_number_floor(self, issuer_id: int, floor: int, *, at: dt.datetime) -> None:
+        """Number every CRL of the issuer, in its scopes now and in any made later, above
+        `floor` (a CA migrated from other software continues its numbering)."""
+
     # Certificates
     @abc.abstractmethod
     async def add_certificates(self, certs: Sequence[NewCert], *, at: dt.datetime) -> int:
         """Add all or none; Conflict names the first duplicate."""
 
-    async def add_certificates_stream(self, chunks: "AsyncIterable[Sequence[NewCert]]", *, at: dt.datetime) -> int:
-        """Add every chunk, all or none (bulk imports). Stores may overlap producing and
-        writing; this default collects the chunks first."""
+    async def add_certificates_stream(self, chunks: "AsyncIterable[Sequence[NewCert]]", *, at: dt.datetime,
+                                      dry_run: bool = False) -> int:
+        """Add every chunk, all or none (bulk imports); with `dry_run`, check everything a
+        real run would (duplicates included) and keep nothing. Stores may overlap producing
+        and writing; this default collects the chunks first."""
         certs: list[NewCert] = []
         async for chunk in chunks:
             certs.extend(chunk)
+        if dry_run:
+            for c in certs:
+                if await self.certificate(c.issuer_id, c.serial) is not None:
+                    raise Conflict(f"certificate {serial_hex(c.serial)} is already in the repository; nothing was added",
+                                   serial=c.serial)
+            return len(certs)
         return await self.add_certificates(certs, at=at) if certs else 0
 
     @abc.abstractmethod
@@ -266,6 +287,24 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def certificates(self, issuer_id: int, *, after_serial: int = -1, limit: int = 1000) -> list[CertRecord]:
         """Page through an issuer's certificates in serial order."""
+
+    @abc.abstractmethod
+    async def list_certificates(
+        self,
+        *,
+        issuer_id: int | None = None,
+        status: Status | None = None,
+        expiring_before: dt.datetime | None = None,
+        after: tuple[int, int] | None = None,
+        limit: int = 1000,
+    ) -> list[CertRecord]:
+        """One page of certificates in (issuer id, serial) order, filtered; `after` is the
+        (issuer id, serial) of the last one of the previous page."""
+
+    @abc.abstractmethod
+    async def last_status_event(self, cert: CertRecord) -> Event | None:
+        """The newest revoke, hold or release event of this certificate (None when its
+        status came from an import or a recovery)."""
 
     @abc.abstractmethod
     async def change_status(self, change: StatusChange) -> CertRecord:
