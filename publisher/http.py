@@ -173,9 +173,12 @@ def _crl_response(request: web.Request, der: bytes, rec: CrlRecord, *, immutable
 
 async def get_crl(request: web.Request) -> web.StreamResponse:
     name = _split(request.match_info["file"], ".crl", "CRL")
-    pub = request.app[DEPS].publication.crls.get(name)
+    deps = request.app[DEPS]
+    pub = deps.publication.crls.get(name)
     if pub is None:
         raise NotFound(f"no CRL named {name!r}")
+    if not pub.served(deps.clock.now()):
+        raise NotFound(f"{name}: its CA was retired and its last CRL lapsed (it stays in /crl/archive/{name}/)")
     return _crl_response(request, pub.der, pub.record)
 
 

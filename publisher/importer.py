@@ -28,11 +28,15 @@ async def import_openssl_index(
     certs_dir: Path | None,
     *,
     progress: Callable[[int, int], None] | None = None,
+    crl_number_floor: int | None = None,
+    dry_run: bool = False,
 ) -> tuple[int, int]:
     """Import every line of index.txt for the configured CA whose certificate is `ca_file`.
 
     All lines are parsed and checked before anything is written, then written in one
-    transaction: a bad line anywhere imports nothing."""
+    transaction: a bad line anywhere imports nothing. `crl_number_floor` (openssl's
+    crlnumber) makes every CRL of that CA numbered above it. With `dry_run` every check
+    runs, duplicates with the store included, and nothing is kept."""
     try:
         ca_cert = certmod.split_certificates(ca_file.read_bytes(), str(ca_file))[0]
     except OSError as e:
@@ -68,10 +72,14 @@ async def import_openssl_index(
             yield chunk
         counted["lines"] = done
 
-    await repo.store.add_certificates_stream(chunks(), at=repo.clock.now())
+    await repo.store.add_certificates_stream(chunks(), at=repo.clock.now(), dry_run=dry_run)
     if not counted["lines"]:
         raise MalformedInput(f"{index}: no certificates in the index")
+    if dry_run:
+        return counted["lines"], counted["revoked"]
     await repo.ensure_scopes(ca)
+    if crl_number_floor is not None:
+        await repo.store.raise_crl_number_floor(issuer.id, crl_number_floor, at=repo.clock.now())
     return counted["lines"], counted["revoked"]
 
 

@@ -15,6 +15,11 @@ class Published:
     record: CrlRecord
     der: bytes
     issuer_name: str
+    # When a retired CA's last CRL stops being served (its nextUpdate); None: never.
+    withdrawn_at: dt.datetime | None = None
+
+    def served(self, now: dt.datetime) -> bool:
+        return self.withdrawn_at is None or now < self.withdrawn_at
 
 
 class Publication:
@@ -31,14 +36,16 @@ class Publication:
             if token == self.token and not force:
                 return False
             current = await self.repo.store.current_crls()
+            await self.repo.refresh_issuers()
             fresh: dict[str, Published] = {}
             for rec in current:
+                withdrawn = self.repo.withdrawn_at(rec.scope.issuer_id, rec)
                 old = self.crls.get(rec.scope.name)
-                if old is not None and old.record.id == rec.id:
+                if old is not None and old.record.id == rec.id and old.withdrawn_at == withdrawn:
                     fresh[rec.scope.name] = old
                     continue
                 ca, _ = self.repo.issuer_by_id(rec.scope.issuer_id)
-                fresh[rec.scope.name] = Published(rec, await self.repo.store.crl_der(rec.id), ca.name)
+                fresh[rec.scope.name] = Published(rec, await self.repo.store.crl_der(rec.id), ca.name, withdrawn)
             self.crls = fresh
             self.token = token
             return True
@@ -46,6 +53,8 @@ class Publication:
     def index(self, base_url: str, now: dt.datetime) -> list[dict]:
         out = []
         for name, p in sorted(self.crls.items()):
+            if not p.served(now):
+                continue
             r = p.record
             out.append({
                 "name": name,

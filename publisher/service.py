@@ -4,6 +4,7 @@ same methods."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ from .errors import ConfigError, Conflict, MalformedInput, NotFound, StoreBehind
 from .files import atomic_write, remove_stale_temporaries
 from .schedule import STATUS_EVENTS, Due, due, next_update_for
 from .signer import Signer, load_key_signer
-from .store import Action, CrlRecord, Issuer, NewCert, Scope, StatusChange, Store, serial_hex
+from .store import (Action, CertRecord, CrlRecord, Issuer, NewCert, Scope, Status, StatusChange, Store,
+                    serial_hex, transition)
 from .witness import Watermark
 
 log = logging.getLogger("pkirepo")
@@ -73,6 +75,23 @@ class IdentifiedCrl:
     issuer: Issuer
     scope: Scope
     number: int
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Whether the current CRL of one scope lists a certificate."""
+
+    record: CrlRecord
+    listed: bool  # False: the certificate belongs in this scope, but its next CRL is not out yet
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    """What the repository knows and publishes about one certificate (`pkirepo cert show`)."""
+
+    issuer: str
+    cert: CertRecord
+    listings: tuple[Listing, ...]  # the current CRLs of the scopes that cover it
 
 
 @dataclass(frozen=True)
@@ -213,6 +232,67 @@ class Repository:
             raise NotFound(f"certificate {rec.serial_hex} is known (imported) but its file was never provided")
         return rec.der
 
+    async def certificate_info(self, issuer_name: str, serial: int) -> CertificateInfo:
+        """The certificate's record and, for every scope that covers it (the full CRL, the
+        partition of its distribution point, the ARL for a CA certificate), that scope's
+        current CRL and whether it already lists the certificate."""
+        issuer = self.issuer(issuer_name)
+        rec = await self.store.certificate(issuer.id, serial)
+        if rec is None:
+            raise NotFound(f"no certificate {serial_hex(serial)} from {issuer_name}")
+        listings = []
+        event = None if rec.status is Status.GOOD else await self.store.last_status_event(rec)
+        drop = self.settings.crl.drop_expired_after
+        for crl in await self.store.current_crls():
+            scope = crl.scope
+            if scope.issuer_id != issuer.id or not _covers(scope, rec):
+                continue
+            if rec.status is Status.GOOD:
+                listed = False
+            elif drop is not None and rec.not_after is not None and rec.not_after < crl.this_update - drop:
+                listed = False
+            elif crl.source != "signed":
+                # A CRL signed elsewhere records no change-log position: read it (ARLs are small).
+                listed = await self._crl_lists(crl, rec.serial)
+            else:
+                # Its status came from an import or a recovery when no change event names it;
+                # every CRL issued since then reflects it.
+                listed = event is None or event.id <= crl.covered_event
+            listings.append(Listing(crl, listed))
+        return CertificateInfo(issuer_name, rec, tuple(listings))
+
+    async def _crl_lists(self, crl: CrlRecord, serial: int) -> bool:
+        c = x509.load_der_x509_crl(await self.store.crl_der(crl.id))
+        return c.get_revoked_certificate_by_serial_number(serial) is not None
+
+    def status_published_by(self) -> dt.datetime:
+        """When a status change made now is in a CRL, if a server runs: its supplementary
+        CRL follows after `supplementary_delay` (the publication loop ticks every second)."""
+        return self.clock.now() + self.settings.crl.supplementary_delay
+
+    async def retire(self, name: str, *, keep_published: bool = False) -> Issuer:
+        """Take a CA out of service: its CRLs are no longer issued (so it needs no key and
+        never holds up the others); its archive stays, and its last CRLs stay published
+        until their nextUpdate, or for good with `keep_published`."""
+        issuer = self.issuer(name)
+        retired = await self.store.retire_issuer(issuer.id, at=self.clock.now(), keep_published=keep_published)
+        self._issuers[name] = retired
+        return retired
+
+    async def refresh_issuers(self) -> None:
+        """Take in retirements recorded by other processes."""
+        by_id = {i.id: i for i in await self.store.issuers()}
+        for name, old in list(self._issuers.items()):
+            self._issuers[name] = by_id.get(old.id, old)
+
+    def withdrawn_at(self, issuer_id: int, rec: CrlRecord) -> dt.datetime | None:
+        """When the current CRL `rec` stops being published: its nextUpdate when its CA is
+        retired (unless kept published), otherwise never (None)."""
+        _, issuer = self.issuer_by_id(issuer_id)
+        if issuer.retired_at is None or issuer.keep_published:
+            return None
+        return rec.next_update
+
     def _find_issuer_of(self, cert: x509.Certificate, source: str) -> tuple[CaSettings, Issuer]:
         candidates = [ca for ca in self.settings.cas if self._certs[ca.name].subject == cert.issuer]
         if not candidates:
@@ -272,7 +352,10 @@ class Repository:
         reason: Reason | None = None,
         at: dt.datetime | None = None,
         invalidity: dt.datetime | None = None,
-    ):
+        dry_run: bool = False,
+    ) -> CertRecord:
+        """Revoke, hold or release. With `dry_run`, every check runs and the record is
+        returned as it would become, but nothing is written."""
         issuer = self.issuer(issuer_name)
         now = self.clock.now()
         given = at
@@ -300,11 +383,22 @@ class Repository:
         entry = None
         if action is not Action.RELEASE:
             entry = crlmod.encode_entry(serial, at, reason, invalidity, self.settings.crl.reason_policy)
+        if dry_run:
+            return await self._preview_status(issuer_name, issuer, serial, action, reason, at, invalidity)
         try:
             return await self.store.change_status(
                 StatusChange(issuer.id, serial, action, reason, at, invalidity, entry))
         except NotFound as e:
             raise NotFound(f"{issuer_name}: {e.message}") from e
+
+    async def _preview_status(self, issuer_name, issuer, serial, action, reason, at, invalidity) -> CertRecord:
+        cert = await self.store.certificate(issuer.id, serial)
+        if cert is None:
+            raise NotFound(f"{issuer_name}: no certificate with serial {serial_hex(serial)} from this issuer")
+        new = transition(cert.status, action, cert.serial_hex)
+        if new is Status.GOOD:
+            return dataclasses.replace(cert, status=new, reason=None, revoked_at=None, invalidity_at=None)
+        return dataclasses.replace(cert, status=new, reason=reason, revoked_at=at, invalidity_at=invalidity)
 
     # CRLs
 
@@ -314,11 +408,14 @@ class Repository:
     async def due_scopes(self) -> list[tuple[Scope, Due]]:
         now = self.clock.now()
         latest = await self.latest_by_scope()
+        await self.refresh_issuers()
         out = []
         for scope in await self.store.scopes():
             ca, issuer = self.issuer_by_id(scope.issuer_id)
             if ca.name not in self.signers:
                 continue  # offline key: CRLs are handed in
+            if issuer.retired_at is not None:
+                continue  # out of service: its last CRLs stand until they lapse
             change = await self.store.last_event(issuer.id, STATUS_EVENTS)
             d = due(now, scope.kind, latest.get(scope.id), change, self.settings.crl)
             if d is not None:
@@ -365,8 +462,10 @@ class Repository:
         await self._ensure_checked()
         async with self._issue_lock:
             if force:
+                await self.refresh_issuers()
                 todo = [(s, Due("manual")) for s in await self.store.scopes()
-                        if self.issuer_by_id(s.issuer_id)[0].name in self.signers]
+                        if self.issuer_by_id(s.issuer_id)[0].name in self.signers
+                        and self.issuer_by_id(s.issuer_id)[1].retired_at is None]
             else:
                 todo = await self.due_scopes()
             if issuer_name is not None:
@@ -462,6 +561,9 @@ class Repository:
         await self._ensure_checked()
         found = await self.identify_crl(der, source)
         c, scope, number = found.crl, found.scope, found.number
+        if found.issuer.retired_at is not None:
+            raise Conflict(f"{source}: CA {found.ca.name} was retired on {found.issuer.retired_at.isoformat()}; "
+                           f"it publishes no new CRLs")
         try:
             record = await self.store.record_crl(
                 scope, number, c.last_update_utc, c.next_update_utc, found.der,
@@ -529,6 +631,15 @@ def _new_cert(cert: x509.Certificate, issuer_id: int) -> NewCert:
         dp_url=certmod.crl_dp_url(cert),
         is_ca=certmod.is_ca(cert),
     )
+
+
+def _covers(scope: Scope, cert: CertRecord) -> bool:
+    """Whether `cert` belongs in `scope` (the rules of SQLiteStore.snapshot_entries)."""
+    if scope.kind is ScopeKind.FULL:
+        return True
+    if scope.kind is ScopeKind.ARL:
+        return cert.is_ca
+    return not cert.is_ca and cert.dp_url == scope.dp_url
 
 
 def ca_names(cas: list[CaSettings]) -> str:
