@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import logging
 import os
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from .clock import SystemClock
@@ -15,9 +17,9 @@ from .config import parse_listen
 from . import witness
 from .crl import EARLIEST_TIME, Reason
 from .errors import Conflict, MalformedInput, RepoError, StoreBehind
-from .root import Backend, Settings, load_settings, open_backend
-from .service import Repository, load_signers
-from .store import Action
+from .root import Backend, Settings, check_config, load_settings, open_backend
+from .service import CertificateInfo, Repository, load_signers
+from .store import Action, CertRecord, Status
 
 log = logging.getLogger("pkirepo")
 
@@ -171,12 +173,149 @@ def _status_command(action: Action):
                 args.issuer, args.serial, action,
                 reason=getattr(args, "reason", None),
                 at=getattr(args, "time", None),
-                invalidity=getattr(args, "invalidity_date", None))
-        print(f"{args.issuer} {rec.serial_hex}: {rec.status.name.lower()}"
-              + (f" ({rec.reason.name})" if rec.reason is not None else ""))
+                invalidity=getattr(args, "invalidity_date", None),
+                dry_run=args.dry_run)
+            by = repo.status_published_by()
+            delay = int(repo.settings.crl.supplementary_delay.total_seconds())
+        state = rec.status.name.lower() + (f" ({rec.reason.name})" if rec.reason is not None else "")
+        if args.dry_run:
+            print(f"{args.issuer} {rec.serial_hex}: would become {state}; nothing was changed (--dry-run)")
+            return 0
+        print(f"{args.issuer} {rec.serial_hex}: {state}")
+        # OCSP reads the store on every request: the change is in its very next answer.
+        print(f"OCSP answers {rec.status.name.lower()} now. CRLs: a running server issues a supplementary CRL "
+              f"within {delay} s (by {_utc(by)}); without a server, run `pkirepo publish`.")
         return 0
 
     return run
+
+
+def _utc(when: dt.datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, as the JSON output and the messages print times."""
+    if when is None:
+        return None
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _cert_json(issuer: str, c: CertRecord) -> dict:
+    """The stable JSON form of a certificate record (keys never renamed; new ones may be added)."""
+    return {
+        "issuer": issuer,
+        "serial": c.serial_hex,
+        "subject": c.subject,
+        "status": c.status.name.lower(),
+        "reason": None if c.reason is None else c.reason.name,
+        "revoked_at": _utc(c.revoked_at),
+        "invalidity_date": _utc(c.invalidity_at),
+        "not_before": _utc(c.not_before),
+        "not_after": _utc(c.not_after),
+        "is_ca": c.is_ca,
+        "distribution_point": c.dp_url,
+        "has_file": c.der is not None,
+    }
+
+
+def _info_json(info: CertificateInfo) -> dict:
+    out = _cert_json(info.issuer, info.cert)
+    out["crls"] = [{"name": li.record.scope.name, "kind": li.record.scope.kind.value,
+                    "crl_number": li.record.number, "this_update": _utc(li.record.this_update),
+                    "next_update": _utc(li.record.next_update), "listed": li.listed}
+                   for li in info.listings]
+    out["ocsp"] = info.cert.status.name.lower()
+    return out
+
+
+async def cmd_cert_show(args) -> int:
+    async with Context(args) as repo:
+        info = await repo.certificate_info(args.issuer, args.serial)
+    if args.json:
+        print(json.dumps(_info_json(info), indent=2))
+        return 0
+    c = info.cert
+    rows = [("issuer", info.issuer), ("serial", c.serial_hex), ("subject", c.subject or "(not known: imported without its file)"),
+            ("status", c.status.name.lower()), ("reason", c.reason.name if c.reason is not None else None),
+            ("revoked at", _utc(c.revoked_at)), ("invalidity date", _utc(c.invalidity_at)),
+            ("not before", _utc(c.not_before)), ("not after", _utc(c.not_after)),
+            ("CA certificate", "yes" if c.is_ca else None), ("distribution point", c.dp_url)]
+    for label, value in rows:
+        if value is not None:
+            print(f"{label + ':':20}{value}")
+    for li in info.listings:
+        r = li.record
+        if c.status is Status.GOOD:
+            what = "not listed (good)"
+        elif li.listed:
+            what = "listed"
+        else:
+            what = "not yet listed: the next CRL of this scope will list it"
+        print(f"{'CRL ' + r.scope.kind.value + ':':20}{r.scope.name} #{r.number} (next update {_utc(r.next_update)}): {what}")
+    if not info.listings:
+        print(f"{'CRLs:':20}no current CRL covers it yet")
+    # OCSP answers from the store as it is at each request: its state is the status above.
+    print(f"{'OCSP:':20}{c.status.name.lower()}" + (" (certificateHold)" if c.status is Status.HOLD else ""))
+    return 0
+
+
+LIST_PAGE = 1000
+
+
+async def cmd_cert_list(args) -> int:
+    status = {"good": Status.GOOD, "revoked": Status.REVOKED, "hold": Status.HOLD}.get(args.status)
+    out = sys.stdout
+    count = 0
+    async with Context(args) as repo:
+        issuer_id = repo.issuer(args.issuer).id if args.issuer else None
+        names = {repo.issuer(n).id: n for n in repo.ca_names}
+        after = None
+        if args.json:
+            out.write("[")
+        # Page by page: memory stays flat however many certificates the store holds, and
+        # output starts at once.
+        while True:
+            page = await repo.store.list_certificates(issuer_id=issuer_id, status=status,
+                                                      expiring_before=args.expiring_before, after=after,
+                                                      limit=LIST_PAGE)
+            for c in page:
+                name = names.get(c.issuer_id, str(c.issuer_id))
+                if args.json:
+                    out.write(("," if count else "") + "\n" + json.dumps(_cert_json(name, c)))
+                else:
+                    state = c.status.name.lower() + (f" ({c.reason.name})" if c.reason is not None else "")
+                    out.write(f"{name}\t{c.serial_hex}\t{state}\t{_utc(c.not_after) or '-'}\t{c.subject or '-'}\n")
+                count += 1
+            if len(page) < LIST_PAGE:
+                break
+            after = (page[-1].issuer_id, page[-1].serial)
+    if args.json:
+        out.write("\n]\n")
+    else:
+        print(f"{count} certificate(s)", file=sys.stderr)
+    return 0
+
+
+async def cmd_config_check(args) -> int:
+    path = Path(args.file) if args.file else config_path(args)
+    report = await asyncio.to_thread(check_config, path, SystemClock().now())
+    for p in report.problems:
+        print(f"pkirepo: error: {p}", file=sys.stderr)
+    if report.problems:
+        print(f"{path}: {len(report.problems)} problem(s)", file=sys.stderr)
+        return 2
+    for line in report.summary:
+        print(line)
+    print(f"{path}: ok")
+    return 0
+
+
+async def cmd_ca_retire(args) -> int:
+    async with Context(args) as repo:
+        issuer = await repo.retire(args.name, keep_published=args.keep_published)
+        current = [r for r in await repo.store.current_crls() if r.scope.issuer_id == issuer.id]
+    print(f"CA {args.name} retired at {_utc(issuer.retired_at)}: its CRLs are no longer issued; its archive stays.")
+    for r in current:
+        until = "for good" if args.keep_published else f"until its nextUpdate {_utc(r.next_update)}"
+        print(f"  {r.scope.name} #{r.number} stays published {until}")
+    return 0
 
 
 async def cmd_publish(args) -> int:
@@ -203,21 +342,54 @@ async def cmd_crl_add(args) -> int:
 
 async def cmd_crl_list(args) -> int:
     async with Context(args) as repo:
+        now = repo.clock.now()
         for r in await repo.store.current_crls():
+            _, issuer = repo.issuer_by_id(r.scope.issuer_id)
+            note = ""
+            if issuer.retired_at is not None:
+                withdrawn = repo.withdrawn_at(issuer.id, r)
+                note = (f"  retired {issuer.retired_at:%Y-%m-%d}, " +
+                        ("kept published" if withdrawn is None else
+                         ("withdrawn" if withdrawn <= now else f"published until {withdrawn:%Y-%m-%d %H:%M}Z")))
             print(f"{r.scope.name:24} {r.scope.kind.value:9} #{r.number:<6} {r.entries:>8} entries"
-                  f"  this {r.this_update:%Y-%m-%d %H:%M}Z  next {r.next_update:%Y-%m-%d %H:%M}Z")
+                  f"  this {r.this_update:%Y-%m-%d %H:%M}Z  next {r.next_update:%Y-%m-%d %H:%M}Z{note}")
     return 0
 
 
 async def cmd_import_index(args) -> int:
     from .importer import import_openssl_index
 
+    floor = None
+    if args.crlnumber:
+        floor = read_crlnumber(Path(args.crlnumber))
     async with Context(args) as repo:
         n, revoked = await import_openssl_index(
             repo, Path(args.index), Path(args.ca), Path(args.certs) if args.certs else None,
-            progress=progress_printer("import"))
+            progress=progress_printer("import"), crl_number_floor=floor, dry_run=args.dry_run)
+    if args.dry_run:
+        print(f"would import {n} certificate(s), {revoked} revoked or on hold"
+              + (f"; CRLs numbered above {floor}" if floor is not None else "") + "; nothing was changed (--dry-run)")
+        return 0
     print(f"imported {n} certificate(s), {revoked} revoked or on hold")
+    if floor is not None:
+        print(f"every CRL of that CA is numbered above {floor} (openssl's crlnumber)")
     return 0
+
+
+def read_crlnumber(path: Path) -> int:
+    """openssl's `crlnumber` file: one hexadecimal number, the next CRL number openssl
+    would have used. It is taken as possibly used: our numbering starts above it."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except OSError as e:
+        raise MalformedInput(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise MalformedInput(f"{path}: not an openssl crlnumber file (one hexadecimal number)") from None
+    try:
+        return parse_serial(text)
+    except argparse.ArgumentTypeError:
+        raise MalformedInput(f"{path}: {text[:40]!r} is not an openssl crlnumber (one hexadecimal number, "
+                             f"at most 20 octets)") from None
 
 
 async def cmd_init(args) -> int:
@@ -269,72 +441,146 @@ async def cmd_recover(args) -> int:
     return 0
 
 
+SERIAL_HELP = ("serial number in hexadecimal, optionally with a 0x prefix or openssl's colons "
+               "(4F1A, 0x4F1A, 4F:1A); at most 20 octets")
+TIME_HELP = ("ISO 8601 (2026-11-25T02:00:00Z, 2026-11-25, or with an offset) or openssl's "
+             "YYYYMMDDHHMMSSZ; UTC when no zone is given; not before 1950")
+SERIAL_EXAMPLE = '"$(openssl x509 -in var/demo/pki/revoked.pem -noout -serial | cut -d= -f2)"'
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("pkirepo")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pkirepo", description="A CA repository: CRLs, certificates, OCSP, LDAP.")
+    p = argparse.ArgumentParser(
+        prog="pkirepo", description="A CA repository: CRLs, certificates, OCSP, LDAP.",
+        epilog="Serials: " + SERIAL_HELP + ".\nTimes: " + TIME_HELP + ".\n"
+               "Example: pkirepo --config var/demo/pkirepo.toml crl list",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"pkirepo {package_version()}",
+                   help="print the installed version and exit")
     p.add_argument("--config", help="config file (default: $PKIREPO_CONFIG, then ./pkirepo.toml)")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debugging detail to stderr")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def cmd(name, func, help, parent=sub):
-        c = parent.add_parser(name, help=help, description=help)
-        c.add_argument("--config", default=argparse.SUPPRESS, help="config file")
+    def cmd(name, func, help, parent=sub, example=None):
+        c = parent.add_parser(name, help=help, description=help,
+                              epilog=f"Example:\n  {example}" if example else None,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        c.add_argument("--config", default=argparse.SUPPRESS,
+                       help="config file (default: $PKIREPO_CONFIG, then ./pkirepo.toml)")
         c.set_defaults(func=func)
         return c
 
-    cmd("init", cmd_init, "create a new, empty store at store.path (never done implicitly)")
-    cmd("check", cmd_check, "check the store's integrity and that it holds everything already published")
+    cmd("init", cmd_init, "create a new, empty store at store.path (never done implicitly)",
+        example="pkirepo --config pkirepo.toml init")
+    cmd("check", cmd_check, "check the store's integrity and that it holds everything already published",
+        example="pkirepo --config var/demo/pkirepo.toml check")
     c = cmd("recover", cmd_recover,
-            "rebuild revocations and CRL numbers from published CRLs (default: the publication directory)")
+            "rebuild revocations and CRL numbers from published CRLs (default: the publication directory)",
+            example="pkirepo --config var/demo/pkirepo.toml recover --from mirror/crl/")
     c.add_argument("--from", dest="sources", action="append", default=[], metavar="DIR",
                    help="a directory (or file) of published CRLs; repeat for several")
 
-    c = cmd("serve", cmd_serve, "serve HTTP (CRLs, certificates, OCSP) and LDAP")
+    c = cmd("serve", cmd_serve, "serve HTTP (CRLs, certificates, OCSP) and LDAP",
+            example="pkirepo --config var/demo/pkirepo.toml serve --http 127.0.0.1:9000")
     c.add_argument("--http", metavar="HOST:PORT", help="HTTP listener (default: http.listen)")
-    c.add_argument("--ldap", metavar="HOST:PORT", help="LDAP listener (default: ldap.listen)")
+    c.add_argument("--ldap", metavar="HOST:PORT", help="LDAP listener (default: ldap.listen; \"\" turns it off)")
 
     demo = sub.add_parser("demo", help="demo PKI").add_subparsers(dest="demo_command", required=True, metavar="SUB")
-    c = cmd("init", cmd_demo_init, "make a demo PKI, config and store in DIR", demo)
-    c.add_argument("directory", metavar="DIR")
+    c = cmd("init", cmd_demo_init, "make a demo PKI, config and store in DIR", demo,
+            example="pkirepo demo init var/demo --subscribers 200")
+    c.add_argument("directory", metavar="DIR", help="directory to create the demo in")
     c.add_argument("--subscribers", type=int, default=1000, help="subscriber certificates (default 1000)")
     c.add_argument("--http", default="127.0.0.1:8080", metavar="HOST:PORT", help="HTTP address baked into URLs")
     c.add_argument("--ldap", default="127.0.0.1:1389", metavar="HOST:PORT", help="LDAP listener")
 
     cert = sub.add_parser("cert", help="certificates").add_subparsers(dest="cert_command", required=True, metavar="SUB")
-    c = cmd("add", cmd_cert_add, "add certificates (PEM or DER, bundles and chains allowed)", cert)
-    c.add_argument("files", nargs="+", metavar="FILE")
+    c = cmd("add", cmd_cert_add, "add certificates (PEM or DER, bundles and chains allowed); all or nothing", cert,
+            example="pkirepo cert add new-certs.pem more.der")
+    c.add_argument("files", nargs="+", metavar="FILE", help="certificate files: PEM (one or many) or DER")
+    c = cmd("show", cmd_cert_show,
+            "show a certificate: status, reason, times, the current CRLs that cover it and whether they list it, "
+            "and its OCSP answer", cert,
+            example=f"pkirepo cert show --issuer eCertCA2-17 --serial {SERIAL_EXAMPLE}")
+    c.add_argument("--issuer", required=True, help="CA name from config")
+    c.add_argument("--serial", required=True, type=parse_serial, metavar="HEX", help=SERIAL_HELP)
+    c.add_argument("--json", action="store_true",
+                   help="one JSON object: stable keys, times ISO 8601 UTC, serial upper-case hex")
+    c = cmd("list", cmd_cert_list, "list certificates in (CA, serial) order, streamed", cert,
+            example="pkirepo cert list --issuer eCertCA2-17 --status revoked --json")
+    c.add_argument("--issuer", help="only this CA (name from config)")
+    c.add_argument("--status", choices=["good", "revoked", "hold"], help="only certificates with this status")
+    c.add_argument("--expiring-before", type=parse_time, metavar="T",
+                   help="only certificates whose notAfter is before T; " + TIME_HELP)
+    c.add_argument("--json", action="store_true",
+                   help="a JSON array, one object per certificate (the keys of `cert show --json` without crls/ocsp)")
 
     for name, action, help in [
         ("revoke", Action.REVOKE, "revoke a certificate (final)"),
         ("hold", Action.HOLD, "suspend a certificate (certificateHold)"),
         ("release", Action.RELEASE, "resume a held certificate"),
     ]:
-        c = cmd(name, _status_command(action), help)
+        extra = " --reason keyCompromise" if action is Action.REVOKE else ""
+        c = cmd(name, _status_command(action), help,
+                example=f"pkirepo {name} --issuer eCertCA2-17 --serial {SERIAL_EXAMPLE}{extra}")
         c.add_argument("--issuer", required=True, help="CA name from config")
-        c.add_argument("--serial", required=True, type=parse_serial, metavar="HEX",
-                       help="serial number in hex (0x prefix and colons allowed), at most 20 octets")
+        c.add_argument("--serial", required=True, type=parse_serial, metavar="HEX", help=SERIAL_HELP)
         if action is not Action.RELEASE:
-            c.add_argument("--time", type=parse_time, metavar="T", help="when (default: now)")
+            c.add_argument("--time", type=parse_time, metavar="T",
+                           help="when it took effect (default: now); not in the future, not before notBefore; "
+                                + TIME_HELP)
         if action is Action.REVOKE:
             c.add_argument("--reason", type=parse_reason, metavar="R",
                            help="keyCompromise, cACompromise, affiliationChanged, superseded, "
                                 "cessationOfOperation, privilegeWithdrawn, aACompromise, unspecified; omit for none")
-            c.add_argument("--invalidity-date", type=parse_time, metavar="T")
+            c.add_argument("--invalidity-date", type=parse_time, metavar="T",
+                           help="when the key is known or suspected to have been compromised (not after --time); "
+                                + TIME_HELP)
+        c.add_argument("--dry-run", action="store_true", help="show what would change and write nothing")
 
-    c = cmd("publish", cmd_publish, "issue CRLs now (all, or --due: only those due)")
+    c = cmd("publish", cmd_publish, "issue CRLs now (all, or --due: only those due)",
+            example="pkirepo publish --issuer eCertCA2-17")
     c.add_argument("--issuer", help="only this CA")
     c.add_argument("--due", action="store_true", help="only CRLs that are due by the schedule")
 
     crl = sub.add_parser("crl", help="CRLs").add_subparsers(dest="crl_command", required=True, metavar="SUB")
-    c = cmd("add", cmd_crl_add, "publish a CRL signed elsewhere (offline root)", crl)
-    c.add_argument("file", metavar="FILE")
-    cmd("list", cmd_crl_list, "list the current CRLs", crl)
+    c = cmd("add", cmd_crl_add, "publish a CRL signed elsewhere (offline root)", crl,
+            example="pkirepo crl add RootCA2ARL.crl")
+    c.add_argument("file", metavar="FILE", help="the CRL, DER or PEM")
+    cmd("list", cmd_crl_list, "list the current CRLs (and which CAs are retired)", crl, example="pkirepo crl list")
+
+    conf = sub.add_parser("config", help="the config file").add_subparsers(
+        dest="config_command", required=True, metavar="SUB")
+    c = cmd("check", cmd_config_check,
+            "validate the config as the server would (settings, policy, CA certificates, keys and their "
+            "passphrases, OCSP responders) without starting and without the store; exit 2 listing every problem",
+            conf, example="pkirepo config check var/demo/pkirepo.toml")
+    c.add_argument("file", nargs="?", metavar="FILE", help="config file (default: --config, $PKIREPO_CONFIG, ./pkirepo.toml)")
+
+    ca = sub.add_parser("ca", help="certification authorities").add_subparsers(
+        dest="ca_command", required=True, metavar="SUB")
+    c = cmd("retire", cmd_ca_retire,
+            "take a CA out of service: its CRLs are no longer issued and it needs no key; its archive stays and "
+            "its last CRLs stay published until their nextUpdate", ca, example="pkirepo ca retire eCertCA2-17")
+    c.add_argument("name", metavar="NAME", help="CA name from config")
+    c.add_argument("--keep-published", action="store_true", help="keep its last CRLs published for good")
 
     imp = sub.add_parser("import", help="migrate from other CA software").add_subparsers(
         dest="import_command", required=True, metavar="SUB")
-    c = cmd("openssl-index", cmd_import_index, "import an `openssl ca` index.txt", imp)
-    c.add_argument("index", metavar="INDEX")
+    c = cmd("openssl-index", cmd_import_index, "import an `openssl ca` index.txt", imp,
+            example="pkirepo import openssl-index demoCA/index.txt --ca demoCA/cacert.pem --certs demoCA/newcerts "
+                    "--crlnumber demoCA/crlnumber")
+    c.add_argument("index", metavar="INDEX", help="the index.txt of the openssl CA")
     c.add_argument("--ca", required=True, metavar="CA.pem", help="the CA certificate of that database")
     c.add_argument("--certs", metavar="DIR", help="directory with the certificates as <SERIAL>.pem (optional)")
+    c.add_argument("--crlnumber", metavar="FILE",
+                   help="openssl's crlnumber file: every CRL of that CA is then numbered above it")
+    c.add_argument("--dry-run", action="store_true", help="check everything and show what would change; write nothing")
     return p
 
 
@@ -343,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # aiosqlite logs every database call at DEBUG: thousands of lines that drown -v.
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
     try:
         return asyncio.run(args.func(args))
     except RepoError as e:

@@ -21,18 +21,23 @@ import ldap.service
 import ocsp.http
 from ldap.settings import LdapSettings, load_ldap_settings
 from ocsp.config import OcspSettings, load_ocsp_settings
+from ocsp.responders import load_responders
 
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from . import certs as certmod
 from . import http, httpedge
 from .clock import Clock
 from .config import RepositorySettings, read_config, repository_settings
 from .connections import ConnectionGuard, ServerLog
 from .publication import Publication
 from .scheduler import publishing
+from .errors import ConfigError, MalformedInput
 from .service import Repository
-from .signer import Signer
+from .signer import Signer, load_key_signer
 from .sqlite_presigned import SQLitePresignedPort
 from .sqlite_store import SQLiteStore
-from .store import PresignedPort, Store
+from .store import Issuer, PresignedPort, Store
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,84 @@ def load_settings(path: Path) -> Settings:
     top.check_tree()
     core = {f.name: getattr(repo, f.name) for f in dataclasses.fields(RepositorySettings)}
     return Settings(**core, ocsp=ocsp_settings, ldap=ldap_settings)
+
+
+@dataclass(frozen=True)
+class ConfigReport:
+    """What `pkirepo config check` found: the settings (None when the file itself does not
+    load), every problem, and a line per part that was checked."""
+
+    settings: Settings | None
+    problems: list[str]
+    summary: list[str]
+
+
+def check_config(path: Path, now) -> ConfigReport:
+    """Load and validate everything `pkirepo serve` would, without starting and without the
+    store: the settings and policy, each CA certificate and signing key (with its
+    passphrase), and each CA's OCSP responder. Problems of one part do not hide another's."""
+    try:
+        settings = load_settings(path)
+    except ConfigError as e:
+        return ConfigReport(None, e.message.split("\n"), [])
+    problems: list[str] = []
+    summary: list[str] = []
+    issuers: list[Issuer] = []
+    signers: dict[str, Signer] = {}
+    for i, ca in enumerate(settings.cas):
+        where = f"{settings.source}: ca[{i}]"
+        try:
+            cert = certmod.split_certificates(ca.certificate.read_bytes(), str(ca.certificate))[0]
+        except OSError as e:
+            problems.append(f"{where}.certificate: cannot read {ca.certificate}: {e.strerror}")
+            continue
+        except MalformedInput as e:
+            problems.append(f"{where}.certificate: {e.message}")
+            continue
+        if not certmod.is_ca(cert):
+            problems.append(f"{where}.certificate: {ca.certificate} is not a CA certificate (basicConstraints cA)")
+            continue
+        if now >= cert.not_valid_after_utc:
+            problems.append(f"{where}.certificate: {ca.certificate} expired at {cert.not_valid_after_utc.isoformat()}")
+        # Ids stand in for the store's: the responders only need each CA's name and certificate.
+        issuers.append(Issuer(i + 1, ca.name, certmod.subject_der(cert), certmod.key_identifier(cert),
+                              cert.public_bytes(Encoding.DER)))
+        what = "key offline (CRLs handed in)"
+        if ca.key is not None:
+            try:
+                signer = load_key_signer(ca.key, passphrase_file=ca.key_passphrase_file,
+                                         passphrase_env=ca.key_passphrase_env, what=f"{where}.key")
+            except ConfigError as e:
+                problems.append(e.message)
+                continue
+            if signer.public_key().public_numbers() != cert.public_key().public_numbers():
+                problems.append(f"{where}.key: {ca.key} does not belong to {ca.certificate}")
+                continue
+            signers[ca.name] = signer
+            what = "signing key loaded"
+        scopes = [n for n in (ca.full_crl, ca.arl) if n] + (["partitions"] if ca.partitions else [])
+        summary.append(f"CA {ca.name}: {cert.subject.rfc4514_string()}, {what}; CRLs: {', '.join(scopes) or 'none'}")
+    if settings.ocsp.enabled:
+        # The responders' own log lines would repeat the problems reported below.
+        ocsp_log = logging.getLogger("pkirepo.ocsp")
+        level = ocsp_log.level
+        ocsp_log.setLevel(logging.CRITICAL)
+        try:
+            responders = load_responders(settings.ocsp, issuers, signers)
+        finally:
+            ocsp_log.setLevel(level)
+        for r in responders.values():
+            problem = r.problem_at(now)
+            if problem is not None:
+                problems.append(f"{settings.source}: OCSP for {r.name}: {problem}")
+            else:
+                summary.append(f"OCSP {r.name}: responder ready until {r.not_after.isoformat() if r.not_after else '?'}")
+    p = settings.policy
+    summary.append(f"policy: nextUpdate <= {p.max_next_update_hours} h, revocations published within "
+                   f"{p.max_revocation_publication_hours} h, ARL at least every {p.min_arl_frequency_days} days, "
+                   f"archive >= {p.min_archive_years} years")
+    summary.append(f"HTTP {settings.http.base_url}; LDAP {settings.ldap.listen or 'off'}; store {settings.store_path}")
+    return ConfigReport(settings, problems, summary)
 
 
 @dataclass
