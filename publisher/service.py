@@ -474,14 +474,19 @@ class Repository:
     async def identify_crl(self, der: bytes, source: str) -> "IdentifiedCrl":
         """Parse a CRL (DER or PEM), verify it against a configured CA and find its scope
         from its IDP (creating the scope if the CA is configured for it)."""
+        expected = "expected a DER or PEM CRL (an ARL is a CRL too)"
+        if not der.strip():
+            raise MalformedInput(f"{source}: not a CRL: the file is empty ({expected})")
         try:
             c = x509.load_der_x509_crl(der)
         except ValueError:
             try:
                 c = x509.load_pem_x509_crl(der)
                 der = c.public_bytes(Encoding.DER)
-            except ValueError as e:
-                raise MalformedInput(f"{source}: not a CRL (DER or PEM): {e}") from None
+            except ValueError:
+                # The parser's own message names ASN.1 internals, not the operator's mistake.
+                what = "no valid PEM X509 CRL block" if b"-----BEGIN" in der else "neither PEM nor valid DER"
+                raise MalformedInput(f"{source}: not a CRL: {what} ({expected})") from None
         candidates = [ca for ca in self.settings.cas if self._certs[ca.name].subject == c.issuer]
         ca = next((ca for ca in candidates if c.is_signature_valid(self._certs[ca.name].public_key())), None)
         if ca is None:
