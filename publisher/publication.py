@@ -37,8 +37,10 @@ class Publication:
                 if old is not None and old.record.id == rec.id:
                     fresh[rec.scope.name] = old
                     continue
-                ca, _ = self.repo.issuer_by_id(rec.scope.issuer_id)
-                fresh[rec.scope.name] = Published(rec, await self.repo.store.crl_der(rec.id), ca.name)
+                # A CRL of a CA this config lacks (published by a process with a newer
+                # config) is still served: what was published stays published.
+                issuer_name = await self.repo.issuer_name_by_id(rec.scope.issuer_id)
+                fresh[rec.scope.name] = Published(rec, await self.repo.store.crl_der(rec.id), issuer_name)
             self.crls = fresh
             self.token = token
             return True

@@ -82,6 +82,31 @@ class IssuedCrl:
     why: str
 
 
+@dataclass(frozen=True)
+class PublicationRound:
+    """What one round of the publication loop did: the CRLs issued, the scopes that failed
+    (by name, with the error), and the scopes skipped because their CA is not configured
+    here (by name, with why)."""
+
+    issued: list[IssuedCrl]
+    failed: dict[str, Exception]
+    unconfigured: dict[str, str]
+
+
+class UnconfiguredIssuer(NotFound):
+    """The store holds a CA (added by a process with another configuration) that this
+    process's configuration does not have."""
+
+
+def describe_issuer(issuer: Issuer) -> str:
+    """`name (subject)`, for messages."""
+    try:
+        subject = x509.load_der_x509_certificate(issuer.cert_der).subject.rfc4514_string()
+    except ValueError:
+        subject = "subject unreadable"
+    return f"{issuer.name} ({subject})"
+
+
 class Repository:
     """The repository of all configured CAs."""
 
@@ -91,6 +116,8 @@ class Repository:
         self.signers = dict(signers)
         self.clock = clock
         self._issuers: dict[str, Issuer] = {}
+        # Every issuer in the store, configured or not, to name the ones this config lacks.
+        self._stored_issuers: dict[int, Issuer] = {}
         self._certs: dict[str, x509.Certificate] = {}
         self._issue_lock = asyncio.Lock()
         self.watermark = Watermark.beside(settings.store_path)
@@ -167,7 +194,36 @@ class Repository:
         for ca in self.settings.cas:
             if self._issuers[ca.name].id == issuer_id:
                 return ca, self._issuers[ca.name]
-        raise NotFound(f"no configured CA with issuer id {issuer_id}")
+        raise UnconfiguredIssuer(self._unconfigured_message(issuer_id))
+
+    def _unconfigured_message(self, issuer_id: int) -> str:
+        # Store ids mean nothing to an operator: name the CA as the store knows it.
+        known = self._stored_issuers.get(issuer_id)
+        what = "a CA" if known is None else f"CA {describe_issuer(known)}"
+        return (f"the store holds {what} that is not configured in {self.settings.source}: "
+                f"add it under [[ca]] and restart, or use the configuration that added it")
+
+    async def unconfigured_scopes(self) -> list[tuple[Scope, str]]:
+        """Scopes of the store whose CA this process's configuration does not have (another
+        process, started with a newer config, added them), each with why it is skipped."""
+        configured = {i.id for i in self._issuers.values()}
+        scopes = [s for s in await self.store.scopes() if s.issuer_id not in configured]
+        if scopes and any(s.issuer_id not in self._stored_issuers for s in scopes):
+            self._stored_issuers = {i.id: i for i in await self.store.issuers()}
+        return [(s, self._unconfigured_message(s.issuer_id)) for s in scopes]
+
+    async def issuer_name_by_id(self, issuer_id: int) -> str:
+        """The CA's name, configured or, for a CA added by a process with another config, as
+        the store knows it."""
+        for name, issuer in self._issuers.items():
+            if issuer.id == issuer_id:
+                return name
+        if issuer_id not in self._stored_issuers:
+            self._stored_issuers = {i.id: i for i in await self.store.issuers()}
+        known = self._stored_issuers.get(issuer_id)
+        if known is None:
+            raise UnconfiguredIssuer(self._unconfigured_message(issuer_id))
+        return known.name
 
     def issuer_certificate(self, name: str) -> x509.Certificate:
         self.issuer(name)
@@ -312,14 +368,17 @@ class Repository:
         return {c.scope.id: c for c in await self.store.current_crls()}
 
     async def due_scopes(self) -> list[tuple[Scope, Due]]:
+        """What is due among the scopes of configured CAs that have a key here (scopes of CAs
+        this config lacks are skipped; `unconfigured_scopes` reports them)."""
         now = self.clock.now()
         latest = await self.latest_by_scope()
+        configured = {i.id: name for name, i in self._issuers.items()}
         out = []
         for scope in await self.store.scopes():
-            ca, issuer = self.issuer_by_id(scope.issuer_id)
-            if ca.name not in self.signers:
-                continue  # offline key: CRLs are handed in
-            change = await self.store.last_event(issuer.id, STATUS_EVENTS)
+            name = configured.get(scope.issuer_id)
+            if name is None or name not in self.signers:
+                continue  # a CA this config lacks, or an offline key: CRLs are handed in
+            change = await self.store.last_event(scope.issuer_id, STATUS_EVENTS)
             d = due(now, scope.kind, latest.get(scope.id), change, self.settings.crl)
             if d is not None:
                 out.append((scope, d))
@@ -377,6 +436,25 @@ class Repository:
                 # another server) left behind before adding files of our own.
                 await asyncio.to_thread(remove_stale_temporaries, self.settings.publication_dir)
             return [await self.issue(scope, d.why) for scope, d in todo]
+
+    async def publish_due(self) -> PublicationRound:
+        """One round of the server's publication: every due CRL issued on its own, so that one
+        scope that fails (a damaged key, a full disk for one file, a CA this configuration
+        lacks) never keeps the others from being published."""
+        await self._ensure_checked()
+        issued: list[IssuedCrl] = []
+        failed: dict[str, Exception] = {}
+        async with self._issue_lock:
+            todo = await self.due_scopes()
+            if todo:
+                await asyncio.to_thread(remove_stale_temporaries, self.settings.publication_dir)
+            for scope, d in todo:
+                try:
+                    issued.append(await self.issue(scope, d.why))
+                except Exception as e:  # noqa: BLE001 - reported per scope by the caller
+                    failed[scope.name] = e
+        unconfigured = {scope.name: why for scope, why in await self.unconfigured_scopes()}
+        return PublicationRound(issued, failed, unconfigured)
 
     def crl_path(self, name: str) -> Path:
         return self.settings.publication_dir / "crl" / f"{name}.crl"
