@@ -132,19 +132,32 @@ class Repository:
     # Issuers
 
     async def sync_issuers(self) -> None:
-        """Load every configured CA certificate into the store and make its fixed scopes."""
+        """Load every configured CA certificate into the store and make its fixed scopes.
+        Every CA certificate, key and CRL name is checked before the first write: a config
+        that is wrong anywhere changes nothing."""
+        loaded: list[tuple[CaSettings, x509.Certificate]] = []
         for i, ca in enumerate(self.settings.cas):
             where = f"{self.settings.source}: ca[{i}].certificate"
             try:
                 certs = certmod.split_certificates(ca.certificate.read_bytes(), str(ca.certificate))
             except MalformedInput as e:
                 raise ConfigError(f"{where}: {e.message}") from None
+            except OSError as e:
+                raise ConfigError(f"{where}: cannot read {ca.certificate}: {e.strerror}") from None
             cert = certs[0]
             if not certmod.is_ca(cert):
                 raise ConfigError(f"{where}: {ca.certificate} is not a CA certificate (basicConstraints cA)")
             signer = self.signers.get(ca.name)
             if signer is not None and signer.public_key().public_numbers() != cert.public_key().public_numbers():
                 raise ConfigError(f"{self.settings.source}: ca[{i}].key does not belong to {ca.certificate}")
+            loaded.append((ca, cert))
+        stored = {i.name: i for i in await self.store.issuers()}
+        wanted = []
+        for ca, _ in loaded:
+            urls = await self.store.dp_urls(stored[ca.name].id) if ca.name in stored else []
+            wanted += self._wanted_scopes(ca, urls)
+        await self._check_scopes(wanted)
+        for ca, cert in loaded:
             issuer = await self.store.put_issuer(
                 ca.name, cert.public_bytes(Encoding.DER), certmod.subject_der(cert), certmod.key_identifier(cert))
             self._issuers[ca.name] = issuer
@@ -152,6 +165,47 @@ class Repository:
         await self._register_intermediates()
         for ca in self.settings.cas:
             await self.ensure_scopes(ca)
+
+    @staticmethod
+    def _wanted_scopes(ca: CaSettings, urls: Iterable[str]) -> list[tuple[str, ScopeKind, str, str]]:
+        """(CA name, kind, distribution point, CRL name) of every scope `ca` publishes, given
+        the partition URLs its certificates name."""
+        out = []
+        if ca.full_crl:
+            out.append((ca.name, ScopeKind.FULL, "", ca.full_crl))
+        if ca.arl:
+            out.append((ca.name, ScopeKind.ARL, "", ca.arl))
+        if ca.partitions:
+            out += [(ca.name, ScopeKind.PARTITION, url, partition_name(ca, url)) for url in sorted(set(urls))]
+        return out
+
+    async def check_new_scopes(self, ca: CaSettings, urls: Iterable[str]) -> None:
+        """Refuse, before anything is written, certificates whose CRL distribution points
+        would give a partition a name another CRL already has."""
+        await self._check_scopes(self._wanted_scopes(ca, urls))
+
+    async def _check_scopes(self, wanted: list[tuple[str, ScopeKind, str, str]]) -> None:
+        names = {i.id: i.name for i in await self.store.issuers()}
+        owner_of: dict[str, tuple[str, ScopeKind, str]] = {}
+        name_of: dict[tuple[str, ScopeKind, str], str] = {}
+        for s in await self.store.scopes():
+            key = (names.get(s.issuer_id, "?"), s.kind, s.dp_url)
+            owner_of[s.name], name_of[key] = key, s.name
+        for ca_name, kind, url, name in wanted:
+            key = (ca_name, kind, url)
+            if key in name_of:
+                if name_of[key] != name:
+                    # Renaming a published CRL would break every URL that names it.
+                    raise Conflict(f"{self.settings.source}: {_describe_scope(key)} is already published as "
+                                   f"{name_of[key]!r}, not {name!r}; keep its name in the config")
+                continue
+            other = owner_of.get(name)
+            if other is not None and other != key:
+                hint = (f"name it under [ca.partition_names] of {ca_name}" if kind is ScopeKind.PARTITION
+                        else f"choose another {'full_crl' if kind is ScopeKind.FULL else 'arl'} name for {ca_name}")
+                raise Conflict(f"{self.settings.source}: CRL name {name!r} of {_describe_scope(key)} is already "
+                               f"used by {_describe_scope(other)}; {hint}. Nothing was changed")
+            owner_of[name], name_of[key] = key, name
 
     async def _register_intermediates(self) -> None:
         """A configured CA issued by another configured CA is also one of that CA's
@@ -310,6 +364,10 @@ class Repository:
                 new.append(_new_cert(cert, issuer.id))
         if not new:
             raise MalformedInput("no certificate to add (only configured CA certificates or roots in the input)")
+        for name in touched:
+            ca = self.settings.ca(name)
+            await self.check_new_scopes(ca, [c.dp_url for c in new if c.dp_url and not c.is_ca
+                                             and c.issuer_id == self._issuers[name].id])
         try:
             count = await self.store.add_certificates(new, at=self.clock.now())
         except Conflict as e:
@@ -612,6 +670,12 @@ def _new_cert(cert: x509.Certificate, issuer_id: int) -> NewCert:
         dp_url=certmod.crl_dp_url(cert),
         is_ca=certmod.is_ca(cert),
     )
+
+
+def _describe_scope(key: tuple[str, ScopeKind, str]) -> str:
+    ca, kind, url = key
+    what = {ScopeKind.FULL: "the full CRL", ScopeKind.ARL: "the ARL"}.get(kind, f"the partition CRL {url}")
+    return f"{what} of {ca}"
 
 
 def ca_names(cas: list[CaSettings]) -> str:

@@ -5,38 +5,15 @@ and CLI subprocesses; the pure health record is tested with a hand-moved clock."
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from crl_testlib import CA, FULL, ServerProc, copy_demo, http_get, template_demo, wait_until
+from crl_testlib import CA, FULL, ServerProc, copy_demo, http_get, make_tiny_ca, template_demo, wait_until
 from publisher.health import PublicationHealth
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-
-
-def make_tiny_ca(directory) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A second CA as a new operator would add it: its certificate and key in pki/."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Tiny CA")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
-    (directory / "TinyCA.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path = directory / "TinyCA.key"
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    os.chmod(key_path, 0o600)
-    return cert, key
 
 
 TINY_CONFIG = '''
