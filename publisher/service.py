@@ -592,20 +592,46 @@ class Repository:
             self._file_state[rec.scope.name] = (st.st_mtime_ns, st.st_size, sha)
         return sha == rec.sha256
 
-    async def add_crl(self, der: bytes, source: str) -> CrlRecord:
+    async def add_crl(self, der: bytes, source: str, *, force: bool = False) -> CrlRecord:
         """Publish a CRL signed elsewhere (an offline root's ARL): verified against its
-        issuer, its scope found from its IDP, its number required to increase."""
+        issuer, its scope found from its IDP, its number required to increase, and refused
+        when it omits a revocation the store holds for its scope (dated before its
+        thisUpdate) unless `force`, which is recorded with the CRL."""
         await self._ensure_checked()
         found = await self.identify_crl(der, source)
         c, scope, number = found.crl, found.scope, found.number
+        missing = await self.omitted_revocations(found)
+        kind = "handed-in"
+        if missing:
+            listed = ", ".join(serial_hex(n) for n in missing[:20]) + (
+                f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+            if not force:
+                raise Conflict(
+                    f"{source}: this CRL of {scope.name} omits {len(missing)} revoked certificate(s) the "
+                    f"repository holds for it: {listed}. Publishing it would un-revoke them for relying "
+                    f"parties; sign a CRL that lists them, or hand it in with --force")
+            kind = f"handed-in, forced: omits {listed}"
+            log.warning("%s: published with --force although it omits %d revoked certificate(s): %s",
+                        source, len(missing), listed)
         try:
             record = await self.store.record_crl(
                 scope, number, c.last_update_utc, c.next_update_utc, found.der,
-                entries=len(c), covered_event=0, issued_at=self.clock.now(), source="handed-in")
+                entries=len(c), covered_event=0, issued_at=self.clock.now(), source=kind)
         except Conflict as e:
             raise Conflict(f"{source}: {e.message}") from e
         await asyncio.to_thread(self.write_crl_file, scope.name, number, found.der)
         return record
+
+    async def omitted_revocations(self, found: IdentifiedCrl) -> list[int]:
+        """Serials revoked or held in the store for the CRL's scope, at or before its
+        thisUpdate, that the CRL does not list (entries the expiry policy drops excepted)."""
+        s = self.settings.crl
+        this_update = found.crl.last_update_utc
+        expired_before = None if s.drop_expired_after is None else this_update - s.drop_expired_after
+        snap = await self.store.snapshot_entries(found.scope, expired_before=expired_before)
+        listed = {r.serial_number for r in found.crl}
+        return [serial for serial, at in crlmod.entry_serials_and_dates(snap.entries)
+                if serial not in listed and at <= this_update]
 
     async def identify_crl(self, der: bytes, source: str) -> "IdentifiedCrl":
         """Parse a CRL (DER or PEM), verify it against a configured CA and find its scope
