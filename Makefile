@@ -32,9 +32,11 @@ sysdeps:
 	  echo "missing system tools:$$missing (install: apt-get install $(SYSPKGS))" >&2; exit 1; \
 	fi
 
+# HTTP and LDAP go to `serve` too, so that they move the listeners of a demo made earlier
+# (the URLs inside its certificates and CRLs keep the port it was made with).
 demo: venv
-	@test -f $(DEMO)/pkirepo.toml || $(BIN)/pkirepo demo init $(DEMO) --http $(HTTP)
-	$(BIN)/pkirepo serve --config $(DEMO)/pkirepo.toml
+	@test -f $(DEMO)/pkirepo.toml || $(BIN)/pkirepo demo init $(DEMO) --http $(HTTP) --ldap $(LDAP)
+	$(BIN)/pkirepo serve --config $(DEMO)/pkirepo.toml --http $(HTTP) --ldap $(LDAP)
 
 test: venv sysdeps
 	$(BIN)/lint-imports --no-cache

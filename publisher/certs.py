@@ -14,17 +14,33 @@ from .errors import MalformedInput, VerificationError
 PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----\s.*?-----END CERTIFICATE-----", re.S)
 
 
+EXPECTED_CERTIFICATE = "expected a PEM or DER X.509 certificate"
+
+
 def split_certificates(data: bytes, source: str) -> list[x509.Certificate]:
-    """All certificates in a PEM bundle, or the one in a DER file."""
+    """All certificates in a PEM bundle, or the one in a DER file.
+
+    The parser's own words (`ParseError { kind: ShortData ... }`) tell an operator nothing:
+    the error names the file and what it should have held."""
+    if not data.strip():
+        raise MalformedInput(f"{source}: not a certificate: the file is empty ({EXPECTED_CERTIFICATE})")
+    if b"-----BEGIN" in data:
+        blocks = PEM_RE.findall(data)
+        if not blocks:
+            raise MalformedInput(f"{source}: not a certificate: no PEM CERTIFICATE block ({EXPECTED_CERTIFICATE})")
+        out = []
+        for n, block in enumerate(blocks):
+            try:
+                out.append(x509.load_pem_x509_certificate(block))
+            except ValueError:
+                raise MalformedInput(
+                    f"{source}: not a certificate: PEM CERTIFICATE block {n + 1} does not decode "
+                    f"({EXPECTED_CERTIFICATE})") from None
+        return out
     try:
-        if b"-----BEGIN" in data:
-            blocks = PEM_RE.findall(data)
-            if not blocks:
-                raise MalformedInput(f"{source}: no PEM CERTIFICATE block")
-            return [x509.load_pem_x509_certificate(b) for b in blocks]
         return [x509.load_der_x509_certificate(data)]
-    except ValueError as e:
-        raise MalformedInput(f"{source}: not a certificate: {e}") from e
+    except ValueError:
+        raise MalformedInput(f"{source}: not a certificate: neither PEM nor valid DER ({EXPECTED_CERTIFICATE})") from None
 
 
 def key_identifier(cert: x509.Certificate) -> bytes:

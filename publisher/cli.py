@@ -335,8 +335,9 @@ async def cmd_crl_add(args) -> int:
     except OSError as e:
         raise MalformedInput(f"{args.file}: cannot read: {e.strerror}") from None
     async with Context(args) as repo:
-        rec = await repo.add_crl(data, args.file)
-    print(f"published {rec.scope.name}: CRL number {rec.number}, {rec.entries} entries")
+        rec = await repo.add_crl(data, args.file, force=args.force)
+    print(f"published {rec.scope.name}: CRL number {rec.number}, {rec.entries} entries"
+          + (f" ({rec.source})" if rec.source != "handed-in" else ""))
     return 0
 
 
@@ -552,6 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = cmd("add", cmd_crl_add, "publish a CRL signed elsewhere (offline root)", crl,
             example="pkirepo crl add RootCA2ARL.crl")
     c.add_argument("file", metavar="FILE", help="the CRL, DER or PEM")
+    c.add_argument("--force", action="store_true",
+                   help="publish even if it omits revocations the repository holds (recorded with the CRL)")
     cmd("list", cmd_crl_list, "list the current CRLs (and which CAs are retired)", crl, example="pkirepo crl list")
 
     conf = sub.add_parser("config", help="the config file").add_subparsers(

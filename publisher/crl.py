@@ -13,6 +13,8 @@ import functools
 import hashlib
 from dataclasses import dataclass
 
+from asn1crypto import crl as asn1_crl
+
 from . import der
 from .signer import Signer
 
@@ -174,3 +176,15 @@ def sign_crl(signer: Signer, params: CrlParams, entries: bytes) -> bytes:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def entry_serials_and_dates(entries: bytes) -> list[tuple[int, dt.datetime]]:
+    """(serial, revocationDate) of each entry in concatenated revokedCertificates DER."""
+    out = []
+    pos = 0
+    while pos < len(entries):
+        _, _, end = der.read_tlv(entries, pos)
+        entry = asn1_crl.RevokedCertificate.load(entries[pos:end])
+        out.append((entry["user_certificate"].native, entry["revocation_date"].native))
+        pos = end
+    return out

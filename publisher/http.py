@@ -21,6 +21,7 @@ from . import httpedge
 from .clock import Clock
 from .config import NAME_RE, HttpSettings
 from .errors import MalformedInput, NotFound, RepoError
+from .health import PublicationHealth
 from .publication import Publication
 from .service import Repository
 from .store import CrlRecord
@@ -37,21 +38,24 @@ class HttpDeps:
     repository: Repository
     publication: Publication
     clock: Clock
+    health: PublicationHealth
 
 
 DEPS = web.AppKey("publisher_http", HttpDeps)
 
 
 def setup(app: web.Application, settings: HttpSettings, *, repository: Repository,
-          publication: Publication, clock: Clock) -> list[str]:
-    """Register the repository's routes; returns the URL lines it serves."""
-    app[DEPS] = HttpDeps(settings, repository, publication, clock)
+          publication: Publication, clock: Clock, health: PublicationHealth | None = None) -> list[str]:
+    """Register the repository's routes; returns the URL lines it serves. `health` is what
+    the publication loop reports (`/healthz/publication`)."""
+    app[DEPS] = HttpDeps(settings, repository, publication, clock, health or PublicationHealth())
     # These routes read no body; one announced with Expect is refused before it is sent if
     # it is larger than any the server reads.
     expect = httpedge.expect_handler(httpedge.MAX_BODY_BYTES)
     for path, handler in [
         ("/", home),
         ("/healthz", healthz),
+        ("/healthz/publication", healthz_publication),
         ("/crl/", crl_index),
         ("/crl/archive/{name}/", archive_index),
         ("/crl/archive/{name}/{file}", archive_crl),
@@ -253,6 +257,15 @@ async def home(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
+
+
+async def healthz_publication(request: web.Request) -> web.Response:
+    """`ready` while every CRL scope publishes; 503 naming each scope that does not, and why
+    (a failing issuance, or a CA the store holds that this server's configuration lacks)."""
+    problems = request.app[DEPS].health.problems()
+    if problems:
+        return web.Response(status=503, text="\n".join(problems) + "\n")
+    return web.Response(text="ready\n")
 
 
 def _dumps(obj) -> str:

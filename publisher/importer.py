@@ -67,14 +67,19 @@ async def import_openssl_index(
                 chunk = [_with_certificate_file(certs_dir, c, ca_cert, index) for c in chunk]
             done += len(chunk)
             counted["revoked"] += sum(1 for c in chunk if c.status != Status.GOOD)
+            urls.update(c.dp_url for c in chunk if c.dp_url and not c.is_ca)
             if progress:
                 progress(done, total)
             yield chunk
         counted["lines"] = done
+        # Still inside the transaction: what would fail after it (no certificates, CRL names
+        # the new distribution points would take) fails here, and nothing is kept.
+        if not done:
+            raise MalformedInput(f"{index}: no certificates in the index")
+        await repo.check_new_scopes(ca, urls)
 
+    urls: set[str] = set()
     await repo.store.add_certificates_stream(chunks(), at=repo.clock.now(), dry_run=dry_run)
-    if not counted["lines"]:
-        raise MalformedInput(f"{index}: no certificates in the index")
     if dry_run:
         return counted["lines"], counted["revoked"]
     await repo.ensure_scopes(ca)

@@ -44,8 +44,10 @@ class Publication:
                 if old is not None and old.record.id == rec.id and old.withdrawn_at == withdrawn:
                     fresh[rec.scope.name] = old
                     continue
-                ca, _ = self.repo.issuer_by_id(rec.scope.issuer_id)
-                fresh[rec.scope.name] = Published(rec, await self.repo.store.crl_der(rec.id), ca.name, withdrawn)
+                # A CRL of a CA this config lacks (published by a process with a newer
+                # config) is still served: what was published stays published.
+                issuer_name = await self.repo.issuer_name_by_id(rec.scope.issuer_id)
+                fresh[rec.scope.name] = Published(rec, await self.repo.store.crl_der(rec.id), issuer_name, withdrawn)
             self.crls = fresh
             self.token = token
             return True

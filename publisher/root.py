@@ -30,6 +30,7 @@ from . import http, httpedge
 from .clock import Clock
 from .config import RepositorySettings, read_config, repository_settings
 from .connections import ConnectionGuard, ServerLog
+from .health import PublicationHealth
 from .publication import Publication
 from .scheduler import publishing
 from .errors import ConfigError, MalformedInput
@@ -189,16 +190,18 @@ def create_app(
     app[CONNECTIONS] = guard
     repo = Repository(settings, store=store, signers=signers, clock=clock)
     publication = Publication(repo)
+    health = PublicationHealth()
     app[REPO] = repo
     app[PUBLICATION] = publication
 
     async def repository_context(app: web.Application):
         # First of the contexts: the issuers are in the store before OCSP and LDAP start.
-        async with publishing(repo, publication):
+        async with publishing(repo, publication, health=health):
             yield
 
     app.cleanup_ctx.append(repository_context)
-    lines = http.setup(app, settings.http, repository=repo, publication=publication, clock=clock)
+    lines = http.setup(app, settings.http, repository=repo, publication=publication, clock=clock,
+                       health=health)
     lines += ocsp.http.setup(app, settings.ocsp, store=store, presigned=presigned, signers=signers,
                              ca_names=repo.ca_names, clock=clock, base_url=settings.http.base_url)
     if ldap_listen is not None:

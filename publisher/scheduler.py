@@ -1,7 +1,8 @@
 """The repository's own background work while it serves: at start, issuers from config, the
 publication directory matched to the store and catch-up issuance; then, once a second,
 whatever is due (the daily CRLs, supplementary CRLs after a change, renewals) and the daily
-archive pruning. Errors are logged and the next tick retries."""
+archive pruning. Errors are logged (at a bounded rate) and shown in the publication
+health; the next tick retries, and a failing scope never holds up the others."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +11,9 @@ import datetime as dt
 import logging
 from typing import AsyncIterator
 
+from .errors import RepoError
 from .files import remove_stale_temporaries
+from .health import PublicationHealth
 from .publication import Publication
 from .service import Repository
 from .tasks import cancel_and_wait
@@ -19,8 +22,10 @@ log = logging.getLogger("pkirepo.http")
 
 
 @contextlib.asynccontextmanager
-async def publishing(repo: Repository, publication: Publication, *, interval: float = 1.0) -> AsyncIterator[None]:
-    """Start-up, then the publication loop in the background until the block ends."""
+async def publishing(repo: Repository, publication: Publication, *, interval: float = 1.0,
+                     health: PublicationHealth | None = None) -> AsyncIterator[None]:
+    """Start-up, then the publication loop in the background until the block ends; `health`
+    receives how each round went."""
     await repo.sync_issuers()
     remove_stale_temporaries(repo.settings.publication_dir)
     # Refuses to start (StoreBehind) when the store is older than what was published.
@@ -29,20 +34,30 @@ async def publishing(repo: Repository, publication: Publication, *, interval: fl
     if rewritten:
         log.warning("publication directory was behind the store: rewrote %d CRL file(s)", rewritten)
     await publication.refresh(force=True)
-    task = asyncio.create_task(publication_loop(repo, publication, interval=interval), name="pkirepo-publication")
+    task = asyncio.create_task(publication_loop(repo, publication, interval=interval, health=health),
+                               name="pkirepo-publication")
     try:
         yield
     finally:
         await cancel_and_wait(task)
 
 
-async def publication_loop(repo: Repository, pub: Publication, *, interval: float = 1.0) -> None:
+async def publication_loop(repo: Repository, pub: Publication, *, interval: float = 1.0,
+                           health: PublicationHealth | None = None) -> None:
     """Once a second: notice changes from any process, issue what is due (catch-up on the
-    first pass), prune the archive daily."""
+    first pass), prune the archive daily. Each scope is issued on its own: one that fails is
+    reported in `health` and the log, and the others go on."""
+    health = health if health is not None else PublicationHealth()
     last_prune: dt.date | None = None
     while True:
+        problems: dict[str, str] = {}
+        errors: dict[str, BaseException] = {}
         try:
-            await repo.issue_due()
+            result = await repo.publish_due()
+            for name, e in result.failed.items():
+                problems[name], errors[name] = _cause(e), e
+            for name, why in result.unconfigured.items():
+                problems[name] = f"{why} (this server runs with the configuration it started with)"
             # Issuing logs an event, so the change token moves and this picks it up too.
             if await pub.refresh():
                 # Another process (a CLI `publish` that died between recording a CRL and
@@ -59,6 +74,21 @@ async def publication_loop(repo: Repository, pub: Publication, *, interval: floa
                 last_prune = today
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("publication loop: will retry")
+        except Exception as e:
+            problems[WHOLE_ROUND], errors[WHOLE_ROUND] = _cause(e), e
+        for line in health.record(repo.clock.now(), problems):
+            e = errors.get(line.scope)
+            # A traceback helps only for a fault of ours, and only the first time.
+            trace = e if line.first and e is not None and not isinstance(e, RepoError) else None
+            if line.level == "info":
+                log.info("publication: %s", line.text)
+            else:
+                log.error("publication: %s", line.text, exc_info=trace)
         await asyncio.sleep(interval)
+
+
+WHOLE_ROUND = "publication"
+
+
+def _cause(e: BaseException) -> str:
+    return e.message if isinstance(e, RepoError) else f"internal error ({type(e).__name__}: {e})"

@@ -101,6 +101,31 @@ class IssuedCrl:
     why: str
 
 
+@dataclass(frozen=True)
+class PublicationRound:
+    """What one round of the publication loop did: the CRLs issued, the scopes that failed
+    (by name, with the error), and the scopes skipped because their CA is not configured
+    here (by name, with why)."""
+
+    issued: list[IssuedCrl]
+    failed: dict[str, Exception]
+    unconfigured: dict[str, str]
+
+
+class UnconfiguredIssuer(NotFound):
+    """The store holds a CA (added by a process with another configuration) that this
+    process's configuration does not have."""
+
+
+def describe_issuer(issuer: Issuer) -> str:
+    """`name (subject)`, for messages."""
+    try:
+        subject = x509.load_der_x509_certificate(issuer.cert_der).subject.rfc4514_string()
+    except ValueError:
+        subject = "subject unreadable"
+    return f"{issuer.name} ({subject})"
+
+
 class Repository:
     """The repository of all configured CAs."""
 
@@ -110,6 +135,8 @@ class Repository:
         self.signers = dict(signers)
         self.clock = clock
         self._issuers: dict[str, Issuer] = {}
+        # Every issuer in the store, configured or not, to name the ones this config lacks.
+        self._stored_issuers: dict[int, Issuer] = {}
         self._certs: dict[str, x509.Certificate] = {}
         self._issue_lock = asyncio.Lock()
         self.watermark = Watermark.beside(settings.store_path)
@@ -124,19 +151,32 @@ class Repository:
     # Issuers
 
     async def sync_issuers(self) -> None:
-        """Load every configured CA certificate into the store and make its fixed scopes."""
+        """Load every configured CA certificate into the store and make its fixed scopes.
+        Every CA certificate, key and CRL name is checked before the first write: a config
+        that is wrong anywhere changes nothing."""
+        loaded: list[tuple[CaSettings, x509.Certificate]] = []
         for i, ca in enumerate(self.settings.cas):
             where = f"{self.settings.source}: ca[{i}].certificate"
             try:
                 certs = certmod.split_certificates(ca.certificate.read_bytes(), str(ca.certificate))
             except MalformedInput as e:
                 raise ConfigError(f"{where}: {e.message}") from None
+            except OSError as e:
+                raise ConfigError(f"{where}: cannot read {ca.certificate}: {e.strerror}") from None
             cert = certs[0]
             if not certmod.is_ca(cert):
                 raise ConfigError(f"{where}: {ca.certificate} is not a CA certificate (basicConstraints cA)")
             signer = self.signers.get(ca.name)
             if signer is not None and signer.public_key().public_numbers() != cert.public_key().public_numbers():
                 raise ConfigError(f"{self.settings.source}: ca[{i}].key does not belong to {ca.certificate}")
+            loaded.append((ca, cert))
+        stored = {i.name: i for i in await self.store.issuers()}
+        wanted = []
+        for ca, _ in loaded:
+            urls = await self.store.dp_urls(stored[ca.name].id) if ca.name in stored else []
+            wanted += self._wanted_scopes(ca, urls)
+        await self._check_scopes(wanted)
+        for ca, cert in loaded:
             issuer = await self.store.put_issuer(
                 ca.name, cert.public_bytes(Encoding.DER), certmod.subject_der(cert), certmod.key_identifier(cert))
             self._issuers[ca.name] = issuer
@@ -144,6 +184,47 @@ class Repository:
         await self._register_intermediates()
         for ca in self.settings.cas:
             await self.ensure_scopes(ca)
+
+    @staticmethod
+    def _wanted_scopes(ca: CaSettings, urls: Iterable[str]) -> list[tuple[str, ScopeKind, str, str]]:
+        """(CA name, kind, distribution point, CRL name) of every scope `ca` publishes, given
+        the partition URLs its certificates name."""
+        out = []
+        if ca.full_crl:
+            out.append((ca.name, ScopeKind.FULL, "", ca.full_crl))
+        if ca.arl:
+            out.append((ca.name, ScopeKind.ARL, "", ca.arl))
+        if ca.partitions:
+            out += [(ca.name, ScopeKind.PARTITION, url, partition_name(ca, url)) for url in sorted(set(urls))]
+        return out
+
+    async def check_new_scopes(self, ca: CaSettings, urls: Iterable[str]) -> None:
+        """Refuse, before anything is written, certificates whose CRL distribution points
+        would give a partition a name another CRL already has."""
+        await self._check_scopes(self._wanted_scopes(ca, urls))
+
+    async def _check_scopes(self, wanted: list[tuple[str, ScopeKind, str, str]]) -> None:
+        names = {i.id: i.name for i in await self.store.issuers()}
+        owner_of: dict[str, tuple[str, ScopeKind, str]] = {}
+        name_of: dict[tuple[str, ScopeKind, str], str] = {}
+        for s in await self.store.scopes():
+            key = (names.get(s.issuer_id, "?"), s.kind, s.dp_url)
+            owner_of[s.name], name_of[key] = key, s.name
+        for ca_name, kind, url, name in wanted:
+            key = (ca_name, kind, url)
+            if key in name_of:
+                if name_of[key] != name:
+                    # Renaming a published CRL would break every URL that names it.
+                    raise Conflict(f"{self.settings.source}: {_describe_scope(key)} is already published as "
+                                   f"{name_of[key]!r}, not {name!r}; keep its name in the config")
+                continue
+            other = owner_of.get(name)
+            if other is not None and other != key:
+                hint = (f"name it under [ca.partition_names] of {ca_name}" if kind is ScopeKind.PARTITION
+                        else f"choose another {'full_crl' if kind is ScopeKind.FULL else 'arl'} name for {ca_name}")
+                raise Conflict(f"{self.settings.source}: CRL name {name!r} of {_describe_scope(key)} is already "
+                               f"used by {_describe_scope(other)}; {hint}. Nothing was changed")
+            owner_of[name], name_of[key] = key, name
 
     async def _register_intermediates(self) -> None:
         """A configured CA issued by another configured CA is also one of that CA's
@@ -186,7 +267,36 @@ class Repository:
         for ca in self.settings.cas:
             if self._issuers[ca.name].id == issuer_id:
                 return ca, self._issuers[ca.name]
-        raise NotFound(f"no configured CA with issuer id {issuer_id}")
+        raise UnconfiguredIssuer(self._unconfigured_message(issuer_id))
+
+    def _unconfigured_message(self, issuer_id: int) -> str:
+        # Store ids mean nothing to an operator: name the CA as the store knows it.
+        known = self._stored_issuers.get(issuer_id)
+        what = "a CA" if known is None else f"CA {describe_issuer(known)}"
+        return (f"the store holds {what} that is not configured in {self.settings.source}: "
+                f"add it under [[ca]] and restart, or use the configuration that added it")
+
+    async def unconfigured_scopes(self) -> list[tuple[Scope, str]]:
+        """Scopes of the store whose CA this process's configuration does not have (another
+        process, started with a newer config, added them), each with why it is skipped."""
+        configured = {i.id for i in self._issuers.values()}
+        scopes = [s for s in await self.store.scopes() if s.issuer_id not in configured]
+        if scopes and any(s.issuer_id not in self._stored_issuers for s in scopes):
+            self._stored_issuers = {i.id: i for i in await self.store.issuers()}
+        return [(s, self._unconfigured_message(s.issuer_id)) for s in scopes]
+
+    async def issuer_name_by_id(self, issuer_id: int) -> str:
+        """The CA's name, configured or, for a CA added by a process with another config, as
+        the store knows it."""
+        for name, issuer in self._issuers.items():
+            if issuer.id == issuer_id:
+                return name
+        if issuer_id not in self._stored_issuers:
+            self._stored_issuers = {i.id: i for i in await self.store.issuers()}
+        known = self._stored_issuers.get(issuer_id)
+        if known is None:
+            raise UnconfiguredIssuer(self._unconfigured_message(issuer_id))
+        return known.name
 
     def issuer_certificate(self, name: str) -> x509.Certificate:
         self.issuer(name)
@@ -288,9 +398,9 @@ class Repository:
     def withdrawn_at(self, issuer_id: int, rec: CrlRecord) -> dt.datetime | None:
         """When the current CRL `rec` stops being published: its nextUpdate when its CA is
         retired (unless kept published), otherwise never (None)."""
-        _, issuer = self.issuer_by_id(issuer_id)
-        if issuer.retired_at is None or issuer.keep_published:
-            return None
+        issuer = next((i for i in self._issuers.values() if i.id == issuer_id), None)
+        if issuer is None or issuer.retired_at is None or issuer.keep_published:
+            return None  # a CA this config lacks: what was published stays published
         return rec.next_update
 
     def _find_issuer_of(self, cert: x509.Certificate, source: str) -> tuple[CaSettings, Issuer]:
@@ -334,6 +444,10 @@ class Repository:
                 new.append(_new_cert(cert, issuer.id))
         if not new:
             raise MalformedInput("no certificate to add (only configured CA certificates or roots in the input)")
+        for name in touched:
+            ca = self.settings.ca(name)
+            await self.check_new_scopes(ca, [c.dp_url for c in new if c.dp_url and not c.is_ca
+                                             and c.issuer_id == self._issuers[name].id])
         try:
             count = await self.store.add_certificates(new, at=self.clock.now())
         except Conflict as e:
@@ -406,17 +520,20 @@ class Repository:
         return {c.scope.id: c for c in await self.store.current_crls()}
 
     async def due_scopes(self) -> list[tuple[Scope, Due]]:
+        """What is due among the scopes of configured CAs that have a key here (scopes of CAs
+        this config lacks are skipped; `unconfigured_scopes` reports them)."""
         now = self.clock.now()
         latest = await self.latest_by_scope()
         await self.refresh_issuers()
+        configured = {i.id: (name, i) for name, i in self._issuers.items()}
         out = []
         for scope in await self.store.scopes():
-            ca, issuer = self.issuer_by_id(scope.issuer_id)
-            if ca.name not in self.signers:
-                continue  # offline key: CRLs are handed in
+            name, issuer = configured.get(scope.issuer_id, (None, None))
+            if name is None or name not in self.signers:
+                continue  # a CA this config lacks, or an offline key: CRLs are handed in
             if issuer.retired_at is not None:
                 continue  # out of service: its last CRLs stand until they lapse
-            change = await self.store.last_event(issuer.id, STATUS_EVENTS)
+            change = await self.store.last_event(scope.issuer_id, STATUS_EVENTS)
             d = due(now, scope.kind, latest.get(scope.id), change, self.settings.crl)
             if d is not None:
                 out.append((scope, d))
@@ -476,6 +593,25 @@ class Repository:
                 # another server) left behind before adding files of our own.
                 await asyncio.to_thread(remove_stale_temporaries, self.settings.publication_dir)
             return [await self.issue(scope, d.why) for scope, d in todo]
+
+    async def publish_due(self) -> PublicationRound:
+        """One round of the server's publication: every due CRL issued on its own, so that one
+        scope that fails (a damaged key, a full disk for one file, a CA this configuration
+        lacks) never keeps the others from being published."""
+        await self._ensure_checked()
+        issued: list[IssuedCrl] = []
+        failed: dict[str, Exception] = {}
+        async with self._issue_lock:
+            todo = await self.due_scopes()
+            if todo:
+                await asyncio.to_thread(remove_stale_temporaries, self.settings.publication_dir)
+            for scope, d in todo:
+                try:
+                    issued.append(await self.issue(scope, d.why))
+                except Exception as e:  # noqa: BLE001 - reported per scope by the caller
+                    failed[scope.name] = e
+        unconfigured = {scope.name: why for scope, why in await self.unconfigured_scopes()}
+        return PublicationRound(issued, failed, unconfigured)
 
     def crl_path(self, name: str) -> Path:
         return self.settings.publication_dir / "crl" / f"{name}.crl"
@@ -555,35 +691,66 @@ class Repository:
             self._file_state[rec.scope.name] = (st.st_mtime_ns, st.st_size, sha)
         return sha == rec.sha256
 
-    async def add_crl(self, der: bytes, source: str) -> CrlRecord:
+    async def add_crl(self, der: bytes, source: str, *, force: bool = False) -> CrlRecord:
         """Publish a CRL signed elsewhere (an offline root's ARL): verified against its
-        issuer, its scope found from its IDP, its number required to increase."""
+        issuer, its scope found from its IDP, its number required to increase, and refused
+        when it omits a revocation the store holds for its scope (dated before its
+        thisUpdate) unless `force`, which is recorded with the CRL."""
         await self._ensure_checked()
         found = await self.identify_crl(der, source)
         c, scope, number = found.crl, found.scope, found.number
         if found.issuer.retired_at is not None:
             raise Conflict(f"{source}: CA {found.ca.name} was retired on {found.issuer.retired_at.isoformat()}; "
                            f"it publishes no new CRLs")
+        missing = await self.omitted_revocations(found)
+        kind = "handed-in"
+        if missing:
+            listed = ", ".join(serial_hex(n) for n in missing[:20]) + (
+                f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+            if not force:
+                raise Conflict(
+                    f"{source}: this CRL of {scope.name} omits {len(missing)} revoked certificate(s) the "
+                    f"repository holds for it: {listed}. Publishing it would un-revoke them for relying "
+                    f"parties; sign a CRL that lists them, or hand it in with --force")
+            kind = f"handed-in, forced: omits {listed}"
+            log.warning("%s: published with --force although it omits %d revoked certificate(s): %s",
+                        source, len(missing), listed)
         try:
             record = await self.store.record_crl(
                 scope, number, c.last_update_utc, c.next_update_utc, found.der,
-                entries=len(c), covered_event=0, issued_at=self.clock.now(), source="handed-in")
+                entries=len(c), covered_event=0, issued_at=self.clock.now(), source=kind)
         except Conflict as e:
             raise Conflict(f"{source}: {e.message}") from e
         await asyncio.to_thread(self.write_crl_file, scope.name, number, found.der)
         return record
 
+    async def omitted_revocations(self, found: IdentifiedCrl) -> list[int]:
+        """Serials revoked or held in the store for the CRL's scope, at or before its
+        thisUpdate, that the CRL does not list (entries the expiry policy drops excepted)."""
+        s = self.settings.crl
+        this_update = found.crl.last_update_utc
+        expired_before = None if s.drop_expired_after is None else this_update - s.drop_expired_after
+        snap = await self.store.snapshot_entries(found.scope, expired_before=expired_before)
+        listed = {r.serial_number for r in found.crl}
+        return [serial for serial, at in crlmod.entry_serials_and_dates(snap.entries)
+                if serial not in listed and at <= this_update]
+
     async def identify_crl(self, der: bytes, source: str) -> "IdentifiedCrl":
         """Parse a CRL (DER or PEM), verify it against a configured CA and find its scope
         from its IDP (creating the scope if the CA is configured for it)."""
+        expected = "expected a DER or PEM CRL (an ARL is a CRL too)"
+        if not der.strip():
+            raise MalformedInput(f"{source}: not a CRL: the file is empty ({expected})")
         try:
             c = x509.load_der_x509_crl(der)
         except ValueError:
             try:
                 c = x509.load_pem_x509_crl(der)
                 der = c.public_bytes(Encoding.DER)
-            except ValueError as e:
-                raise MalformedInput(f"{source}: not a CRL (DER or PEM): {e}") from None
+            except ValueError:
+                # The parser's own message names ASN.1 internals, not the operator's mistake.
+                what = "no valid PEM X509 CRL block" if b"-----BEGIN" in der else "neither PEM nor valid DER"
+                raise MalformedInput(f"{source}: not a CRL: {what} ({expected})") from None
         candidates = [ca for ca in self.settings.cas if self._certs[ca.name].subject == c.issuer]
         ca = next((ca for ca in candidates if c.is_signature_valid(self._certs[ca.name].public_key())), None)
         if ca is None:
@@ -640,6 +807,12 @@ def _covers(scope: Scope, cert: CertRecord) -> bool:
     if scope.kind is ScopeKind.ARL:
         return cert.is_ca
     return not cert.is_ca and cert.dp_url == scope.dp_url
+
+
+def _describe_scope(key: tuple[str, ScopeKind, str]) -> str:
+    ca, kind, url = key
+    what = {ScopeKind.FULL: "the full CRL", ScopeKind.ARL: "the ARL"}.get(kind, f"the partition CRL {url}")
+    return f"{what} of {ca}"
 
 
 def ca_names(cas: list[CaSettings]) -> str:

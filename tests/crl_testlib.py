@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import shutil
 import subprocess
 import time
@@ -21,6 +22,10 @@ from typing import Callable
 from asn1crypto import crl as asn1_crl
 from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from publisher import der as derlib
 from repo_testlib import Demo, free_port
@@ -174,3 +179,37 @@ def tbs_tags(der: bytes) -> list[int]:
 
 def tmp_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.name.endswith(".tmp"))
+
+
+def make_tiny_ca(directory) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A second CA as a new operator would add it: TinyCA.pem and TinyCA.key (mode 600) in
+    `directory`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Tiny CA")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    (directory / "TinyCA.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path = directory / "TinyCA.key"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    os.chmod(key_path, 0o600)
+    return cert, key
+
+
+def issue_cert(ca: x509.Certificate, ca_key, serial: int, cdp: str | None = None) -> x509.Certificate:
+    """A subscriber certificate of `ca`, with a CRL distribution point when `cdp` is given."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    b = (x509.CertificateBuilder()
+         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"sub {serial:X}")]))
+         .issuer_name(ca.subject).public_key(key.public_key()).serial_number(serial)
+         .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=365)))
+    if cdp:
+        b = b.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+            [x509.UniformResourceIdentifier(cdp)], None, None, None)]), critical=False)
+    return b.sign(ca_key, hashes.SHA256())

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from crl_testlib import CA, FULL, ROOT, copy_demo, free_port, load_cert, load_certs, run_cli, template_demo
+from crl_testlib import (CA, FULL, ROOT, copy_demo, free_port, load_cert, load_certs, parse_crl, run_cli,
+                         template_demo)
 from publisher import crl as crlmod
 from publisher.signer import load_key_signer
 from publisher.store import Status, serial_key
@@ -254,13 +255,16 @@ def test_cert_add_refusals(demo, tmp_path):
 
 
 def _crl(demo, number: int, *, this_update: dt.datetime | None = None) -> bytes:
-    """A CRL of our CA signed with its key (as an offline CA would hand it in)."""
+    """A CRL of our CA signed with its key (as an offline CA would hand it in), listing what
+    the published full CRL lists."""
     signer = load_key_signer(demo.pki / f"{CA}.key")
     ca = load_cert(demo.pki / f"{CA}.pem")
     now = this_update or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     params = crlmod.CrlParams(issuer_name_der=ca.subject.dump(), authority_key_id=ca.key_identifier,
                               this_update=now, next_update=now + dt.timedelta(hours=24), number=number)
-    return crlmod.sign_crl(signer, params, b"")
+    published = parse_crl((demo.crl_dir / f"{FULL}.crl").read_bytes())
+    entries = b"".join(e.dump() for e in published["tbs_cert_list"]["revoked_certificates"])
+    return crlmod.sign_crl(signer, params, entries)
 
 
 def test_crl_add_refusals(demo, tmp_path):
