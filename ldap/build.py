@@ -221,6 +221,27 @@ def crl_dn(layout: Layout, info: CaInfo, record: CrlRecord, base: str) -> str:
     return f"{_rdn('cn', name)},{base}"
 
 
+def configured_issuers(layout: Layout, issuers: Sequence[Issuer]) -> list[Issuer]:
+    """The issuers the directory shows, in config order (the first gives the default base)."""
+    configured = {c.name for c in layout.cas}
+    if not configured:
+        return list(issuers)
+    order = {c.name: k for k, c in enumerate(layout.cas)}
+    return sorted((i for i in issuers if i.name in configured), key=lambda i: order[i.name])
+
+
+def subscriber_dn(layout: Layout, issuers: Sequence[Issuer], cert: CertRecord) -> str | None:
+    """Where the directory publishes `cert` (uid=<SERIAL>,<its CA's entry>), or None when it
+    is not in the directory (revoked, a CA certificate, its file unknown, or its CA's
+    subscribers left out)."""
+    issuers = configured_issuers(layout, issuers)
+    info = next((i for i in ca_infos(layout, issuers, default_suffix_base(layout, issuers)[1])
+                 if i.issuer.id == cert.issuer_id), None)
+    if info is None or not info.layout.subscribers or not published(cert):
+        return None
+    return f"uid={serial_hex(cert.serial)},{info.dn}"
+
+
 class DirectoryBuilder:
     """Builds snapshots from the store, reusing what did not change since the last build."""
 
@@ -232,12 +253,7 @@ class DirectoryBuilder:
         self._crl_der: dict[int, bytes] = {}  # CRL record id -> DER
 
     async def build(self, store: Store) -> Directory:
-        issuers = await store.issuers()
-        configured = {c.name for c in self.layout.cas}
-        if configured:
-            issuers = [i for i in issuers if i.name in configured]
-            order = {c.name: k for k, c in enumerate(self.layout.cas)}
-            issuers.sort(key=lambda i: order[i.name])
+        issuers = configured_issuers(self.layout, await store.issuers())
         crls = []
         crl_der = {}
         for rec in await store.current_crls():

@@ -226,10 +226,15 @@ def _info_json(info: CertificateInfo) -> dict:
 
 
 async def cmd_cert_show(args) -> int:
-    async with Context(args) as repo:
+    from ldap.build import subscriber_dn
+
+    ctx = Context(args)
+    async with ctx as repo:
         info = await repo.certificate_info(args.issuer, args.serial)
+        ldap = ctx.settings.ldap
+        dn = subscriber_dn(ldap.layout, await repo.store.issuers(), info.cert) if ldap.enabled else None
     if args.json:
-        print(json.dumps(_info_json(info), indent=2))
+        print(json.dumps({**_info_json(info), "ldap_dn": dn}, indent=2))
         return 0
     c = info.cert
     rows = [("issuer", info.issuer), ("serial", c.serial_hex), ("subject", c.subject or "(not known: imported without its file)"),
@@ -251,6 +256,7 @@ async def cmd_cert_show(args) -> int:
         print(f"{'CRL ' + r.scope.kind.value + ':':20}{r.scope.name} #{r.number} (next update {_utc(r.next_update)}): {what}")
     if not info.listings:
         print(f"{'CRLs:':20}no current CRL covers it yet")
+    print(f"{'LDAP:':20}{dn or 'not in the directory'}")
     # OCSP answers from the store as it is at each request: its state is the status above.
     print(f"{'OCSP:':20}{c.status.name.lower()}" + (" (certificateHold)" if c.status is Status.HOLD else ""))
     return 0
