@@ -142,3 +142,23 @@ def test_demo_writes_short_names_for_people(demo_template):
     assert (pki / "ca.pem").read_bytes() == (pki / "eCertCA2-17.pem").read_bytes()
     for sample in ("good.pem", "revoked.pem", "held.pem"):
         x509.load_pem_x509_certificate((pki / sample).read_bytes())
+
+
+async def test_retired_ca_crl_is_withdrawn_after_its_next_update(env):
+    app, client, clock, settings = env
+    repo, pub = app[REPO], app[PUBLICATION]
+    await repo.retire("RootCA2")
+    await pub.refresh()
+    arl = pub.crls["RootCA2ARL"].record
+    r = await client.get("/crl/RootCA2ARL.crl")
+    assert r.status == 200  # still published until its nextUpdate
+    assert await repo.issue_due(force=True)  # the other CA goes on; the retired one issues nothing
+    assert (await client.get("/crl/RootCA2ARL.crl")).status == 200
+    assert pub.crls["RootCA2ARL"].record.number == arl.number
+    clock._now = arl.next_update + dt.timedelta(seconds=1)
+    r = await client.get("/crl/RootCA2ARL.crl")
+    assert r.status == 404 and "archive" in await r.text()
+    index = await (await client.get("/crl/")).json()
+    assert "RootCA2ARL" not in {c["name"] for c in index["crls"]}
+    archived = await client.get(f"/crl/archive/RootCA2ARL/{arl.number}.crl")
+    assert archived.status == 200  # the archive keeps it
