@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -804,6 +805,28 @@ class Repository:
 
     def write_document_file(self, rec: DocumentRecord, data: bytes) -> None:
         atomic_write(self.settings.publication_dir / rec.path, data)
+
+    async def sync_document_files(self) -> int:
+        """Rewrite every document file that is missing or differs from the store (a lost
+        directory, or a CLI that died between storing a version and writing it)."""
+        n = 0
+        for rec in await self.store.documents():
+            if await asyncio.to_thread(self._document_file_matches, rec):
+                continue
+            found = await self.store.document_bytes(rec.kind, rec.version, rec.lang)
+            if found is not None:
+                await asyncio.to_thread(self.write_document_file, rec, found[1])
+                n += 1
+        return n
+
+    def _document_file_matches(self, rec: DocumentRecord) -> bool:
+        path = self.settings.publication_dir / rec.path
+        try:
+            if path.stat().st_size != rec.size:
+                return False
+            return hashlib.sha256(path.read_bytes()).hexdigest() == rec.sha256
+        except OSError:
+            return False
 
     async def documents(self) -> list[DocumentRecord]:
         return await self.store.documents()

@@ -234,3 +234,25 @@ def test_check_document_tells_the_type_from_the_contents():
     with pytest.raises(MalformedInput, match="version"):
         check_document(kind="cps", version="../1", lang="en", effective=doc.effective, oid=None, data=CPS_1,
                        source="cps.pdf", kinds=kinds)
+
+
+def test_a_lost_document_file_is_rewritten_from_the_store(tmp_path):
+    """The store is authoritative: `pkirepo serve` puts back a document file that is gone
+    or altered, as it does CRL files."""
+    demo = make_demo(tmp_path / "demo", subscribers=10)
+    (tmp_path / "a.pdf").write_bytes(CPS_1)
+    (tmp_path / "b.html").write_bytes(CP_1)
+    demo.cli("doc", "publish", "--kind", "cps", "--version", "1.0", "--effective", "2025-06-01",
+             "--lang", "zh-Hant", str(tmp_path / "a.pdf"))
+    demo.cli("doc", "publish", "--kind", "cp", "--version", "1", "--effective", "2025-06-01",
+             "--lang", "en", str(tmp_path / "b.html"))
+    docs = demo.dir / "pub" / "documents"
+    (docs / "cps" / "1.0" / "zh-Hant.pdf").unlink()
+    (docs / "cp" / "1" / "en.html").write_bytes(b"<html>tampered</html>")
+    server = Server(demo)
+    try:
+        assert (docs / "cps" / "1.0" / "zh-Hant.pdf").read_bytes() == CPS_1
+        assert (docs / "cp" / "1" / "en.html").read_bytes() == CP_1
+        assert "rewrote 2 document file(s)" in server.log()
+    finally:
+        server.stop()
