@@ -256,3 +256,25 @@ def test_a_lost_document_file_is_rewritten_from_the_store(tmp_path):
         assert "rewrote 2 document file(s)" in server.log()
     finally:
         server.stop()
+
+
+def test_each_ca_entry_names_the_current_cps_and_cp_by_labeled_uri(published):
+    """LDAP clients find the current policy documents on the CA's entry (RFC 2079
+    labeledURI): CPS 2.0, not 1.0, and the CP."""
+    import ldap3
+
+    demo, _, _ = published
+    conn = ldap3.Connection(ldap3.Server("127.0.0.1", port=demo.ldap_port, get_info=ldap3.NONE), auto_bind=True)
+    try:
+        assert conn.search("c=HK", "(objectClass=pkiCA)", attributes=["labeledURI", "objectClass"])
+        assert len(conn.entries) >= 2
+        want = [f"{demo.base_url}/documents/cps/2.0/zh-Hant.pdf CPS 2.0 (zh-Hant)",
+                f"{demo.base_url}/documents/cp/1/en.html CP 1 (en)"]
+        for e in conn.entries:
+            assert list(e.entry_attributes_as_dict["labeledURI"]) == want
+            assert "labeledURIObject" in e.entry_attributes_as_dict["objectClass"]
+        # The attribute filters like any other directory string.
+        assert conn.search("c=HK", "(labeledURI=*cps/2.0*)", attributes=["cn"])
+        assert len(conn.entries) >= 2
+    finally:
+        conn.unbind()
