@@ -657,6 +657,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # aiosqlite logs every database call at DEBUG: thousands of lines that drown -v.
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    # pypdf logs each repair it attempts on a damaged PDF; `doc publish` gives one verdict.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         return asyncio.run(args.func(args))
     except RepoError as e:

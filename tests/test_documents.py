@@ -278,3 +278,18 @@ def test_each_ca_entry_names_the_current_cps_and_cp_by_labeled_uri(published):
         assert len(conn.entries) >= 2
     finally:
         conn.unbind()
+
+
+def test_a_damaged_pdf_is_refused_in_one_line(published):
+    """A PDF whose cross-reference table is damaged is one error line, not pypdf's log of
+    each repair it tried."""
+    demo, _, work = published
+    # No catalogue and a shifted xref: pypdf warns through every repair, then gives up.
+    damaged = (CPS_1.replace(b"/Root", b"/Rxxx", 1).replace(b"/Catalog", b"/Catalxx", 1)
+               .replace(b"xref\n0 ", b"xref\n9 ", 1))
+    assert damaged != CPS_1
+    (work / "damaged.pdf").write_bytes(damaged)
+    r = demo.cli("doc", "publish", "--kind", "cps", "--version", "9", "--effective", "2027-01-01",
+                 "--lang", "zh-Hant", str(work / "damaged.pdf"), check=False)
+    assert r.returncode == 2, r.stdout
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("pkirepo: error: ") and "damaged.pdf" in r.stderr
