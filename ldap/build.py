@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from publisher.crl import ScopeKind
-from publisher.store import CertRecord, CrlRecord, Issuer, Status, Store, serial_hex
+from publisher.store import CertRecord, CrlRecord, DocumentRecord, Issuer, Status, Store, serial_hex
 
 from . import dn as dnmod
 from .directory import Directory, Entry
@@ -141,9 +141,11 @@ def make_entries(
     issuers: Sequence[Issuer],
     crls: Sequence[PublishedCrl],
     subscribers: Mapping[int, Iterable[Entry]],
+    policy_uris: Sequence[str] = (),
 ) -> tuple[str, list[Entry]]:
     """(naming context, entries in order).  `subscribers` maps issuer id to its entries,
-    already filtered and built (see `subscriber_entry`)."""
+    already filtered and built (see `subscriber_entry`); `policy_uris` are the labeledURI
+    values every CA entry carries (see `policy_uris`)."""
     configured = {c.name for c in layout.cas}
     issuers = [i for i in issuers if not configured or i.name in configured]
     suffix, base = default_suffix_base(layout, issuers)
@@ -177,8 +179,11 @@ def make_entries(
     full = {p.record.scope.issuer_id: p for p in crls if p.record.scope.kind is ScopeKind.FULL}
     arls = {p.record.scope.issuer_id: p for p in crls if p.record.scope.kind is ScopeKind.ARL}
     for info in infos:
-        attrs = [("objectClass", ["top", "applicationProcess", "pkiCA"]), ("cn", info.cn),
+        classes = ["top", "applicationProcess", "pkiCA"] + (["labeledURIObject"] if policy_uris else [])
+        attrs = [("objectClass", classes), ("cn", info.cn),
                  *_rdn_attrs(info.dn), ("cACertificate;binary", info.issuer.cert_der)]
+        if policy_uris:
+            attrs.append(("labeledURI", list(policy_uris)))
         if info.issuer.id in full:
             attrs.append(("certificateRevocationList;binary", full[info.issuer.id].der))
         if info.issuer.id in arls:
@@ -201,6 +206,22 @@ def make_entries(
         add(Entry.make(dn, [("objectClass", ["top", "cRLDistributionPoint"]), *cn, *rdn,
                             (attr, p.der)]))
     return suffix, entries
+
+
+# The documents a relying party looks for on a CA's entry: the practice statement and the policy.
+POLICY_KINDS = ("cps", "cp")
+
+
+def policy_uris(documents: Sequence[DocumentRecord], base_url: str) -> list[str]:
+    """RFC 2079 labeledURI values ("<URL> <label>") for the current version of the CPS and
+    the CP in each language: the last one published (publication refuses an effective date
+    before the current one, so the last is the newest)."""
+    current: dict[tuple[str, str], DocumentRecord] = {}
+    for d in documents:
+        if d.kind in POLICY_KINDS:
+            current[(d.kind, d.lang)] = d
+    ordered = sorted(current.values(), key=lambda d: (POLICY_KINDS.index(d.kind), d.id))
+    return [f"{base_url}/{d.path} {d.kind.upper()} {d.version} ({d.lang})" for d in ordered]
 
 
 def crl_dn(layout: Layout, info: CaInfo, record: CrlRecord, base: str) -> str:
@@ -245,9 +266,10 @@ def subscriber_dn(layout: Layout, issuers: Sequence[Issuer], cert: CertRecord) -
 class DirectoryBuilder:
     """Builds snapshots from the store, reusing what did not change since the last build."""
 
-    def __init__(self, layout: Layout, *, page: int = 500) -> None:
+    def __init__(self, layout: Layout, *, page: int = 500, base_url: str = "") -> None:
         self.layout = layout
         self.page = page
+        self.base_url = base_url  # the HTTP prefix where documents are served; "" : no labeledURI
         # certificate id -> (status, entry): a certificate's DER never changes, its status may.
         self._subs: dict[int, tuple[Status, Entry | None]] = {}
         self._crl_der: dict[int, bytes] = {}  # CRL record id -> DER
@@ -291,5 +313,6 @@ class DirectoryBuilder:
                 await asyncio.sleep(0)
             subs[issuer_id] = out
         self._subs = kept
-        suffix, entries = make_entries(self.layout, issuers, crls, subs)
+        uris = policy_uris(await store.documents(), self.base_url) if self.base_url else []
+        suffix, entries = make_entries(self.layout, issuers, crls, subs, uris)
         return Directory(entries, naming_contexts=[suffix])

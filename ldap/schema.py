@@ -65,6 +65,8 @@ ATTRIBUTE_TYPES: tuple[AttributeType, ...] = (
     AttributeType("uid", "0.9.2342.19200300.100.1.1", ("userid",)),
     AttributeType("mail", "0.9.2342.19200300.100.1.3", ("rfc822Mailbox",)),
     AttributeType("dc", "0.9.2342.19200300.100.1.25", ("domainComponent",)),
+    # RFC 2079: where the CA's current CPS and CP are published (CPS 2.5, CP 四.9).
+    AttributeType("labeledURI", "1.3.6.1.4.1.250.1.57"),
     # RFC 4523, section 2.
     AttributeType("userCertificate", "2.5.4.36", binary=True),
     AttributeType("cACertificate", "2.5.4.37", binary=True),

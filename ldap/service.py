@@ -32,9 +32,9 @@ class DirectoryService:
     """Keeps `holder.current` equal to what the store holds, within `poll_interval`."""
 
     def __init__(self, store: Store, layout: Layout, holder: DirectoryHolder,
-                 interval: float) -> None:
+                 interval: float, *, base_url: str = "") -> None:
         self.store = store
-        self.builder = DirectoryBuilder(layout)
+        self.builder = DirectoryBuilder(layout, base_url=base_url)
         self.holder = holder
         self.interval = interval
         self.token: int | None = None
@@ -61,16 +61,17 @@ class DirectoryService:
                 log.exception("LDAP directory refresh failed; serving the previous snapshot")
 
 
-def setup(app: web.Application, settings: LdapSettings, *, store: Store) -> list[str]:
+def setup(app: web.Application, settings: LdapSettings, *, store: Store, base_url: str = "") -> list[str]:
     """Register the LDAP listener and the directory refresh; returns the line `pkirepo serve`
-    prints for it (none when `settings.listen` is empty: no LDAP in this app)."""
+    prints for it (none when `settings.listen` is empty: no LDAP in this app). `base_url` is
+    where HTTP serves the documents, named by each CA entry's labeledURI."""
     if not settings.enabled:
         return []
     holder = DirectoryHolder()
     app[LDAP_DIRECTORY] = holder
 
     async def ldap_context(app: web.Application):
-        service = DirectoryService(store, settings.layout, holder, settings.poll_interval)
+        service = DirectoryService(store, settings.layout, holder, settings.poll_interval, base_url=base_url)
         await service.refresh()  # the first snapshot before the port opens
         listener = await start_ldap(settings, holder)
         app[LDAP_LISTENER] = listener

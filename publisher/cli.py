@@ -363,6 +363,45 @@ async def cmd_crl_list(args) -> int:
     return 0
 
 
+def parse_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (use YYYY-MM-DD)") from None
+
+
+async def cmd_doc_publish(args) -> int:
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as e:
+        raise MalformedInput(f"{args.file}: cannot read: {e.strerror}") from None
+    async with Context(args) as repo:
+        rec = await repo.publish_document(kind=args.kind, version=args.version, lang=args.lang,
+                                          effective=args.effective, oid=args.oid, data=data, source=args.file)
+        base = repo.settings.http.base_url
+    print(f"published {rec.kind} {rec.version} ({rec.lang}, {rec.media_type.split(';')[0]}, {rec.size} bytes, "
+          f"effective {rec.effective.isoformat()}): {base}/{rec.path}")
+    print(f"  sha256 {rec.sha256}")
+    return 0
+
+
+async def cmd_doc_list(args) -> int:
+    async with Context(args) as repo:
+        records = await repo.documents()
+        base = repo.settings.http.base_url
+    if args.json:
+        print(json.dumps([{
+            "kind": r.kind, "version": r.version, "lang": r.lang, "effective": r.effective.isoformat(),
+            "oid": r.oid, "media_type": r.media_type, "size": r.size, "sha256": r.sha256,
+            "published_at": _utc(r.published_at), "url": f"{base}/{r.path}",
+        } for r in records], indent=1))
+        return 0
+    for r in records:
+        print(f"{r.kind}\t{r.version}\t{r.lang}\t{r.effective.isoformat()}\t{r.oid or '-'}\t"
+              f"{r.media_type.split(';')[0]}\t{r.size}\t{r.sha256}\t{_utc(r.published_at)}\t{r.path}")
+    return 0
+
+
 async def cmd_import_index(args) -> int:
     from .importer import import_openssl_index
 
@@ -579,6 +618,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name", metavar="NAME", help="CA name from config")
     c.add_argument("--keep-published", action="store_true", help="keep its last CRLs published for good")
 
+    doc = sub.add_parser("doc", help="disclosure documents (CPS, CP, agreements)").add_subparsers(
+        dest="doc_command", required=True, metavar="SUB")
+    c = cmd("publish", cmd_doc_publish,
+            "publish a new version of a document (PDF or HTML, told from its contents); earlier versions stay "
+            "published", doc,
+            example="pkirepo doc publish --kind cps --version 2.1 --effective 2026-12-01 --lang zh-Hant cps.pdf")
+    c.add_argument("--kind", required=True, help="cps, cp, subscriber-agreement, relying-party-agreement, pds, "
+                                                  "or a kind from [documents] kinds")
+    c.add_argument("--version", required=True, help="the document's version, e.g. 2.1")
+    c.add_argument("--effective", required=True, type=parse_date, metavar="YYYY-MM-DD",
+                   help="when it takes effect; not before the current version's")
+    c.add_argument("--lang", required=True, help="zh-Hant, en or zh-Hans")
+    c.add_argument("--oid", help="the document's OID, where it has one")
+    c.add_argument("file", metavar="FILE", help="the document: a PDF, or UTF-8 HTML")
+    c = cmd("list", cmd_doc_list, "the disclosure record: every publication, in order", doc,
+            example="pkirepo doc list --json")
+    c.add_argument("--json", action="store_true", help="a JSON array, one object per publication")
+
     imp = sub.add_parser("import", help="migrate from other CA software").add_subparsers(
         dest="import_command", required=True, metavar="SUB")
     c = cmd("openssl-index", cmd_import_index, "import an `openssl ca` index.txt", imp,
@@ -600,6 +657,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # aiosqlite logs every database call at DEBUG: thousands of lines that drown -v.
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    # pypdf logs each repair it attempts on a damaged PDF; `doc publish` gives one verdict.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         return asyncio.run(args.func(args))
     except RepoError as e:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .crl import ReasonPolicy
+from .documents import DEFAULT_KINDS, KIND_RE
 from .errors import ConfigError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -225,6 +226,8 @@ class RepositorySettings:
     crl: CrlSettings
     cas: tuple[CaSettings, ...]
     policy: PolicySettings = PolicySettings()
+    # Disclosure document kinds: the CP's and CPS's own, plus `[documents] kinds`.
+    document_kinds: tuple[str, ...] = DEFAULT_KINDS
 
     def ca(self, name: str) -> CaSettings:
         for ca in self.cas:
@@ -402,6 +405,15 @@ def repository_settings(top: Table) -> RepositorySettings:
     max_age = pub.int("max_age_seconds", 600, min=0, max=86400)
     pub.check_unknown()
 
+    docs = top.table("documents")
+    kinds = list(DEFAULT_KINDS)
+    for kind in docs.list_str("kinds", []):
+        if not KIND_RE.match(kind):
+            raise docs.error("kinds", f"{kind!r} must be lower-case letters, digits and '-', starting with a letter")
+        if kind not in kinds:
+            kinds.append(kind)
+    docs.check_unknown()
+
     crl_table = top.table("crl")
     crl = _crl_settings(crl_table)
     policy = _policy_settings(top.table("policy"))
@@ -433,4 +445,5 @@ def repository_settings(top: Table) -> RepositorySettings:
         crl=crl,
         cas=cas,
         policy=policy,
+        document_kinds=tuple(kinds),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import html
 import json
 import logging
 import re
@@ -20,11 +21,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from . import httpedge
 from .clock import Clock
 from .config import NAME_RE, HttpSettings
+from .documents import parse_document_path
 from .errors import MalformedInput, NotFound, RepoError
 from .health import PublicationHealth
 from .publication import Publication
 from .service import Repository
-from .store import CrlRecord
+from .store import CrlRecord, DocumentRecord
 
 log = logging.getLogger("pkirepo.http")
 
@@ -62,12 +64,16 @@ def setup(app: web.Application, settings: HttpSettings, *, repository: Repositor
         ("/crl/{file}", get_crl),
         ("/ca/{file}", get_ca),
         ("/certs/{issuer}/{file}", get_cert),
+        ("/documents/", documents_index),
+        ("/documents/index.json", documents_json),
+        ("/documents/{kind}/{version}/{file}", get_document),
     ]:
         app.router.add_get(path, handler, expect_handler=expect)
     base = settings.base_url
     lines = [f"CRL index:    {base}/crl/"]
     lines += [f"CA:           {base}/ca/{name}.cer  {base}/ca/{name}.p7c" for name in repository.ca_names]
     lines += [f"certificates: {base}/certs/<issuer>/<serial-hex>.cer"]
+    lines += [f"documents:    {base}/documents/  (JSON: {base}/documents/index.json)"]
     return lines
 
 
@@ -243,6 +249,72 @@ async def get_cert(request: web.Request) -> web.Response:
     der = await request.app[DEPS].repository.certificate_der(issuer_name, int(serial_text, 16))
     return web.Response(body=der, content_type="application/pkix-cert",
                         headers={"Cache-Control": "public, max-age=3600"})
+
+
+# Disclosure documents (CPS 8, CP 四.9): every version at a URL of its own, never replaced.
+
+def _document_json(rec: DocumentRecord, base: str) -> dict:
+    return {
+        "kind": rec.kind,
+        "version": rec.version,
+        "lang": rec.lang,
+        "effective": rec.effective.isoformat(),
+        "oid": rec.oid,
+        "media_type": rec.media_type,
+        "size": rec.size,
+        "sha256": rec.sha256,
+        "published_at": rec.published_at.isoformat(),
+        "url": f"{base}/{rec.path}",
+    }
+
+
+async def documents_json(request: web.Request) -> web.Response:
+    """The disclosure record: every publication and revision, in the order published."""
+    deps = request.app[DEPS]
+    records = await deps.repository.documents()
+    return web.json_response({"documents": [_document_json(r, deps.settings.base_url) for r in records]},
+                             dumps=_dumps, headers={"Cache-Control": "no-cache"})
+
+
+def _wants_json(request: web.Request) -> bool:
+    accept = request.headers.get(hdrs.ACCEPT, "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+async def documents_index(request: web.Request) -> web.Response:
+    if _wants_json(request):
+        return await documents_json(request)
+    deps = request.app[DEPS]
+    records = await deps.repository.documents()
+    base = deps.settings.base_url
+    rows = []
+    for r in records:
+        cells = [r.kind, r.version, r.lang, r.effective.isoformat(), r.oid or "", r.media_type.split(";")[0],
+                 str(r.size), r.sha256, r.published_at.isoformat()]
+        link = f'<a href="{html.escape(f"{base}/{r.path}", quote=True)}">{html.escape(r.path)}</a>'
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + f"<td>{link}</td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in
+                   ("kind", "version", "language", "effective", "OID", "type", "bytes", "SHA-256", "published", "file"))
+    body = (
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Disclosure record</title></head><body>\n"
+        "<h1>Disclosure record</h1>\n<p>Every publication and revision of the repository's documents, "
+        "in the order published (<a href=\"index.json\">JSON</a>).</p>\n"
+        f"<table>\n<tr>{head}</tr>\n" + "\n".join(rows) + "\n</table>\n</body></html>\n"
+    )
+    return web.Response(text=body, content_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+async def get_document(request: web.Request) -> web.Response:
+    path = parse_document_path(request.match_info["kind"], request.match_info["version"], request.match_info["file"])
+    rec, data = await request.app[DEPS].repository.document(path)
+    # A published version never changes: caches may keep it for good.
+    headers = {"ETag": f'"{rec.sha256}"', "Cache-Control": "public, max-age=31536000, immutable",
+               "Last-Modified": http_date(rec.published_at)}
+    if _not_modified(request, rec.sha256, rec.published_at):
+        return web.Response(status=304, headers=headers)
+    # The type was checked at publication; browsers must not guess another from the bytes.
+    return web.Response(body=data, headers={**headers, "Content-Type": rec.media_type,
+                                            "X-Content-Type-Options": "nosniff"})
 
 
 async def home(request: web.Request) -> web.Response:

@@ -121,4 +121,22 @@ MIGRATIONS: list[str] = [
     -- (sort-key encoded; NULL: no floor): the numbering of a CA imported from `openssl ca`.
     ALTER TABLE issuers ADD COLUMN crl_number_floor BLOB;
     """,
+    # 5: disclosure documents (CPS 8, CP 四.9): every version of every document, kept for good.
+    """
+    CREATE TABLE documents (
+        id INTEGER PRIMARY KEY,             -- publication order: the disclosure record
+        kind TEXT NOT NULL,                 -- cps, cp, subscriber-agreement, ...
+        version TEXT NOT NULL,
+        lang TEXT NOT NULL,                 -- zh-Hant, en, zh-Hans
+        effective TEXT NOT NULL,            -- ISO date the version takes effect
+        oid TEXT,
+        media_type TEXT NOT NULL,
+        ext TEXT NOT NULL,                  -- pdf or html
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        published_at INTEGER NOT NULL,      -- Unix seconds
+        data BLOB NOT NULL,
+        UNIQUE (kind, version, lang)
+    );
+    """,
 ]

@@ -205,6 +205,7 @@ def create_app(
     lines += ocsp.http.setup(app, settings.ocsp, store=store, presigned=presigned, signers=signers,
                              ca_names=repo.ca_names, clock=clock, base_url=settings.http.base_url)
     if ldap_listen is not None:
-        lines += ldap.service.setup(app, settings.ldap.listening_on(ldap_listen), store=store)
+        lines += ldap.service.setup(app, settings.ldap.listening_on(ldap_listen), store=store,
+                                    base_url=settings.http.base_url)
     app[SERVED] = tuple(lines)
     return app

@@ -33,6 +33,9 @@ async def publishing(repo: Repository, publication: Publication, *, interval: fl
     rewritten = await repo.sync_files()
     if rewritten:
         log.warning("publication directory was behind the store: rewrote %d CRL file(s)", rewritten)
+    rewritten = await repo.sync_document_files()
+    if rewritten:
+        log.warning("publication directory was behind the store: rewrote %d document file(s)", rewritten)
     await publication.refresh(force=True)
     task = asyncio.create_task(publication_loop(repo, publication, interval=interval, health=health),
                                name="pkirepo-publication")
@@ -66,6 +69,9 @@ async def publication_loop(repo: Repository, pub: Publication, *, interval: floa
                 repaired = await repo.sync_files()
                 if repaired:
                     log.warning("publication directory was behind the store: rewrote %d CRL file(s)", repaired)
+                repaired = await repo.sync_document_files()
+                if repaired:
+                    log.warning("publication directory was behind the store: rewrote %d document file(s)", repaired)
             today = repo.clock.now().date()
             if last_prune != today:
                 pruned = await repo.prune_archive()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -18,6 +19,7 @@ from cryptography.x509.oid import ExtensionOID
 
 from . import certs as certmod
 from . import crl as crlmod
+from . import documents as docmod
 from . import faults, witness
 from .clock import Clock
 from .config import NAME_RE, CaSettings, RepositorySettings
@@ -26,7 +28,7 @@ from .errors import ConfigError, Conflict, MalformedInput, NotFound, StoreBehind
 from .files import atomic_write, remove_stale_temporaries
 from .schedule import STATUS_EVENTS, Due, due, next_update_for
 from .signer import Signer, load_key_signer
-from .store import (Action, CertRecord, CrlRecord, Issuer, NewCert, Scope, Status, StatusChange, Store,
+from .store import (Action, CertRecord, CrlRecord, DocumentRecord, Issuer, NewCert, Scope, Status, StatusChange, Store,
                     serial_hex, transition)
 from .witness import Watermark
 
@@ -785,6 +787,55 @@ class Repository:
 
     async def prune_archive(self) -> int:
         return await self.store.prune_crls(self.clock.now() - self.settings.crl.archive_retention)
+
+
+    # Disclosure documents (CPS 8, CP 四.9)
+
+    async def publish_document(self, *, kind: str, version: str, lang: str, effective: dt.date,
+                               oid: str | None, data: bytes, source: str) -> DocumentRecord:
+        """Publish one version of a document: checked whole, stored (with an event), then
+        written to the publication directory. Earlier versions are never touched."""
+        doc = docmod.check_document(kind=kind, version=version, lang=lang, effective=effective, oid=oid,
+                                    data=data, source=source, kinds=self.settings.document_kinds)
+        rec = await self.store.add_document(doc.kind, doc.version, doc.lang, effective=doc.effective, oid=doc.oid,
+                                            media_type=docmod.MEDIA_TYPES[doc.ext], ext=doc.ext, data=doc.data,
+                                            at=self.clock.now())
+        self.write_document_file(rec, doc.data)
+        return rec
+
+    def write_document_file(self, rec: DocumentRecord, data: bytes) -> None:
+        atomic_write(self.settings.publication_dir / rec.path, data)
+
+    async def sync_document_files(self) -> int:
+        """Rewrite every document file that is missing or differs from the store (a lost
+        directory, or a CLI that died between storing a version and writing it)."""
+        n = 0
+        for rec in await self.store.documents():
+            if await asyncio.to_thread(self._document_file_matches, rec):
+                continue
+            found = await self.store.document_bytes(rec.kind, rec.version, rec.lang)
+            if found is not None:
+                await asyncio.to_thread(self.write_document_file, rec, found[1])
+                n += 1
+        return n
+
+    def _document_file_matches(self, rec: DocumentRecord) -> bool:
+        path = self.settings.publication_dir / rec.path
+        try:
+            if path.stat().st_size != rec.size:
+                return False
+            return hashlib.sha256(path.read_bytes()).hexdigest() == rec.sha256
+        except OSError:
+            return False
+
+    async def documents(self) -> list[DocumentRecord]:
+        return await self.store.documents()
+
+    async def document(self, path: docmod.DocumentPath) -> tuple[DocumentRecord, bytes]:
+        found = await self.store.document_bytes(path.kind, path.version, path.lang)
+        if found is None or found[0].ext != path.ext:
+            raise NotFound(f"no document {path.relative}")
+        return found
 
 
 def _new_cert(cert: x509.Certificate, issuer_id: int) -> NewCert:

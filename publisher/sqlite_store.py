@@ -7,6 +7,7 @@ read never waits behind a write and never sees a half-finished one.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import datetime as dt
 import operator
 import sqlite3
@@ -22,6 +23,7 @@ from .migrations import MIGRATIONS
 from .store import (
     CertRecord,
     CrlRecord,
+    DocumentRecord,
     EntrySnapshot,
     Event,
     Issuer,
@@ -642,6 +644,44 @@ class SQLiteStore(Store):
                 " AND number < (SELECT max(number) FROM crls c2 WHERE c2.scope_id = crls.scope_id)",
                 (_ts(before),))
             return cur.rowcount
+
+    # Disclosure documents
+
+    _DOC_COLUMNS = "id, kind, version, lang, effective, oid, media_type, ext, size, sha256, published_at"
+
+    @staticmethod
+    def _document(row) -> DocumentRecord:
+        return DocumentRecord(row[0], row[1], row[2], row[3], dt.date.fromisoformat(row[4]), row[5], row[6],
+                              row[7], row[8], row[9], _dt(row[10]))
+
+    async def add_document(self, kind, version, lang, *, effective, oid, media_type, ext, data, at):
+        async with self._write() as w:
+            rows = await (await w.execute(
+                "SELECT version, effective FROM documents WHERE kind = ? AND lang = ? ORDER BY id",
+                (kind, lang))).fetchall()
+            if any(v == version for v, _ in rows):
+                raise Conflict(f"{kind} version {version!r} in {lang} is already published; "
+                               f"a published version is never replaced: publish a new version")
+            if rows and effective < dt.date.fromisoformat(rows[-1][1]):
+                raise Conflict(f"effective date {effective.isoformat()} is before {rows[-1][1]}, when the current "
+                               f"{kind} ({lang}) version {rows[-1][0]!r} took effect")
+            digest = hashlib.sha256(data).hexdigest()
+            cur = await w.execute(
+                "INSERT INTO documents (kind, version, lang, effective, oid, media_type, ext, size, sha256, "
+                "published_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (kind, version, lang, effective.isoformat(), oid, media_type, ext, len(data), digest, _ts(at), data))
+            await self._event(w, "document", at, detail=f"{kind} {version} {lang} sha256={digest}")
+            row = await (await w.execute(f"SELECT {self._DOC_COLUMNS} FROM documents WHERE id = ?",
+                                         (cur.lastrowid,))).fetchone()
+        return self._document(row)
+
+    async def documents(self) -> list[DocumentRecord]:
+        return [self._document(r) for r in await self._all(f"SELECT {self._DOC_COLUMNS} FROM documents ORDER BY id")]
+
+    async def document_bytes(self, kind: str, version: str, lang: str) -> tuple[DocumentRecord, bytes] | None:
+        row = await self._one(f"SELECT {self._DOC_COLUMNS}, data FROM documents WHERE kind = ? AND version = ? "
+                              f"AND lang = ?", (kind, version, lang))
+        return None if row is None else (self._document(row[:11]), row[11])
 
     # Change log
 

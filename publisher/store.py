@@ -154,6 +154,28 @@ class Event:
     detail: str | None
 
 
+@dataclass(frozen=True)
+class DocumentRecord:
+    """One publication of a disclosure document (CP 四.9): the disclosure record lists
+    every one, oldest first, and none is ever removed."""
+
+    id: int
+    kind: str
+    version: str
+    lang: str
+    effective: dt.date
+    oid: str | None
+    media_type: str
+    ext: str
+    size: int
+    sha256: str
+    published_at: dt.datetime
+
+    @property
+    def path(self) -> str:
+        return f"documents/{self.kind}/{self.version}/{self.lang}.{self.ext}"
+
+
 # The port beside the store: pre-signed OCSP answers and a commit probe. The composition
 # root builds it next to the store (SQLite: sqlite_presigned.py); a backend without one still
 # serves, each process pre-signing for itself and polling the change log.
@@ -362,6 +384,21 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def prune_crls(self, before: dt.datetime) -> int:
         """Delete archived CRLs whose thisUpdate is before `before`, never a current one."""
+
+    # Disclosure documents
+    @abc.abstractmethod
+    async def add_document(self, kind: str, version: str, lang: str, *, effective: dt.date, oid: str | None,
+                           media_type: str, ext: str, data: bytes, at: dt.datetime) -> DocumentRecord:
+        """Publish one version, with an event. Conflict (and nothing stored) when the version
+        already exists for that kind and language, or its effective date is before the
+        newest version's."""
+
+    @abc.abstractmethod
+    async def documents(self) -> list[DocumentRecord]:
+        """Every publication, in the order published."""
+
+    @abc.abstractmethod
+    async def document_bytes(self, kind: str, version: str, lang: str) -> tuple[DocumentRecord, bytes] | None: ...
 
     # Change log
     @abc.abstractmethod
