@@ -7,10 +7,10 @@ responder and `now`.
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import hashlib
 from dataclasses import dataclass
 
+from publisher.clock import http_date
 from publisher.store import PresignedResponse, Status
 
 from .request import HashAlgorithm
@@ -21,10 +21,6 @@ HASH_BY_NAME = {h.hashlib_name: h for h in HashAlgorithm}
 
 #: What an entry is kept under: (issuer id, serial, CertID hash algorithm).
 EntryKey = tuple[int, int, HashAlgorithm]
-
-
-def http_date(when: dt.datetime) -> str:
-    return email.utils.format_datetime(when.astimezone(dt.timezone.utc), usegmt=True)
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,12 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from . import witness
 from .clock import SystemClock
 from .config import parse_listen
-from . import witness
 from .crl import EARLIEST_TIME, Reason
 from .errors import Conflict, MalformedInput, RepoError, StoreBehind
+from .files import read_input
 from .root import Backend, Settings, check_config, load_settings, open_backend
 from .service import CertificateInfo, Repository, load_signers
 from .store import Action, CertRecord, Status
@@ -154,12 +155,7 @@ async def cmd_demo_init(args) -> int:
 
 
 async def cmd_cert_add(args) -> int:
-    items = []
-    for f in args.files:
-        try:
-            items.append((Path(f).read_bytes(), f))
-        except OSError as e:
-            raise MalformedInput(f"{f}: cannot read: {e.strerror}") from None
+    items = [(read_input(f), f) for f in args.files]
     async with Context(args) as repo:
         n = await repo.add_certificates(items)
     print(f"added {n} certificate(s)")
@@ -336,10 +332,7 @@ async def cmd_publish(args) -> int:
 
 
 async def cmd_crl_add(args) -> int:
-    try:
-        data = Path(args.file).read_bytes()
-    except OSError as e:
-        raise MalformedInput(f"{args.file}: cannot read: {e.strerror}") from None
+    data = read_input(args.file)
     async with Context(args) as repo:
         rec = await repo.add_crl(data, args.file, force=args.force)
     print(f"published {rec.scope.name}: CRL number {rec.number}, {rec.entries} entries"
@@ -371,10 +364,7 @@ def parse_date(text: str) -> dt.date:
 
 
 async def cmd_doc_publish(args) -> int:
-    try:
-        data = Path(args.file).read_bytes()
-    except OSError as e:
-        raise MalformedInput(f"{args.file}: cannot read: {e.strerror}") from None
+    data = read_input(args.file)
     async with Context(args) as repo:
         rec = await repo.publish_document(kind=args.kind, version=args.version, lang=args.lang,
                                           effective=args.effective, oid=args.oid, data=data, source=args.file)

@@ -6,6 +6,15 @@ import tempfile
 from pathlib import Path
 
 from . import faults
+from .errors import MalformedInput
+
+
+def read_input(path: Path | str) -> bytes:
+    """A file an operator handed in; MalformedInput naming it when it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise MalformedInput(f"{path}: cannot read: {e.strerror}") from None
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -19,7 +19,7 @@ from aiohttp import hdrs, web
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
 from . import httpedge
-from .clock import Clock
+from .clock import Clock, http_date
 from .config import NAME_RE, HttpSettings
 from .documents import parse_document_path
 from .errors import MalformedInput, NotFound, RepoError
@@ -75,10 +75,6 @@ def setup(app: web.Application, settings: HttpSettings, *, repository: Repositor
     lines += [f"certificates: {base}/certs/<issuer>/<serial-hex>.cer"]
     lines += [f"documents:    {base}/documents/  (JSON: {base}/documents/index.json)"]
     return lines
-
-
-def http_date(when: dt.datetime) -> str:
-    return email.utils.format_datetime(when.astimezone(dt.timezone.utc), usegmt=True)
 
 
 @web.middleware

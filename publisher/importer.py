@@ -14,6 +14,7 @@ from typing import Callable
 from . import certs as certmod
 from . import crl as crlmod
 from .errors import MalformedInput, NotFound
+from .files import read_input
 from .openssl_index import parse_line
 from .service import Repository
 from .store import NewCert, Status
@@ -37,10 +38,7 @@ async def import_openssl_index(
     transaction: a bad line anywhere imports nothing. `crl_number_floor` (openssl's
     crlnumber) makes every CRL of that CA numbered above it. With `dry_run` every check
     runs, duplicates with the store included, and nothing is kept."""
-    try:
-        ca_cert = certmod.split_certificates(ca_file.read_bytes(), str(ca_file))[0]
-    except OSError as e:
-        raise MalformedInput(f"{ca_file}: cannot read: {e.strerror}") from None
+    ca_cert = certmod.split_certificates(read_input(ca_file), str(ca_file))[0]
     ca = next((c for c in repo.settings.cas if repo.issuer_certificate(c.name) == ca_cert), None)
     if ca is None:
         raise NotFound(f"{ca_file}: this CA certificate is not configured under [[ca]]")

@@ -12,7 +12,6 @@ import logging
 from typing import AsyncIterator
 
 from .errors import RepoError
-from .files import remove_stale_temporaries
 from .health import PublicationHealth
 from .publication import Publication
 from .service import Repository
@@ -27,15 +26,9 @@ async def publishing(repo: Repository, publication: Publication, *, interval: fl
     """Start-up, then the publication loop in the background until the block ends; `health`
     receives how each round went."""
     await repo.sync_issuers()
-    remove_stale_temporaries(repo.settings.publication_dir)
     # Refuses to start (StoreBehind) when the store is older than what was published.
     await repo.check_published()
-    rewritten = await repo.sync_files()
-    if rewritten:
-        log.warning("publication directory was behind the store: rewrote %d CRL file(s)", rewritten)
-    rewritten = await repo.sync_document_files()
-    if rewritten:
-        log.warning("publication directory was behind the store: rewrote %d document file(s)", rewritten)
+    await _repair(repo)
     await publication.refresh(force=True)
     task = asyncio.create_task(publication_loop(repo, publication, interval=interval, health=health),
                                name="pkirepo-publication")
@@ -43,6 +36,13 @@ async def publishing(repo: Repository, publication: Publication, *, interval: fl
         yield
     finally:
         await cancel_and_wait(task)
+
+
+async def _repair(repo: Repository) -> None:
+    crls, documents = await repo.repair_published()
+    for n, what in ((crls, "CRL"), (documents, "document")):
+        if n:
+            log.warning("publication directory was behind the store: rewrote %d %s file(s)", n, what)
 
 
 async def publication_loop(repo: Repository, pub: Publication, *, interval: float = 1.0,
@@ -65,13 +65,7 @@ async def publication_loop(repo: Repository, pub: Publication, *, interval: floa
             if await pub.refresh():
                 # Another process (a CLI `publish` that died between recording a CRL and
                 # writing its file) may have left the directory behind the store.
-                await asyncio.to_thread(remove_stale_temporaries, repo.settings.publication_dir)
-                repaired = await repo.sync_files()
-                if repaired:
-                    log.warning("publication directory was behind the store: rewrote %d CRL file(s)", repaired)
-                repaired = await repo.sync_document_files()
-                if repaired:
-                    log.warning("publication directory was behind the store: rewrote %d document file(s)", repaired)
+                await _repair(repo)
             today = repo.clock.now().date()
             if last_prune != today:
                 pruned = await repo.prune_archive()

@@ -145,9 +145,10 @@ class Repository:
         # The lowest number each scope may still publish above (from the witnesses); only
         # ever raised, so a stale value errs on the safe side.
         self._floors: dict[str, int] = {}
-        # name -> (mtime_ns, size, sha256) of the files this process has seen, so that
-        # matching the directory to the store does not hash unchanged files again.
-        self._file_state: dict[str, tuple[int, int, str]] = {}
+        # path -> (mtime_ns, size, sha256) of the published files this process has seen, so
+        # that matching the directory to the store (after every change) does not read and
+        # hash unchanged files again.
+        self._file_state: dict[Path, tuple[int, int, str]] = {}
         self._checked = False
 
     # Issuers
@@ -583,8 +584,7 @@ class Repository:
             if force:
                 await self.refresh_issuers()
                 todo = [(s, Due("manual")) for s in await self.store.scopes()
-                        if self.issuer_by_id(s.issuer_id)[0].name in self.signers
-                        and self.issuer_by_id(s.issuer_id)[1].retired_at is None]
+                        if _signable(*self.issuer_by_id(s.issuer_id), self.signers)]
             else:
                 todo = await self.due_scopes()
             if issuer_name is not None:
@@ -623,10 +623,7 @@ class Repository:
         directory as the higher witness)."""
         self._above_floor(name, number, equal_ok=True)
         path = self.crl_path(name)
-        atomic_write(path, der)
-        sha = crlmod.sha256_hex(der)
-        st = path.stat()
-        self._file_state[name] = (st.st_mtime_ns, st.st_size, sha)
+        sha = self._write_published(path, der)
         self.watermark.record(name, number, sha)
         self._floors[name] = max(self._floors.get(name, 0), number)
 
@@ -680,18 +677,29 @@ class Repository:
         return n
 
     def _file_matches(self, rec: CrlRecord) -> bool:
-        path = self.crl_path(rec.scope.name)
+        return self._published_sha(self.crl_path(rec.scope.name)) == rec.sha256
+
+    def _write_published(self, path: Path, data: bytes) -> str:
+        """Write a published file atomically and remember its hash; returns the SHA-256."""
+        atomic_write(path, data)
+        sha = hashlib.sha256(data).hexdigest()
+        st = path.stat()
+        self._file_state[path] = (st.st_mtime_ns, st.st_size, sha)
+        return sha
+
+    def _published_sha(self, path: Path) -> str | None:
+        """The SHA-256 of a published file (None when it is missing), hashed again only when
+        its size or modification time changed since this process last saw it."""
         try:
             st = path.stat()
         except FileNotFoundError:
-            return False
-        known = self._file_state.get(rec.scope.name)
+            return None
+        known = self._file_state.get(path)
         if known is not None and known[:2] == (st.st_mtime_ns, st.st_size):
-            sha = known[2]
-        else:
-            sha = crlmod.sha256_hex(path.read_bytes())
-            self._file_state[rec.scope.name] = (st.st_mtime_ns, st.st_size, sha)
-        return sha == rec.sha256
+            return known[2]
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        self._file_state[path] = (st.st_mtime_ns, st.st_size, sha)
+        return sha
 
     async def add_crl(self, der: bytes, source: str, *, force: bool = False) -> CrlRecord:
         """Publish a CRL signed elsewhere (an offline root's ARL): verified against its
@@ -804,7 +812,13 @@ class Repository:
         return rec
 
     def write_document_file(self, rec: DocumentRecord, data: bytes) -> None:
-        atomic_write(self.settings.publication_dir / rec.path, data)
+        self._write_published(self.settings.publication_dir / rec.path, data)
+
+    async def repair_published(self) -> tuple[int, int]:
+        """Clear torn temporaries a crashed writer left, then rewrite every CRL and document
+        file that is missing or differs from the store; (CRL files, document files) rewritten."""
+        await asyncio.to_thread(remove_stale_temporaries, self.settings.publication_dir)
+        return await self.sync_files(), await self.sync_document_files()
 
     async def sync_document_files(self) -> int:
         """Rewrite every document file that is missing or differs from the store (a lost
@@ -820,11 +834,8 @@ class Repository:
         return n
 
     def _document_file_matches(self, rec: DocumentRecord) -> bool:
-        path = self.settings.publication_dir / rec.path
         try:
-            if path.stat().st_size != rec.size:
-                return False
-            return hashlib.sha256(path.read_bytes()).hexdigest() == rec.sha256
+            return self._published_sha(self.settings.publication_dir / rec.path) == rec.sha256
         except OSError:
             return False
 
@@ -864,6 +875,11 @@ def _describe_scope(key: tuple[str, ScopeKind, str]) -> str:
     ca, kind, url = key
     what = {ScopeKind.FULL: "the full CRL", ScopeKind.ARL: "the ARL"}.get(kind, f"the partition CRL {url}")
     return f"{what} of {ca}"
+
+
+def _signable(ca: CaSettings, issuer: Issuer, signers: Mapping[str, Signer]) -> bool:
+    """A CA whose CRLs this process signs: its key is here and it is not retired."""
+    return ca.name in signers and issuer.retired_at is None
 
 
 def ca_names(cas: list[CaSettings]) -> str:
