@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +70,31 @@ class LdapListener:
     _port: Any
     _loop: asyncio.AbstractEventLoop
     _stopped: bool = False
+    _listening: bool = True
+
+    async def stop_accepting(self) -> None:
+        """Close this process's listening port (an inherited socket stays open in the
+        supervisor and the other workers). Idempotent."""
+        if not self._listening:
+            return
+        self._listening = False
+        d = self._port.stopListening()
+        if d is not None:
+            await d.asFuture(self._loop)
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting, then wait up to `timeout` seconds for the clients to end their
+        sessions themselves (a worker leaving a rolling restart: a session cut between a
+        bind and its search would fail the client)."""
+        await self.stop_accepting()
+        if not self.factory.connections:
+            return
+        gone = self._loop.create_future()
+        self.factory._closed_waiters.append(lambda: gone.done() or gone.set_result(None))
+        try:
+            await asyncio.wait_for(gone, timeout)
+        except asyncio.TimeoutError:
+            pass
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop accepting, let sessions end for up to `grace` seconds, then cut the rest.
@@ -75,9 +102,7 @@ class LdapListener:
         if self._stopped:
             return
         self._stopped = True
-        d = self._port.stopListening()
-        if d is not None:
-            await d.asFuture(self._loop)
+        await self.stop_accepting()
         conns = list(self.factory.connections)
         if not conns:
             return
@@ -108,16 +133,30 @@ async def start_ldap(
     *,
     listen: str | None = None,
     reactor: Any = None,
+    fd: int | None = None,
 ) -> LdapListener:
     """Listen on `listen` (default settings.listen; port 0 picks a free one) and serve the
     snapshot `provider()` returns at each operation.  Raises ConfigError if the address
-    cannot be bound."""
+    cannot be bound. With `fd`, accept on that listening socket instead (inherited from a
+    supervisor; this function closes the descriptor, Twisted keeps a copy)."""
     loop = asyncio.get_running_loop()
     reactor = reactor or reactor_for(loop)
     host, port = LdapSettings(listen=listen).host_port if listen else settings.host_port
     factory = DirectoryFactory(provider, settings, reactor)
     from twisted.internet.error import CannotListenError
 
+    if fd is not None:
+        sock = socket.socket(fileno=fd)
+        family = sock.family
+        sock.detach()
+        os.set_blocking(fd, False)
+        try:
+            p = reactor.adoptStreamPort(fd, family, factory)
+        finally:
+            os.close(fd)
+        bound = p.getHost()
+        log.info("LDAP accepting on the inherited socket %s:%d", bound.host, bound.port)
+        return LdapListener(host=bound.host, port=bound.port, factory=factory, _port=p, _loop=loop)
     try:
         p = reactor.listenTCP(port, factory, interface=host or "", backlog=128)
     except CannotListenError as e:

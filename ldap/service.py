@@ -61,10 +61,12 @@ class DirectoryService:
                 log.exception("LDAP directory refresh failed; serving the previous snapshot")
 
 
-def setup(app: web.Application, settings: LdapSettings, *, store: Store, base_url: str = "") -> list[str]:
+def setup(app: web.Application, settings: LdapSettings, *, store: Store, base_url: str = "",
+          listen_fd: int | None = None) -> list[str]:
     """Register the LDAP listener and the directory refresh; returns the line `pkirepo serve`
     prints for it (none when `settings.listen` is empty: no LDAP in this app). `base_url` is
-    where HTTP serves the documents, named by each CA entry's labeledURI."""
+    where HTTP serves the documents, named by each CA entry's labeledURI. `listen_fd` is a
+    listening socket inherited from a supervisor, used instead of binding the address."""
     if not settings.enabled:
         return []
     holder = DirectoryHolder()
@@ -73,7 +75,7 @@ def setup(app: web.Application, settings: LdapSettings, *, store: Store, base_ur
     async def ldap_context(app: web.Application):
         service = DirectoryService(store, settings.layout, holder, settings.poll_interval, base_url=base_url)
         await service.refresh()  # the first snapshot before the port opens
-        listener = await start_ldap(settings, holder)
+        listener = await start_ldap(settings, holder, fd=listen_fd)
         app[LDAP_LISTENER] = listener
         naming = holder.current.naming_contexts
         log.info("serving LDAP on %s:%d%s", listener.host, listener.port,

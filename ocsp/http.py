@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from aiohttp import web
 
@@ -67,6 +67,7 @@ def setup(
     ca_names: Sequence[str],
     clock: Clock,
     base_url: str,
+    leading: Callable[[], bool] | None = None,
 ) -> list[str]:
     """Register the OCSP routes and the responder's start-up / background context; returns
     the line `pkirepo serve` prints for it.
@@ -74,7 +75,8 @@ def setup(
     `presigned` shares pre-signed answers and commits between processes; without it each
     process pre-signs for itself and notices changes by polling the store's change log.
     Register after the repository's own context, so that the issuers are in the store when
-    the responder starts.
+    the responder starts. With `leading` (several workers on one store), this process
+    pre-signs only while `leading()` is true; the others answer from what it saved.
     """
     if not settings.enabled:
         return []
@@ -110,7 +112,7 @@ def setup(
             for problem in responder.readiness():
                 log.error("OCSP not ready: %s", problem)
             service.responder = responder
-            task = asyncio.create_task(responder.run(), name="pkirepo-ocsp-presign")
+            task = asyncio.create_task(_presign_when_leading(responder, leading), name="pkirepo-ocsp-presign")
             yield
         finally:
             service.responder = None
@@ -125,6 +127,13 @@ def setup(
 
     app.cleanup_ctx.append(ocsp_context)
     return [f"OCSP:         {base_url}/ocsp  (POST; GET {base_url}/ocsp/<base64>; ready: {base_url}/healthz/ocsp)"]
+
+
+async def _presign_when_leading(responder: OcspResponder, leading: Callable[[], bool] | None) -> None:
+    # Tried about once a second, like the publication loop: the lock's holder may die at any time.
+    while leading is not None and not leading():
+        await asyncio.sleep(1.0)
+    await responder.run()
 
 
 def _ocsp(body: bytes, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

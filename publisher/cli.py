@@ -132,10 +132,23 @@ def progress_printer(label: str):
 
 
 async def cmd_serve(args) -> int:
-    from .server import serve
+    from .server import serve, supervise
+    from .supervisor import WORKER_ENV, parse_worker_env
 
     settings = load_settings(config_path(args))
     http = parse_listen(args.http) if args.http else settings.http.listen
+    worker = os.environ.pop(WORKER_ENV, None)
+    if worker is not None:  # started by the supervisor of `serve --workers`
+        try:
+            fds = parse_worker_env(worker)
+        except ValueError as e:
+            raise MalformedInput(str(e)) from None
+        return await serve(settings, http=http, ldap=args.ldap, inherited=fds)
+    if args.workers < 0:
+        raise MalformedInput(f"--workers {args.workers}: give 0 (one process) or more workers")
+    if args.workers:
+        return await supervise(settings, config=config_path(args), http=http, ldap=args.ldap,
+                               workers=args.workers, verbose=args.verbose)
     return await serve(settings, http=http, ldap=args.ldap)
 
 
@@ -526,6 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
             example="pkirepo --config var/demo/pkirepo.toml serve --http 127.0.0.1:9000")
     c.add_argument("--http", metavar="HOST:PORT", help="HTTP listener (default: http.listen)")
     c.add_argument("--ldap", metavar="HOST:PORT", help="LDAP listener (default: ldap.listen; \"\" turns it off)")
+    c.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="a supervisor owning the listeners runs N worker processes; SIGHUP restarts them one at "
+                        "a time, SIGTERM drains them (default 0: one process)")
 
     demo = sub.add_parser("demo", help="demo PKI").add_subparsers(dest="demo_command", required=True, metavar="SUB")
     c = cmd("init", cmd_demo_init, "make a demo PKI, config and store in DIR", demo,

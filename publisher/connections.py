@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sys
 import time
 from typing import Any, Callable
@@ -46,6 +47,7 @@ class _Guarded(asyncio.Protocol):
         self.inner = inner
         self.transport: asyncio.Transport | None = None
         self.active = 0  # requests the application is handling
+        self.requests = 0  # requests started on this connection so far
         self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -97,6 +99,7 @@ class _Guarded(asyncio.Protocol):
 
     def request_started(self) -> None:
         self.active += 1
+        self.requests += 1
         self._disarm()
 
     def request_done(self) -> None:
@@ -134,8 +137,21 @@ class ConnectionGuard:
     def protocol_factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         return lambda: _Guarded(self, inner())
 
-    def site(self, runner: web.BaseRunner, host: str, port: int) -> "GuardedSite":
-        return GuardedSite(runner, self, host, port)
+    def site(self, runner: web.BaseRunner, host: str, port: int,
+             *, sock: socket.socket | None = None, backlog: int = 128) -> "GuardedSite":
+        """The listener; with `sock`, an already listening socket (inherited from a
+        supervisor) instead of binding host:port. asyncio listens again with `backlog`:
+        for a shared socket, give the supervisor's, which this changes for everyone."""
+        return GuardedSite(runner, self, host, port, sock=sock, backlog=backlog)
+
+    async def settle(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds until no connection is still to send its first
+        request. Called after this process stops accepting and before aiohttp's shutdown,
+        which closes every connection without a request in progress: a client whose
+        connection was accepted a moment before would otherwise lose its request."""
+        deadline = time.monotonic() + timeout
+        while any(c.requests == 0 for c in self.open.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Callable) -> web.StreamResponse:
@@ -168,11 +184,12 @@ class GuardedSite(web.BaseSite):
     """A TCP site whose connections go through a `ConnectionGuard`."""
 
     def __init__(self, runner: web.BaseRunner, guard: ConnectionGuard, host: str, port: int,
-                 *, backlog: int = 128) -> None:
+                 *, backlog: int = 128, sock: socket.socket | None = None) -> None:
         super().__init__(runner, backlog=backlog)
         self._guard = guard
         self._host = host
         self._port = port
+        self._sock = sock
 
     @property
     def name(self) -> str:
@@ -183,9 +200,20 @@ class GuardedSite(web.BaseSite):
         await super().start()
         server = self._runner.server
         assert server is not None
-        self._server = await asyncio.get_running_loop().create_server(
+        loop = asyncio.get_running_loop()
+        if self._sock is not None:
+            self._server = await loop.create_server(self._guard.protocol_factory(server), sock=self._sock,
+                                                    backlog=self._backlog)
+            return
+        self._server = await loop.create_server(
             self._guard.protocol_factory(server), self._host, self._port,
             backlog=self._backlog, reuse_address=True)
+
+    def stop_accepting(self) -> None:
+        """Close this process's listening socket, leaving the connections it accepted (an
+        inherited socket stays open in the supervisor and the other workers)."""
+        if self._server is not None:
+            self._server.close()
 
 
 class ServerLog:

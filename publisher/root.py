@@ -31,6 +31,7 @@ from .clock import Clock
 from .config import RepositorySettings, read_config, repository_settings
 from .connections import ConnectionGuard, ServerLog
 from .health import PublicationHealth
+from .leader import Leadership
 from .publication import Publication
 from .scheduler import publishing
 from .errors import ConfigError, MalformedInput
@@ -180,10 +181,14 @@ def create_app(
     clock: Clock,
     presigned: PresignedPort | None = None,
     ldap_listen: str | None = None,
+    leader: Leadership | None = None,
+    ldap_fd: int | None = None,
 ) -> web.Application:
     """The one application. `store` must be open; the caller owns it. Without `presigned`,
     OCSP pre-signs in this process only. LDAP listens only when `ldap_listen` is given
-    (`pkirepo serve` passes the configured or command-line address; "" turns it off)."""
+    (`pkirepo serve` passes the configured or command-line address; "" turns it off).
+    A worker of `serve --workers` passes `leader` (background work only while it holds it)
+    and `ldap_fd`, the LDAP socket it inherited."""
     guard = ConnectionGuard(settings.http)
     app = web.Application(middlewares=[guard.middleware, http.errors_middleware],
                           client_max_size=httpedge.MAX_BODY_BYTES)
@@ -196,16 +201,17 @@ def create_app(
 
     async def repository_context(app: web.Application):
         # First of the contexts: the issuers are in the store before OCSP and LDAP start.
-        async with publishing(repo, publication, health=health):
+        async with publishing(repo, publication, health=health, leader=leader):
             yield
 
     app.cleanup_ctx.append(repository_context)
     lines = http.setup(app, settings.http, repository=repo, publication=publication, clock=clock,
                        health=health)
     lines += ocsp.http.setup(app, settings.ocsp, store=store, presigned=presigned, signers=signers,
-                             ca_names=repo.ca_names, clock=clock, base_url=settings.http.base_url)
+                             ca_names=repo.ca_names, clock=clock, base_url=settings.http.base_url,
+                             leading=None if leader is None else leader.try_acquire)
     if ldap_listen is not None:
         lines += ldap.service.setup(app, settings.ldap.listening_on(ldap_listen), store=store,
-                                    base_url=settings.http.base_url)
+                                    base_url=settings.http.base_url, listen_fd=ldap_fd)
     app[SERVED] = tuple(lines)
     return app

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 from .errors import RepoError
 from .health import PublicationHealth
@@ -17,20 +17,27 @@ from .publication import Publication
 from .service import Repository
 from .tasks import cancel_and_wait
 
+if TYPE_CHECKING:
+    from .leader import Leadership
+
 log = logging.getLogger("pkirepo.http")
 
 
 @contextlib.asynccontextmanager
 async def publishing(repo: Repository, publication: Publication, *, interval: float = 1.0,
-                     health: PublicationHealth | None = None) -> AsyncIterator[None]:
+                     health: PublicationHealth | None = None,
+                     leader: Leadership | None = None) -> AsyncIterator[None]:
     """Start-up, then the publication loop in the background until the block ends; `health`
-    receives how each round went."""
+    receives how each round went. With `leader` (several workers on one store), only the
+    worker holding it issues, repairs and prunes; every worker follows what is published."""
     await repo.sync_issuers()
     # Refuses to start (StoreBehind) when the store is older than what was published.
     await repo.check_published()
-    await _repair(repo)
+    if leader is None or leader.try_acquire():
+        await _repair(repo)
     await publication.refresh(force=True)
-    task = asyncio.create_task(publication_loop(repo, publication, interval=interval, health=health),
+    task = asyncio.create_task(publication_loop(repo, publication, interval=interval, health=health,
+                                                leader=leader),
                                name="pkirepo-publication")
     try:
         yield
@@ -46,28 +53,33 @@ async def _repair(repo: Repository) -> None:
 
 
 async def publication_loop(repo: Repository, pub: Publication, *, interval: float = 1.0,
-                           health: PublicationHealth | None = None) -> None:
+                           health: PublicationHealth | None = None,
+                           leader: Leadership | None = None) -> None:
     """Once a second: notice changes from any process, issue what is due (catch-up on the
     first pass), prune the archive daily. Each scope is issued on its own: one that fails is
-    reported in `health` and the log, and the others go on."""
+    reported in `health` and the log, and the others go on. With `leader`, a worker that
+    does not hold it only notices changes; it tries to take the lock at every round, so it
+    takes over within a round of the holder's death."""
     health = health if health is not None else PublicationHealth()
     last_prune: dt.date | None = None
     while True:
         problems: dict[str, str] = {}
         errors: dict[str, BaseException] = {}
         try:
-            result = await repo.publish_due()
-            for name, e in result.failed.items():
-                problems[name], errors[name] = _cause(e), e
-            for name, why in result.unconfigured.items():
-                problems[name] = f"{why} (this server runs with the configuration it started with)"
+            leading = leader is None or leader.try_acquire()
+            if leading:
+                result = await repo.publish_due()
+                for name, e in result.failed.items():
+                    problems[name], errors[name] = _cause(e), e
+                for name, why in result.unconfigured.items():
+                    problems[name] = f"{why} (this server runs with the configuration it started with)"
             # Issuing logs an event, so the change token moves and this picks it up too.
-            if await pub.refresh():
+            if await pub.refresh() and leading:
                 # Another process (a CLI `publish` that died between recording a CRL and
                 # writing its file) may have left the directory behind the store.
                 await _repair(repo)
             today = repo.clock.now().date()
-            if last_prune != today:
+            if leading and last_prune != today:
                 pruned = await repo.prune_archive()
                 if pruned:
                     log.info("pruned %d archived CRL(s) past retention", pruned)

@@ -1,5 +1,6 @@
 """`pkirepo serve`: one process, one event loop, HTTP with the OCSP and LDAP front-ends,
-shut down in order on SIGTERM or SIGINT."""
+shut down in order on SIGTERM or SIGINT. With `--workers N`, `supervise()` runs the
+supervisor (supervisor.py) and each worker is `serve()` on the sockets it inherited."""
 from __future__ import annotations
 
 import asyncio
@@ -7,24 +8,39 @@ import logging
 import os
 import resource
 import signal
+import socket
+import sys
 import time
+from pathlib import Path
 
 from aiohttp import web
 
 from ldap.listener import install_reactor
+from ldap.service import LDAP_LISTENER
 
+from . import sdnotify
 from .clock import SystemClock
+from .connections import GuardedSite
 from .errors import ConfigError
+from .leader import Leadership, lock_path
 from .ratelimit import RateLimit, suffix
-from .root import CONNECTIONS, PUBLICATION, SERVED, Settings, create_app, make_runner, open_backend
+from .root import CONNECTIONS, PUBLICATION, SERVED, Settings, create_app, load_settings, make_runner, open_backend
 from .service import load_signers
+from .supervisor import LISTEN_BACKLOG, Supervisor, SupervisorSettings, bind_listener
+from .worker_status import status_path
+
+# How long a worker leaving a rolling restart waits for connections it accepted to send
+# their request, and for LDAP clients to end their sessions, before aiohttp's shutdown.
+DRAIN_GRACE = 3.0
 
 log = logging.getLogger("pkirepo")
 
 
 async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None = None,
-                shutdown_timeout: float = 10.0) -> int:
-    """Serve until SIGTERM or SIGINT. `ldap` overrides `[ldap] listen` ("" turns LDAP off)."""
+                shutdown_timeout: float = 10.0, inherited: dict[str, int] | None = None) -> int:
+    """Serve until SIGTERM or SIGINT. `ldap` overrides `[ldap] listen` ("" turns LDAP off).
+    `inherited` makes this a worker of `serve --workers`: the descriptors of the listening
+    sockets ("http", "ldap") and of the readiness pipe ("ready") it got from the supervisor."""
     # Twisted's asyncio reactor must be this loop before anything imports the reactor.
     install_reactor(asyncio.get_running_loop())
     raise_open_file_limit()
@@ -36,13 +52,24 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # SIGHUP would end the process: reloading is the supervisor's (serve --workers).
+    loop.add_signal_handler(signal.SIGHUP, log.info,
+                            "SIGHUP ignored: a rolling restart needs `pkirepo serve --workers N`"
+                            if inherited is None else "SIGHUP ignored: the supervisor reloads")
+    leader = Leadership(lock_path(settings.store_path)) if inherited is not None else None
+    ldap_fd = inherited.get("ldap") if inherited is not None else None
     runner = None
+    watchdog = None
     try:
         app = create_app(settings, store=backend.store, signers=signers, clock=SystemClock(),
-                         presigned=backend.presigned, ldap_listen=ldap_listen)
+                         presigned=backend.presigned, ldap_listen=ldap_listen, leader=leader, ldap_fd=ldap_fd)
         runner = make_runner(app, settings, shutdown_timeout=shutdown_timeout)
         await runner.setup()  # runs the cleanup contexts' start-up: catch-up issuance first
-        site = app[CONNECTIONS].site(runner, http[0], http[1])
+        if inherited is not None:
+            site = app[CONNECTIONS].site(runner, http[0], http[1], sock=socket.socket(fileno=inherited["http"]),
+                                         backlog=LISTEN_BACKLOG)
+        else:
+            site = app[CONNECTIONS].site(runner, http[0], http[1])
         shown = f"[{http[0]}]" if ":" in http[0] else http[0]
         try:
             await site.start()
@@ -54,16 +81,92 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
         log.info("serving HTTP on http://%s:%d/ (CRL index: http://%s:%d/crl/)", shown, http[1], shown, http[1])
         for line in served_urls(app, settings.http.base_url):
             print(line, flush=True)
-        # Tests and scripts wait for this line: everything above is listening by now.
-        print(f"pkirepo: serving on http://{shown}:{http[1]}/", flush=True)
+        if inherited is not None:
+            # The supervisor waits for this before it stops an old worker; the pipe stays
+            # open, so that its end tells the supervisor this worker is gone.
+            os.write(inherited["ready"], b"ready\n")
+        else:
+            # Tests and scripts wait for this line: everything above is listening by now.
+            print(f"pkirepo: serving on http://{shown}:{http[1]}/", flush=True)
+        sdnotify.notify("READY=1")
+        interval = sdnotify.watchdog_interval()
+        if interval is not None:
+            watchdog = asyncio.create_task(_watchdog(interval), name="pkirepo-watchdog")
         await stop.wait()
         log.info("shutting down")
+        sdnotify.notify("STOPPING=1")
+        if inherited is not None:
+            await drain(app, site, DRAIN_GRACE)
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         if runner is not None:
             # Stops accepting, drains in-flight requests, then runs the contexts' cleanup.
             await runner.cleanup()
         await backend.close()
+        if leader is not None:
+            leader.release()
     return 0
+
+
+async def drain(app: web.Application, site: GuardedSite, grace: float) -> None:
+    """A worker's first step out: stop accepting on the shared sockets (the supervisor and
+    the other workers keep them open, so nothing queued is lost), then give the connections
+    it already accepted up to `grace` seconds to send their request (HTTP) or to end their
+    session (LDAP). aiohttp's shutdown then finishes the requests in progress."""
+    site.stop_accepting()
+    listener = app.get(LDAP_LISTENER)
+    waits = [app[CONNECTIONS].settle(grace)]
+    if listener is not None:
+        waits.append(listener.drain(grace))
+    await asyncio.gather(*waits)
+
+
+async def _watchdog(interval: float) -> None:
+    # Fed from the event loop itself: a loop stuck for longer than WatchdogSec gets restarted.
+    while True:
+        sdnotify.notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+async def supervise(settings: Settings, *, config: Path, http: tuple[str, int], ldap: str | None,
+                    workers: int, verbose: bool = False) -> int:
+    """`pkirepo serve --workers N`: bind the listeners, then run the supervisor."""
+    ldap_settings = settings.ldap.listening_on(ldap)
+    load_signers(settings)  # a bad key refuses to start before anything listens
+    listeners = {"http": bind_listener(http[0], http[1], what="HTTP")}
+    try:
+        if ldap_settings.listen:
+            host, port = ldap_settings.host_port
+            listeners["ldap"] = bind_listener(host, port, what="LDAP")
+    except BaseException:
+        listeners["http"].close()
+        raise
+    http_port = listeners["http"].getsockname()[1]
+    shown = f"[{http[0]}]" if ":" in http[0] else http[0]
+    config = config.resolve()
+    argv = [sys.executable, "-m", "publisher.cli", *(["-v"] if verbose else []), "--config", str(config),
+            "serve", "--http", f"{shown}:{http_port}", "--ldap", ldap_settings.listen or ""]
+
+    def check() -> None:
+        # What a new worker would do first; refused here, the old workers keep serving.
+        fresh = load_settings(config)
+        load_signers(fresh)
+        if fresh.http.listen != settings.http.listen or fresh.ldap.listen != settings.ldap.listen:
+            log.warning("listen addresses changed in %s: the sockets stay as they are until a full restart", config)
+
+    def on_ready() -> None:
+        log.info("serving HTTP on http://%s:%d/ with %d workers", shown, http_port, workers)
+        print(f"pkirepo: serving on http://{shown}:{http_port}/ ({workers} workers)", flush=True)
+
+    status = status_path(settings.store_path)
+    supervisor = Supervisor(SupervisorSettings(workers=workers), listeners=listeners,
+                            command=lambda: (argv, dict(os.environ)), check=check, status=status,
+                            on_ready=on_ready)
+    try:
+        return await supervisor.run()
+    finally:
+        status.unlink(missing_ok=True)
 
 
 def raise_open_file_limit() -> None:
