@@ -150,6 +150,9 @@ class ConnectionGuard:
         which closes every connection without a request in progress: a client whose
         connection was accepted a moment before would otherwise lose its request."""
         deadline = time.monotonic() + timeout
+        # asyncio accepts a burst of queued connections at once and makes their protocols
+        # in tasks of their own: let those run before looking.
+        await asyncio.sleep(0.05)
         while any(c.requests == 0 for c in self.open.values()) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
 
