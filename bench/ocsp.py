@@ -11,12 +11,13 @@
 4. One load client for both sides: ab (apache2-utils) with C concurrent clients and no
    keep-alive (openssl's responder stalls on kept-alive connections), after a warm-up.
 5. Every answer is checked once with `openssl ocsp -respin` before the timed runs.
-6. With --workers W (default 2), the pre-signed path again with W processes sharing one
-   port (SO_REUSEPORT).
+6. With --workers W (default 2), the pre-signed path and a CRL download again against
+   `pkirepo serve --workers W` (a supervisor owning the port, W worker processes).
 
 Prints responses per second, p50 and p99 latency (ab's percentiles, in ms) and the ratios
-pkirepo / openssl. Targets: pre-signed >= 2x openssl (3x with two processes), nonce path
->= 0.6x, pre-signed p99 under 20 ms. Not a test: nothing asserts.
+pkirepo / openssl and W workers / one process. Targets: pre-signed >= 2x openssl (3x with
+two workers), nonce path >= 0.6x, pre-signed p99 under 20 ms, two workers >= 1.7x one
+process. Not a test: nothing asserts.
 """
 from __future__ import annotations
 
@@ -117,40 +118,7 @@ def openssl_index(pki: Path, directory: Path) -> Path:
     return index
 
 
-def serve_worker(config: str, port: int) -> int:
-    """One of N processes sharing a port (SO_REUSEPORT), each with its own event loop, memory
-    cache and change watch, over the one store. `pkirepo serve` has no --workers yet: this
-    is the same start-up without LDAP, for measuring only."""
-    import asyncio
-
-    from aiohttp import web
-
-    from publisher.clock import SystemClock
-    from publisher.root import create_app, load_settings, open_backend
-    from publisher.service import load_signers
-
-    async def run() -> None:
-        settings = load_settings(Path(config))
-        backend = await open_backend(settings)
-        app = create_app(settings, store=backend.store, signers=load_signers(settings), clock=SystemClock(),
-                         presigned=backend.presigned)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port, reuse_port=True).start()
-        print("pkirepo: serving on worker", flush=True)
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await stop.wait()
-        await runner.cleanup()
-        await backend.close()
-
-    asyncio.run(run())
-    return 0
-
-
 def main() -> int:
-    if len(sys.argv) == 4 and sys.argv[1] == "--serve-worker":
-        return serve_worker(sys.argv[2], int(sys.argv[3]))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--workers", type=int, default=2,
@@ -203,9 +171,11 @@ def main() -> int:
                                 ("openssl no nonce", theirs, plain), ("openssl nonce", theirs, nonce)):
             check_answer(pki, url, req, work, label.replace(" ", "-"))
 
+        crl_url = f"http://127.0.0.1:{http_port}/crl/{CA}CRL1.crl"
         runs = [
             ("pkirepo pre-signed POST", ours, plain),
             ("pkirepo pre-signed GET", get_url, None),
+            ("pkirepo CRL GET", crl_url, None),
             ("pkirepo nonce POST", ours, nonce),
             ("openssl ocsp no nonce", theirs, plain),
             ("openssl ocsp nonce", theirs, nonce),
@@ -216,21 +186,22 @@ def main() -> int:
             results[name] = ab(name, url, body=body, requests=args.requests, concurrency=args.concurrency)
 
         if args.workers > 1:
-            # Stop the single server first: the workers take their own port.
+            # Stop the single server first: the supervisor binds its own port.
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
             wport = free_port()
-            for i in range(args.workers):
-                out = work / f"worker-{i}.out"
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "bench.ocsp", "--serve-worker", str(demo / "pkirepo.toml"), str(wport)],
-                    stdout=open(out, "w"), stderr=open(work / f"worker-{i}.log", "w"), cwd=Path(__file__).resolve().parent.parent))
-                wait_line(out, "pkirepo: serving on", procs[-1], f"worker {i}")
-            name = f"pkirepo pre-signed, {args.workers} proc"
+            out = work / "workers.out"
+            procs.append(subprocess.Popen(
+                [PKIREPO, "serve", "--config", str(demo / "pkirepo.toml"), "--workers", str(args.workers),
+                 "--http", f"127.0.0.1:{wport}", "--ldap", ""],
+                stdout=open(out, "w"), stderr=open(work / "workers.log", "w")))
+            wait_line(out, "pkirepo: serving on", procs[-1], f"serve --workers {args.workers}")
             wurl = f"http://127.0.0.1:{wport}/ocsp"
             check_answer(pki, wurl, plain, work, "workers")
-            ab(name, wurl, body=plain, requests=min(2000, args.requests), concurrency=args.concurrency)
-            results[name] = ab(name, wurl, body=plain, requests=args.requests, concurrency=args.concurrency)
+            for name, url, body in ((f"pre-signed POST, {args.workers} proc", wurl, plain),
+                                    (f"CRL GET, {args.workers} proc", f"http://127.0.0.1:{wport}/crl/{CA}CRL1.crl", None)):
+                ab(name, url, body=body, requests=min(2000, args.requests), concurrency=args.concurrency)
+                results[name] = ab(name, url, body=body, requests=args.requests, concurrency=args.concurrency)
 
         print()
         print(f"{'':<26}{'resp/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}{'non-2xx':>9}")
@@ -239,7 +210,7 @@ def main() -> int:
         print()
         print("ratios (pkirepo / openssl ocsp, each against openssl answering the same request):")
         targets = [("pkirepo pre-signed POST", 2.0), ("pkirepo pre-signed GET", 2.0), ("pkirepo nonce POST", 0.6)]
-        targets += [(n, 3.0) for n in results if n.endswith(" proc")]  # the stretch target
+        targets += [(n, 3.0) for n in results if n.startswith("pre-signed POST,")]  # the stretch target
         for name, target in targets:
             r = results[name]
             ref = results["openssl ocsp nonce" if "nonce" in name else "openssl ocsp no nonce"]
@@ -252,6 +223,12 @@ def main() -> int:
                 ok = ratio >= target and r.p99 < 20
                 note = f"p99 {r.p99:.0f} ms, target < 20 ms"
             print(f"  {name:<26}{ratio:>6.2f}x  target {target}x, {note}: {'meets' if ok else 'MISSES'}")
+        if args.workers > 1:
+            print(f"ratios ({args.workers} workers / one process), target 1.7x:")
+            for many, one in ((f"pre-signed POST, {args.workers} proc", "pkirepo pre-signed POST"),
+                              (f"CRL GET, {args.workers} proc", "pkirepo CRL GET")):
+                ratio = results[many].rps / (results[one].rps or 1.0)
+                print(f"  {many:<26}{ratio:>6.2f}x: {'meets' if ratio >= 1.7 else 'MISSES'}")
         return 0
     finally:
         for p in procs:

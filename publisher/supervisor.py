@@ -100,8 +100,12 @@ def parse_worker_env(text: str) -> dict[str, int]:
 class Worker:
     """One worker process and what the supervisor knows of it."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, ready_fd: int, number: int) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, ready_fd: int, number: int,
+                 *, replacement: bool = False) -> None:
         self.proc = proc
+        # Started in place of a dead worker: restarted in turn even if it dies while starting
+        # (the start-up and a reload handle their own workers' failures).
+        self.replacement = replacement
         self.pid = proc.pid
         self.number = number
         self.ready: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -167,8 +171,8 @@ class Supervisor:
         """Start the workers, serve until told to stop; returns the exit code."""
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self._on_hup)
-        loop.add_signal_handler(signal.SIGTERM, self._on_stop)
-        loop.add_signal_handler(signal.SIGINT, self._on_stop)
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
         watchdog = None
         try:
             first = [await self._spawn(stdout=(i == 0)) for i in range(self.settings.workers)]
@@ -184,8 +188,12 @@ class Supervisor:
             if interval is not None:
                 watchdog = asyncio.create_task(self._watchdog(interval), name="pkirepo-watchdog")
             while not self.stopping:
-                await self._wake.wait()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
                 self._wake.clear()
+                self._expire_deaths()
                 if self._reload_wanted and not self.stopping:
                     self._reload_wanted = False
                     await self._reload()
@@ -200,20 +208,25 @@ class Supervisor:
             for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
 
-    def _on_hup(self) -> None:
-        log.info("SIGHUP: rolling restart of the workers")
+    def reload(self) -> None:
+        """A rolling restart, as on SIGHUP (one at a time: a request during one is queued)."""
         self._reload_wanted = True
         self._wake.set()
 
-    def _on_stop(self) -> None:
+    def stop(self) -> None:
+        """Drain the workers and return from `run()`, as on SIGTERM."""
         if not self.stopping:
             log.info("stopping: the workers drain their requests")
         self.stopping = True
         self._wake.set()
 
+    def _on_hup(self) -> None:
+        log.info("SIGHUP: rolling restart of the workers")
+        self.reload()
+
     # -- workers ---------------------------------------------------------------------------
 
-    async def _spawn(self, *, stdout: bool = False) -> Worker:
+    async def _spawn(self, *, stdout: bool = False, replacement: bool = False) -> Worker:
         argv, env = self.command()
         env = {k: v for k, v in env.items() if k not in _MANAGER_ENV}
         ready_r, ready_w = os.pipe()
@@ -233,7 +246,7 @@ class Supervisor:
             raise
         finally:
             os.close(ready_w)
-        w = Worker(proc, ready_r, self._numbers)
+        w = Worker(proc, ready_r, self._numbers, replacement=replacement)
         self.workers.append(w)
         asyncio.get_running_loop().add_reader(ready_r, self._on_ready_pipe, w)
         self._track(asyncio.create_task(self._watch(w), name=f"pkirepo-worker-{w.number}"))
@@ -279,7 +292,7 @@ class Supervisor:
             log.info("worker %d (pid %d) stopped (%s)", w.number, w.pid, _exit_text(code))
             self._write_status()
             return
-        if not w.ready.done():
+        if not w.ready.done() and not w.replacement:
             # Dying before it served: the initial start or a reload is waiting on it.
             log.error("worker %d (pid %d) exited before it was ready: %s", w.number, w.pid, _exit_text(code))
             self._note_death()
@@ -289,8 +302,7 @@ class Supervisor:
         if self.restart_delay:
             await asyncio.sleep(self.restart_delay)
         if not self.stopping:
-            new = await self._spawn()
-            await self._wait_ready(new)
+            await self._spawn(replacement=True)
 
     def _note_death(self) -> None:
         now = time.monotonic()
@@ -307,6 +319,18 @@ class Supervisor:
         elif was:
             log.info("crash loop over")
         self._write_status()
+
+    def _expire_deaths(self) -> None:
+        """A crash loop ends once fewer than crash_limit deaths remain in the window."""
+        now = time.monotonic()
+        while self.deaths and self.deaths[0] < now - self.settings.crash_window:
+            self.deaths.popleft()
+        if self.crash_loop and len(self.deaths) < self.settings.crash_limit:
+            self.crash_loop = False
+            self.restart_delay = 0.0
+            log.info("crash loop over: %d worker death(s) within the last %.0f s", len(self.deaths),
+                     self.settings.crash_window)
+            self._write_status()
 
     async def _terminate(self, w: Worker) -> None:
         """SIGTERM (drain and exit), then SIGKILL after stop_timeout."""
@@ -329,8 +353,12 @@ class Supervisor:
             await asyncio.shield(w.exited)
 
     async def _stop_all(self) -> None:
-        workers = list(self.workers)
-        await asyncio.gather(*(self._terminate(w) for w in workers), return_exceptions=True)
+        # A restart may have been starting a worker as the stop came: look again.
+        for _ in range(5):
+            workers = [w for w in self.workers if not w.exited.done()]
+            if not workers:
+                break
+            await asyncio.gather(*(self._terminate(w) for w in workers), return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
