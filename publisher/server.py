@@ -26,7 +26,7 @@ from .leader import Leadership, lock_path
 from .ratelimit import RateLimit, suffix
 from .root import CONNECTIONS, PUBLICATION, SERVED, Settings, create_app, load_settings, make_runner, open_backend
 from .service import load_signers
-from .supervisor import LISTEN_BACKLOG, Supervisor, SupervisorSettings, bind_listener
+from .supervisor import HEARTBEAT_SECONDS, LISTEN_BACKLOG, Supervisor, SupervisorSettings, bind_listener
 from .worker_status import status_path
 
 # How long a worker leaving a rolling restart waits for connections it accepted to send
@@ -59,7 +59,7 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
     leader = Leadership(lock_path(settings.store_path)) if inherited is not None else None
     ldap_fd = inherited.get("ldap") if inherited is not None else None
     runner = None
-    watchdog = None
+    watchdog = heartbeat = None
     try:
         app = create_app(settings, store=backend.store, signers=signers, clock=SystemClock(),
                          presigned=backend.presigned, ldap_listen=ldap_listen, leader=leader, ldap_fd=ldap_fd)
@@ -85,6 +85,7 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
             # The supervisor waits for this before it stops an old worker; the pipe stays
             # open, so that its end tells the supervisor this worker is gone.
             os.write(inherited["ready"], b"ready\n")
+            heartbeat = asyncio.create_task(_heartbeat(inherited["ready"], stop), name="pkirepo-heartbeat")
         else:
             # Tests and scripts wait for this line: everything above is listening by now.
             print(f"pkirepo: serving on http://{shown}:{http[1]}/", flush=True)
@@ -98,8 +99,9 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
         if inherited is not None:
             await drain(app, site, DRAIN_GRACE)
     finally:
-        if watchdog is not None:
-            watchdog.cancel()
+        for task in (watchdog, heartbeat):
+            if task is not None:
+                task.cancel()
         if runner is not None:
             # Stops accepting, drains in-flight requests, then runs the contexts' cleanup.
             await runner.cleanup()
@@ -120,6 +122,21 @@ async def drain(app: web.Application, site: GuardedSite, grace: float) -> None:
     if listener is not None:
         waits.append(listener.drain(grace))
     await asyncio.gather(*waits)
+
+
+async def _heartbeat(fd: int, stop: asyncio.Event) -> None:
+    # From the event loop itself, so that a stuck loop goes silent and gets replaced.
+    os.set_blocking(fd, False)
+    while True:
+        try:
+            os.write(fd, b"alive\n")
+        except BlockingIOError:
+            pass  # the supervisor is behind reading; the next beat will do
+        except BrokenPipeError:
+            log.error("the supervisor is gone: stopping")
+            stop.set()
+            return
+        await asyncio.sleep(HEARTBEAT_SECONDS)
 
 
 async def _watchdog(interval: float) -> None:

@@ -7,8 +7,9 @@ and accepts on them. A listening socket therefore never closes while the service
 connections queued on it are taken by whichever worker accepts next, never reset, as they
 would be with SO_REUSEPORT when one of the sharing sockets closes.
 
-- A worker writes "ready" on its readiness pipe once it serves; EOF on the pipe means it
-  is gone.
+- A worker writes "ready" on its readiness pipe once it serves, then "alive" every
+  `HEARTBEAT_SECONDS` from its event loop; EOF on the pipe means it is gone. A worker
+  silent for `heartbeat_timeout` seconds (a stuck event loop) is killed and replaced.
 - SIGHUP: rolling restart. The config is checked first (a config that does not load is
   refused, logged, and the old workers keep serving); then, one at a time, a new worker is
   started, awaited until ready, and only then an old one is told to stop (SIGTERM: it stops
@@ -44,6 +45,8 @@ log = logging.getLogger("pkirepo")
 
 # Set in a worker's environment: which inherited descriptors are what ("http=3,ldap=4,ready=7").
 WORKER_ENV = "PKIREPO_WORKER"
+# How often a worker's event loop says it is alive on the readiness pipe.
+HEARTBEAT_SECONDS = 2.0
 # The listen queue of the shared sockets: connections wait there while workers restart.
 LISTEN_BACKLOG = 1024
 # Environment a worker must not inherit: only the supervisor talks to systemd.
@@ -63,6 +66,8 @@ class SupervisorSettings:
     crash_limit: int = 5
     crash_window: float = 60.0
     max_restart_delay: float = 30.0
+    # A serving worker that has not said "alive" for this long is killed and replaced.
+    heartbeat_timeout: float = 30.0
 
 
 def bind_listener(host: str, port: int, *, what: str, backlog: int = LISTEN_BACKLOG) -> socket.socket:
@@ -112,6 +117,7 @@ class Worker:
         self.stopping = False
         self.ready_fd = ready_fd
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.last_seen = time.monotonic()
 
     @property
     def serving(self) -> bool:
@@ -194,6 +200,7 @@ class Supervisor:
                     pass
                 self._wake.clear()
                 self._expire_deaths()
+                self._kill_unresponsive()
                 if self._reload_wanted and not self.stopping:
                     self._reload_wanted = False
                     await self._reload()
@@ -262,6 +269,8 @@ class Supervisor:
             data = os.read(w.ready_fd, 256)
         except OSError:
             data = b""
+        if data:
+            w.last_seen = time.monotonic()
         if data and b"ready" in data and not w.ready.done():
             w.ready.set_result(True)
             self._write_status()
@@ -319,6 +328,18 @@ class Supervisor:
         elif was:
             log.info("crash loop over")
         self._write_status()
+
+    def _kill_unresponsive(self) -> None:
+        now = time.monotonic()
+        for w in self.workers:
+            silent = now - w.last_seen
+            if w.serving and silent > self.settings.heartbeat_timeout:
+                log.error("worker %d (pid %d) unresponsive for %.0f s: killing it", w.number, w.pid, silent)
+                w.last_seen = now  # once
+                try:
+                    w.proc.kill()
+                except ProcessLookupError:
+                    pass
 
     def _expire_deaths(self) -> None:
         """A crash loop ends once fewer than crash_limit deaths remain in the window."""

@@ -114,6 +114,16 @@ async def test_a_replacement_dying_while_it_starts_is_restarted_too(tmp_path, ca
         await _until(lambda: "crash loop over" in caplog.text)
 
 
+async def test_a_silent_worker_is_killed_and_replaced(tmp_path, caplog):
+    # These workers never say "alive" after "ready": to the supervisor, their loop is stuck.
+    async with _running(tmp_path, "serve", workers=1, heartbeat_timeout=0.5) as sup:
+        await _until(lambda: sum(w.serving for w in sup.workers) == 1)
+        first = sup.workers[0].pid
+        await _until(lambda: "unresponsive" in caplog.text)
+        await _until(lambda: any(w.serving and w.pid != first for w in sup.workers))
+        assert f"(pid {first}) died: killed by SIGKILL" in caplog.text
+
+
 @given(st.dictionaries(st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8), st.integers(0, 65535),
                        min_size=1, max_size=5))
 def test_worker_env_round_trips(fds):
