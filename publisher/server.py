@@ -43,6 +43,8 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
     sockets ("http", "ldap") and of the readiness pipe ("ready") it got from the supervisor."""
     # Twisted's asyncio reactor must be this loop before anything imports the reactor.
     install_reactor(asyncio.get_running_loop())
+    if inherited is not None:
+        _name_worker_in_logs()
     raise_open_file_limit()
     install_loop_error_log(asyncio.get_running_loop())
     ldap_listen = settings.ldap.listening_on(ldap).listen
@@ -122,6 +124,12 @@ async def drain(app: web.Application, site: GuardedSite, grace: float) -> None:
     if listener is not None:
         waits.append(listener.drain(grace))
     await asyncio.gather(*waits)
+
+
+def _name_worker_in_logs() -> None:
+    # Several workers write to one log: each line says which process wrote it.
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"))
 
 
 async def _heartbeat(fd: int, stop: asyncio.Event) -> None:
