@@ -201,3 +201,8 @@ def test_status_problems(tmp_path):
     assert problems(path) == []
     path.write_text("{not json")
     assert problems(path) == []
+
+
+def test_a_negative_worker_count_is_refused(shared_demo):
+    r = shared_demo.cli("serve", "--workers", "-1", check=False)
+    assert r.returncode == 2 and "--workers -1" in r.stderr, r.stderr
