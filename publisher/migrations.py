@@ -139,4 +139,33 @@ MIGRATIONS: list[str] = [
         UNIQUE (kind, version, lang)
     );
     """,
+    # The trust list of certificate types qualifying for mutual recognition (CP annex 1.2):
+    # its entries and their status history, and every list issued, kept with its signed bytes.
+    """
+    CREATE TABLE trustlist_entries (
+        id INTEGER PRIMARY KEY,             -- EntryIdentifier in the XML
+        ca_name TEXT NOT NULL,
+        ca_cert_der BLOB NOT NULL,          -- as listed: a later config change does not alter it
+        cert_type TEXT NOT NULL,            -- personal, organisation
+        policy_oids TEXT NOT NULL,          -- space-separated, in order
+        cps_url TEXT NOT NULL,
+        name_zh_hant TEXT NOT NULL,
+        name_en TEXT NOT NULL
+    );
+    CREATE TABLE trustlist_statuses (
+        entry_id INTEGER NOT NULL REFERENCES trustlist_entries(id),
+        position INTEGER NOT NULL,          -- 0 for the grant, then each change in order
+        status TEXT NOT NULL,               -- granted, suspended, withdrawn
+        start INTEGER NOT NULL,             -- Unix seconds
+        seq INTEGER NOT NULL,               -- the list that first carried it
+        PRIMARY KEY (entry_id, position)
+    );
+    CREATE TABLE trustlists (
+        seq INTEGER PRIMARY KEY,            -- TSLSequenceNumber: 1, 2, 3, ... never reused
+        issued_at INTEGER NOT NULL,
+        next_update INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        xml BLOB NOT NULL                   -- the signed bytes as published, never re-signed
+    );
+    """,
 ]

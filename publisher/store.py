@@ -14,6 +14,7 @@ from typing import AsyncIterable, NamedTuple, Protocol, Sequence
 
 from .crl import Reason, ScopeKind
 from .errors import Conflict
+from .trustlist import Entry as TrustEntry
 
 
 class Status(enum.IntEnum):
@@ -174,6 +175,18 @@ class DocumentRecord:
     @property
     def path(self) -> str:
         return f"documents/{self.kind}/{self.version}/{self.lang}.{self.ext}"
+
+
+@dataclass(frozen=True)
+class TrustListRecord:
+    """One issue of the trust list of qualifying certificate types, stored with the signed
+    bytes as published; none is ever removed or re-signed."""
+
+    seq: int
+    issued_at: dt.datetime
+    next_update: dt.datetime
+    sha256: str
+    size: int
 
 
 # The port beside the store: pre-signed OCSP answers and a commit probe. The composition
@@ -399,6 +412,27 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def document_bytes(self, kind: str, version: str, lang: str) -> tuple[DocumentRecord, bytes] | None: ...
+
+    # The trust list of qualifying certificate types
+    @abc.abstractmethod
+    async def trustlist_state(self) -> tuple[int, tuple[TrustEntry, ...]]:
+        """The sequence number of the newest list (0: none yet) and every entry ever listed,
+        with its status history, as of that list."""
+
+    @abc.abstractmethod
+    async def add_trustlist(self, *, prev_seq: int, changed: TrustEntry | None, issued_at: dt.datetime,
+                            next_update: dt.datetime, xml: bytes) -> TrustListRecord:
+        """Store list `prev_seq + 1` and the entry it changes (new, or with statuses added),
+        with an event, in one transaction. Conflict (and nothing stored) when another list
+        was stored after `prev_seq`."""
+
+    @abc.abstractmethod
+    async def trustlists(self) -> list[TrustListRecord]:
+        """Every list issued, oldest first."""
+
+    @abc.abstractmethod
+    async def trustlist_bytes(self, seq: int | None = None) -> tuple[TrustListRecord, bytes] | None:
+        """List `seq` (None: the newest) and its signed bytes."""
 
     # Change log
     @abc.abstractmethod
