@@ -65,7 +65,7 @@ LABELS = {
         "policies": "Certificate policy OIDs",
         "name": "Name",
         "status": "Status",
-        "since": "Since",
+        "since": "since",
         "history": "Status history",
         "cps": "Certification practice statement",
         "none": "No entries at present.",
