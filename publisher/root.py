@@ -147,6 +147,18 @@ def check_config(path: Path, now) -> ConfigReport:
                 problems.append(f"{settings.source}: OCSP for {r.name}: {problem}")
             else:
                 summary.append(f"OCSP {r.name}: responder ready until {r.not_after.isoformat() if r.not_after else '?'}")
+    if settings.trustlist is not None:
+        try:
+            tl_signer = load_trustlist_signer(settings.trustlist)
+        except ConfigError as e:
+            problems.append(e.message)
+        else:
+            cert = tl_signer.certificate
+            if now >= cert.not_valid_after_utc:
+                problems.append(f"{settings.source}: trustlist.certificate: {settings.trustlist.certificate} expired "
+                                f"at {cert.not_valid_after_utc.isoformat()}")
+            summary.append(f"trust list: signed by {cert.subject.rfc4514_string()}, next update "
+                           f"{settings.trustlist.next_update.days} days after each list")
     p = settings.policy
     summary.append(f"policy: nextUpdate <= {p.max_next_update_hours} h, revocations published within "
                    f"{p.max_revocation_publication_hours} h, ARL at least every {p.min_arl_frequency_days} days, "
