@@ -11,7 +11,6 @@ import datetime as dt
 import functools
 from pathlib import Path
 
-import jinja2
 from cryptography import x509
 
 from .errors import MalformedInput
@@ -81,7 +80,10 @@ OIDS_BY_AUTHORITY = {POLICY_OIDS[t][i]: who for t in POLICY_OIDS
 
 
 @functools.cache
-def _env() -> jinja2.Environment:
+def _env():
+    # Imported here: only serving renders pages, the commands never do.
+    import jinja2
+
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                               undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
