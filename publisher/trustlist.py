@@ -146,15 +146,22 @@ def check_names(names: dict[str, str | None], what: str) -> tuple[tuple[str, str
         value = (names.get(lang) or "").strip()
         if not value:
             raise MalformedInput(f"{what}: the name in {lang} is missing")
-        if len(value) > MAX_NAME or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        if len(value) > MAX_NAME or not is_plain_text(value):
             raise MalformedInput(f"{what}: the {lang} name {value[:40]!r} must be one line of at most "
-                                 f"{MAX_NAME} characters")
+                                 f"{MAX_NAME} characters, without control characters")
         out.append((lang, value))
     return tuple(out)
 
 
+def is_plain_text(value: str) -> bool:
+    """One line of characters XML can carry: no control characters (C0, DEL, C1), no lone
+    surrogates (an undecodable command-line byte), no U+FFFE or U+FFFF."""
+    return not any(ord(c) < 32 or 127 <= ord(c) < 160 or 0xD800 <= ord(c) <= 0xDFFF or ord(c) in (0xFFFE, 0xFFFF)
+                   or c in "\u2028\u2029" for c in value)
+
+
 def check_url(url: str, what: str) -> str:
-    if not re.fullmatch(r"https?://[^\s<>\"']{1,%d}" % MAX_URL, url or ""):
+    if not re.fullmatch(r"https?://[!#-&(-;=?-~]{1,%d}" % MAX_URL, url or ""):
         raise MalformedInput(f"{what} {url!r} is not an http:// or https:// URL")
     return url
 

@@ -13,7 +13,7 @@ from .certs import split_certificates
 from .config import Table
 from .errors import ConfigError, MalformedInput
 from .signer import load_key_signer
-from .trustlist import LANGUAGES, MAX_NAME
+from .trustlist import LANGUAGES, MAX_NAME, is_plain_text
 from .xmlsig import XmlSigner
 
 
@@ -39,8 +39,8 @@ def load_trustlist_settings(top: Table) -> TrustListSettings | None:
         name = ops.str(lang)
         if not name or not name.strip():
             raise ops.error(lang, "the scheme operator's name in this language is required")
-        if len(name) > MAX_NAME:
-            raise ops.error(lang, f"at most {MAX_NAME} characters")
+        if len(name) > MAX_NAME or not is_plain_text(name):
+            raise ops.error(lang, f"one line of at most {MAX_NAME} characters, without control characters")
         operator.append((lang, name.strip()))
     ops.check_unknown()
     s = TrustListSettings(

@@ -128,6 +128,24 @@ class TestChanges:
         for w in ["CA1 personal", *words]:
             assert w in caught.value.message
 
+    @given(st.text(max_size=60), st.text(max_size=60))
+    def test_names_are_refused_or_carried_by_the_xml(self, zh, en):
+        try:
+            names = tl.check_names({"zh-Hant": zh, "en": en}, "CA1 personal")
+        except MalformedInput:
+            return
+        e = dataclasses.replace(granted(), names=names)
+        assert trustlist_xml.parse_xml(trustlist_xml.build_xml(listing(e))).entries == (e,)
+
+    @given(st.text(max_size=80))
+    def test_cps_urls_are_refused_or_carried_by_the_xml(self, url):
+        try:
+            url = tl.check_url("http://" + url, "CPS URL")
+        except MalformedInput:
+            return
+        e = dataclasses.replace(granted(), cps_url=url)
+        assert trustlist_xml.parse_xml(trustlist_xml.build_xml(listing(e))).entries == (e,)
+
     def test_unknown_type(self):
         with pytest.raises(MalformedInput, match="unknown certificate type 'persona'"):
             tl.parse_type("persona")
@@ -140,8 +158,7 @@ class TestChanges:
 
 
 # Lists of any shape: entries of random types, names, OIDs and histories.
-_text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40).filter(
-    lambda s: s.strip() == s and s)
+_text = st.text(min_size=1, max_size=40).filter(lambda s: s.strip() == s and tl.is_plain_text(s))
 
 
 @st.composite
