@@ -12,6 +12,7 @@ import subprocess
 import urllib.parse
 
 import pytest
+from cryptography import x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -74,12 +75,35 @@ def test_demo_init_lists_the_issuing_ca_for_both_types(served):
     assert entries == [("eCertCA2-17", "personal", "granted", PERSONAL_OIDS),
                        ("eCertCA2-17", "organisation", "granted", ORGANISATION_OIDS)]
     ca_der = (demo.pki / "eCertCA2-17.pem").read_bytes()
-    from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
     fingerprint = hashlib.sha256(x509.load_pem_x509_certificate(ca_der).public_bytes(Encoding.DER)).hexdigest()
     assert {e["ca_sha256"] for e in listed["entries"]} == {fingerprint.upper()}
     assert all(e["names"]["zh-Hant"] and e["names"]["en"] for e in listed["entries"])
     assert all(e["cps"] == f"{demo.base_url}/cps" for e in listed["entries"])
+    # The demo's scheme operator signs with a key of its own, private, certified for list signing.
+    assert (demo.pki / "trustlist-signer.key").stat().st_mode & 0o077 == 0
+    signer = x509.load_pem_x509_certificate((demo.pki / "trustlist-signer.pem").read_bytes())
+    eku = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert x509.ObjectIdentifier("0.4.0.2231.3.0") in eku
+
+
+async def test_a_list_made_on_a_stale_state_is_refused(tmp_path):
+    """Two operators changing the list at once: the second store of a list made from the
+    same state is refused and stores nothing, so sequence numbers never repeat or skip."""
+    import datetime as dt
+
+    from publisher.errors import Conflict
+    from publisher.sqlite_store import SQLiteStore
+
+    at = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
+    async with SQLiteStore(tmp_path / "store.sqlite") as store:
+        first = await store.add_trustlist(prev_seq=0, changed=None, issued_at=at, next_update=at, xml=b"<a/>")
+        assert first.seq == 1
+        with pytest.raises(Conflict, match="issued meanwhile"):
+            await store.add_trustlist(prev_seq=0, changed=None, issued_at=at, next_update=at, xml=b"<b/>")
+        assert [r.seq for r in await store.trustlists()] == [1]
+        assert (await store.trustlist_bytes())[1] == b"<a/>"
+        assert await store.trustlist_bytes(2) is None
 
 
 REFUSALS = [
