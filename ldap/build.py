@@ -29,6 +29,7 @@ from publisher.store import CertRecord, CrlRecord, DocumentRecord, Issuer, Statu
 
 from . import dn as dnmod
 from .directory import Directory, Entry
+from .names import certificate_names
 from .settings import CaLayout, Layout
 
 log = logging.getLogger("pkirepo.ldap")
@@ -78,14 +79,7 @@ def subscriber_entry(cert: CertRecord, ca_dn: str) -> Entry | None:
     if cert.der is None:
         return None
     try:
-        c = x509.load_der_x509_certificate(cert.der)
-        cn = _first(c.subject, NameOID.COMMON_NAME)
-        mails = [str(a.value) for a in c.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)]
-        try:
-            san = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            mails += [m for m in san.get_values_for_type(x509.RFC822Name) if m not in mails]
-        except x509.ExtensionNotFound:
-            pass
+        cn, mails = certificate_names(cert.der)
     except ValueError as e:
         log.warning("certificate %s of issuer %d does not parse, not in LDAP: %s",
                     cert.serial_hex, cert.issuer_id, e)
@@ -273,8 +267,12 @@ class DirectoryBuilder:
         # certificate id -> (status, entry): a certificate's DER never changes, its status may.
         self._subs: dict[int, tuple[Status, Entry | None]] = {}
         self._crl_der: dict[int, bytes] = {}  # CRL record id -> DER
+        self.subscriber_cas: list[tuple[int, str]] = []
 
-    async def build(self, store: Store) -> Directory:
+    async def build(self, store: Store, *, subscribers: bool = True) -> Directory:
+        """The whole directory; with `subscribers` False, everything but the subscriber
+        entries (which `ldap.subscribers` serves from the store), read in time independent
+        of the number of certificates.  `subscriber_cas` then names where they go."""
         issuers = configured_issuers(self.layout, await store.issuers())
         crls = []
         crl_der = {}
@@ -287,10 +285,12 @@ class DirectoryBuilder:
         self._crl_der = crl_der
         _, base = default_suffix_base(self.layout, issuers)
         infos = {i.issuer.id: i for i in ca_infos(self.layout, issuers, base)}
+        # (issuer id, CA entry DN) of every CA whose subscribers the directory publishes.
+        self.subscriber_cas = [(i, info.dn) for i, info in infos.items() if info.layout.subscribers]
         subs: dict[int, list[Entry]] = {}
         kept: dict[int, tuple[Status, Entry | None]] = {}
         for issuer_id, info in infos.items():
-            if not info.layout.subscribers:
+            if not info.layout.subscribers or not subscribers:
                 continue
             out: list[Entry] = []
             after = -1
