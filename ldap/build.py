@@ -73,6 +73,12 @@ class PublishedCrl:
     der: bytes
 
 
+# What every subscriber entry holds (see `subscriber_entry`): a search whose filter requires
+# another attribute, or another object class, never matches one.
+SUBSCRIBER_CLASSES = ("top", "person", "organizationalPerson", "inetOrgPerson", "pkiUser")
+SUBSCRIBER_KEYS = frozenset({"objectclass", "uid", "cn", "sn", "mail", "usercertificate"})
+
+
 def subscriber_entry(cert: CertRecord, ca_dn: str) -> Entry | None:
     """The entry of one certificate: pkiUser with inetOrgPerson naming attributes taken
     from the certificate (cn; mail from the subject's emailAddress and rfc822Name SANs)."""
@@ -87,7 +93,7 @@ def subscriber_entry(cert: CertRecord, ca_dn: str) -> Entry | None:
     uid = serial_hex(cert.serial)
     name = cn or uid
     attrs: list[tuple[str, Any]] = [
-        ("objectClass", ["top", "person", "organizationalPerson", "inetOrgPerson", "pkiUser"]),
+        ("objectClass", list(SUBSCRIBER_CLASSES)),
         ("uid", uid),
         ("cn", name),
         ("sn", name),  # person requires a surname; the certificate rarely has one

@@ -14,8 +14,8 @@ from publisher.store import Store
 
 from .names import index_rows
 
-PAGE = 2000  # certificates per store read and write
-BATCH = 200  # certificates parsed between two returns to the loop
+PAGE = 500  # certificates per store read and write
+BATCH = 100  # certificates parsed between two returns to the loop
 
 
 async def catch_up(store: Store, *, max_certs: int, page: int = PAGE, batch: int = BATCH) -> bool:

@@ -28,13 +28,16 @@ from publisher.errors import MalformedInput, Unavailable
 from publisher.store import CertRecord, Store, serial_hex
 
 from . import dn as dnmod
-from .build import published, subscriber_entry
+from .build import SUBSCRIBER_CLASSES, SUBSCRIBER_KEYS, published, subscriber_entry
 from .directory import SCOPE_BASE, SCOPE_ONE, SCOPE_SUBTREE, Directory, Entry, NoSuchObject, Wait
 from .filters import IndexHint
 from .names import INDEXED
 
-# Certificates read per store query when a search pages through a CA's subscribers.
-PAGE = 256
+# Certificates read per store query when a search pages through a CA's subscribers.  Each
+# page returns to the loop while it is read, and making a page's entries (parsing each
+# certificate) is most of a slice's work: small pages keep slices short.
+PAGE = 64
+_CLASSES = frozenset(c.casefold() for c in SUBSCRIBER_CLASSES)
 
 
 class EntryCache:
@@ -185,6 +188,10 @@ class StoreDirectory:
     def _matching(self, slot: CaSlot, hint: IndexHint | None) -> Iterator[Entry | Wait]:
         """The CA's subscribers that may match the filter: through an index when the hint
         names an indexed attribute, else all of them."""
+        if hint is not None:
+            key, value = hint
+            if key not in SUBSCRIBER_KEYS or (key == "objectclass" and value not in _CLASSES):
+                return  # no subscriber entry holds that value: (objectClass=pkiCA) reads none
         if hint is not None and isinstance(hint[1], str):
             key, value = hint
             if key == "uid":
