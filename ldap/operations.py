@@ -190,54 +190,51 @@ class Search:
         """
         self.waiting = None
         try:
-            yield from self._run(max_examined, slice_end)
+            deadline = self._deadline
+            now = self._now
+            if deadline is not None and now() >= deadline:
+                self.examined = 0
+                yield self._done(ResultCode.TIME_LIMIT_EXCEEDED)
+                return
+            predicate = self._predicate
+            # How often to look at the clock: after about CLOCK_EVERY filter items evaluated,
+            # so a costly filter is checked after each entry and a cheap one every few dozen.
+            every = max(1, CLOCK_EVERY // self._cost)
+            timed = deadline is not None or slice_end is not None
+            examined = 0
+            for entry in self._candidates:
+                if type(entry) is Wait:
+                    self.waiting = entry.future
+                    self.examined = examined
+                    return
+                examined += 1
+                if predicate(entry) is True:
+                    if self._size_limit and self.sent >= self._size_limit:
+                        self.examined = examined
+                        yield self._done(ResultCode.SIZE_LIMIT_EXCEEDED)
+                        return
+                    self.sent += 1
+                    self.examined = examined
+                    yield entry.encode(self._selection, self._types_only)
+                if examined >= max_examined:
+                    self.examined = examined
+                    return
+                if timed and examined % every == 0:
+                    t = now()
+                    if deadline is not None and t >= deadline:
+                        self.examined = examined
+                        yield self._done(ResultCode.TIME_LIMIT_EXCEEDED)
+                        return
+                    if slice_end is not None and t >= slice_end:
+                        self.examined = examined
+                        return
+            self.examined = examined
+            yield self._done(ResultCode.SUCCESS)
         except RepoError as e:
             # Raised by candidates read from the store: an unknown subscriber base
             # (noSuchObject with its matchedDN), the store unavailable.
             code, matched, message = errors.result_of(e)
             yield self._done(code, matched.encode(), message.encode())  # type: ignore[arg-type]
-
-    def _run(self, max_examined: int, slice_end: float | None) -> Iterator[bytes]:
-        deadline = self._deadline
-        now = self._now
-        if deadline is not None and now() >= deadline:
-            self.examined = 0
-            yield self._done(ResultCode.TIME_LIMIT_EXCEEDED)
-            return
-        predicate = self._predicate
-        # How often to look at the clock: after about CLOCK_EVERY filter items evaluated,
-        # so a costly filter is checked after each entry and a cheap one every few dozen.
-        every = max(1, CLOCK_EVERY // self._cost)
-        timed = deadline is not None or slice_end is not None
-        examined = 0
-        for entry in self._candidates:
-            if type(entry) is Wait:
-                self.waiting = entry.future
-                self.examined = examined
-                return
-            examined += 1
-            if predicate(entry) is True:
-                if self._size_limit and self.sent >= self._size_limit:
-                    self.examined = examined
-                    yield self._done(ResultCode.SIZE_LIMIT_EXCEEDED)
-                    return
-                self.sent += 1
-                self.examined = examined
-                yield entry.encode(self._selection, self._types_only)
-            if examined >= max_examined:
-                self.examined = examined
-                return
-            if timed and examined % every == 0:
-                t = now()
-                if deadline is not None and t >= deadline:
-                    self.examined = examined
-                    yield self._done(ResultCode.TIME_LIMIT_EXCEEDED)
-                    return
-                if slice_end is not None and t >= slice_end:
-                    self.examined = examined
-                    return
-        self.examined = examined
-        yield self._done(ResultCode.SUCCESS)
 
     def _done(self, code: ResultCode, matched_dn: bytes = b"", message: bytes = b"") -> bytes:
         self.code = code
