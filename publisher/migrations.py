@@ -139,7 +139,7 @@ MIGRATIONS: list[str] = [
         UNIQUE (kind, version, lang)
     );
     """,
-    # The trust list of certificate types qualifying for mutual recognition (CP annex 1.2):
+    # 6: the trust list of certificate types qualifying for mutual recognition (CP annex 1.2):
     # its entries and their status history, and every list issued, kept with its signed bytes.
     """
     CREATE TABLE trustlist_entries (
@@ -167,5 +167,17 @@ MIGRATIONS: list[str] = [
         sha256 TEXT NOT NULL,
         xml BLOB NOT NULL                   -- the signed bytes as published, never re-signed
     );
+    """,
+    # 7: the LDAP name index: subscriber certificates found by cn and mail without parsing
+    # every certificate (ldap/name_index.py fills it from the DER, rows of any age included,
+    # and records in meta 'cert_names_upto' the highest certificate id it has read).
+    """
+    CREATE TABLE cert_names (
+        attr TEXT NOT NULL,                 -- 'cn' (the entry's cn: the subject CN, else the serial) or 'mail'
+        value TEXT NOT NULL,                -- normalised as LDAP compares it: case-folded, spaces collapsed
+        cert_id INTEGER NOT NULL REFERENCES certificates(id),
+        PRIMARY KEY (attr, value, cert_id)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO meta (key, value) VALUES ('cert_names_upto', '0');
     """,
 ]

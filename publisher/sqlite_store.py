@@ -509,6 +509,42 @@ class SQLiteStore(Store):
             row = await (await w.execute(f"SELECT {_CERT_COLS} FROM certificates WHERE id = ?", (cert.id,))).fetchone()
         return _cert(row)
 
+    # The name index
+
+    async def certificates_by_id(self, *, after_id: int = 0, limit: int = 1000) -> list[CertRecord]:
+        rows = await self._all(f"SELECT {_CERT_COLS} FROM certificates WHERE id > ? ORDER BY id LIMIT ?",
+                               (after_id, limit))
+        return [_cert(r) for r in rows]
+
+    async def name_index_position(self) -> tuple[int, int]:
+        async with self._snapshot() as r:
+            row = await (await r.execute("SELECT value FROM meta WHERE key = 'cert_names_upto'")).fetchone()
+            (last,) = await (await r.execute("SELECT coalesce(max(id), 0) FROM certificates")).fetchone()
+        return (int(row[0]) if row else 0), last
+
+    async def add_cert_names(self, names: Sequence[tuple[str, str, int]], *, upto: int) -> None:
+        async with self._write() as w:
+            if names:
+                # OR IGNORE: two processes serving the same store may read the same page.
+                await w.executemany("INSERT OR IGNORE INTO cert_names (attr, value, cert_id) VALUES (?, ?, ?)",
+                                    names)
+            await w.execute(
+                "INSERT INTO meta (key, value) VALUES ('cert_names_upto', ?) ON CONFLICT (key) DO UPDATE"
+                " SET value = excluded.value WHERE CAST(meta.value AS INTEGER) < CAST(excluded.value AS INTEGER)",
+                (str(upto),))
+
+    async def certificates_named(self, issuer_id: int, attr: str, value: str, *, after_serial: int = -1,
+                                 limit: int = 1000) -> list[CertRecord]:
+        after = b"" if after_serial < 0 else serial_key(after_serial)
+        cols = ", ".join(f"c.{c.strip()}" for c in _CERT_COLS.split(","))
+        rows = await self._all(
+            # CROSS JOIN keeps the name index the outer loop: otherwise SQLite may walk the
+            # issuer's whole (issuer_id, serial) index for the ORDER BY.
+            f"SELECT {cols} FROM cert_names n CROSS JOIN certificates c ON c.id = n.cert_id"
+            " WHERE n.attr = ? AND n.value = ? AND c.issuer_id = ? AND c.serial > ? ORDER BY c.serial LIMIT ?",
+            (attr, value, issuer_id, after, limit))
+        return [_cert(r) for r in rows]
+
     # CRLs
 
     async def ensure_scope(self, issuer_id: int, kind: ScopeKind, dp_url: str, name: str) -> Scope:

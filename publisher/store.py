@@ -345,6 +345,25 @@ class Store(abc.ABC):
     async def change_status(self, change: StatusChange) -> CertRecord:
         """Apply revoke / hold / release under `transition()`; NotFound, Conflict."""
 
+    # The name index of subscriber certificates (LDAP search by cn and mail)
+    @abc.abstractmethod
+    async def certificates_by_id(self, *, after_id: int = 0, limit: int = 1000) -> list[CertRecord]:
+        """One page of certificates in id (insertion) order, after certificate id `after_id`."""
+
+    @abc.abstractmethod
+    async def name_index_position(self) -> tuple[int, int]:
+        """(the highest certificate id the name index has read, the highest certificate id)."""
+
+    @abc.abstractmethod
+    async def add_cert_names(self, names: Sequence[tuple[str, str, int]], *, upto: int) -> None:
+        """Add (attr, normalised value, certificate id) rows and record that every
+        certificate up to id `upto` has been read; the recorded position never goes back."""
+
+    @abc.abstractmethod
+    async def certificates_named(self, issuer_id: int, attr: str, value: str, *, after_serial: int = -1,
+                                 limit: int = 1000) -> list[CertRecord]:
+        """One page, in serial order, of the issuer's certificates indexed under (attr, value)."""
+
     # CRLs
     @abc.abstractmethod
     async def ensure_scope(self, issuer_id: int, kind: ScopeKind, dp_url: str, name: str) -> Scope: ...
