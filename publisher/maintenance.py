@@ -8,9 +8,16 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from .errors import Conflict
+from .errors import Conflict, Unavailable
 
 WEEK = dt.timedelta(days=7)
+
+
+class InMaintenance(Unavailable):
+    """A write refused because the repository is in a maintenance window: the message says
+    until when. Reads go on."""
+
+    cli_exit = 2
 SCHEDULED = "scheduled"
 EMERGENCY = "emergency"
 

@@ -26,11 +26,15 @@ from ocsp.responders import load_responders
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import certs as certmod
-from . import http, httpedge
+from . import http, httpedge, logs
 from .clock import Clock
 from .config import RepositorySettings, read_config, repository_settings
 from .connections import ConnectionGuard, ServerLog
 from .health import PublicationHealth
+from .metrics import Metrics
+from .operations import (MaintenanceWatch, OpsSettings, heartbeat, load_ops_settings,
+                         register_repository_checks, status_document)
+from .readiness import Readiness
 from .publication import Publication
 from .scheduler import publishing
 from .errors import ConfigError, MalformedInput
@@ -47,6 +51,7 @@ class Settings(RepositorySettings):
 
     ocsp: OcspSettings = field(default_factory=OcspSettings)
     ldap: LdapSettings = field(default_factory=LdapSettings)
+    ops: OpsSettings = field(default_factory=OpsSettings)
 
 
 def load_settings(path: Path) -> Settings:
@@ -56,9 +61,10 @@ def load_settings(path: Path) -> Settings:
     repo = repository_settings(top)
     ocsp_settings = load_ocsp_settings(top, repo.cas)
     ldap_settings = load_ldap_settings(top, repo.cas)
+    ops_settings = load_ops_settings(top, budget_minutes=repo.policy.max_maintenance_minutes_per_week)
     top.check_tree()
     core = {f.name: getattr(repo, f.name) for f in dataclasses.fields(RepositorySettings)}
-    return Settings(**core, ocsp=ocsp_settings, ldap=ldap_settings)
+    return Settings(**core, ocsp=ocsp_settings, ldap=ldap_settings, ops=ops_settings)
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,8 @@ REPO = web.AppKey("repository", Repository)
 PUBLICATION = web.AppKey("publication", Publication)
 SERVED = web.AppKey("served_urls", tuple)
 CONNECTIONS = web.AppKey("connections", ConnectionGuard)
+READINESS = web.AppKey("readiness", Readiness)
+METRICS = web.AppKey("metrics", Metrics)
 
 
 def create_app(
@@ -185,27 +193,65 @@ def create_app(
     OCSP pre-signs in this process only. LDAP listens only when `ldap_listen` is given
     (`pkirepo serve` passes the configured or command-line address; "" turns it off)."""
     guard = ConnectionGuard(settings.http)
-    app = web.Application(middlewares=[guard.middleware, http.errors_middleware],
+    metrics = Metrics()
+    app = web.Application(middlewares=[logs.request_ids, guard.middleware, metrics.middleware(),
+                                       http.errors_middleware],
                           client_max_size=httpedge.MAX_BODY_BYTES)
     app[CONNECTIONS] = guard
+    app[METRICS] = metrics
     repo = Repository(settings, store=store, signers=signers, clock=clock)
     publication = Publication(repo)
     health = PublicationHealth()
     app[REPO] = repo
     app[PUBLICATION] = publication
+    ops = settings.ops
+    readiness = Readiness(ops.readiness)
+    app[READINESS] = readiness
+    watch = MaintenanceWatch(store, clock)
+    register_repository_checks(readiness, store=store, publication=publication, health=health, signers=signers,
+                               watch=watch)
 
     async def repository_context(app: web.Application):
         # First of the contexts: the issuers are in the store before OCSP and LDAP start.
-        async with publishing(repo, publication, health=health):
+        # During a maintenance window publication pauses; reads go on.
+        async with publishing(repo, publication, health=health, paused=watch.paused):
             yield
 
+    async def ledger_context(app: web.Application):
+        async with heartbeat(store, clock, readiness, ops.heartbeat):
+            yield
+
+    async def status(now):
+        return await status_document(store, now=now, budget=ops.maintenance_budget,
+                                     report=await readiness.report(now))
+
+    async def sample(m: Metrics) -> None:
+        now = clock.now()
+        for name, p in publication.crls.items():
+            if p.served(now):
+                m.crl_seconds.labels(name).set((p.record.next_update - now).total_seconds())
+                m.crl_number.labels(name).set(p.record.number)
+        report = await readiness.report(now)
+        m.ready.set(1 if report.ready else 0)
+        for c in report.components:
+            m.component.labels(c.name).set(1 if c.ready else 0)
+        m.maintenance_active.set(1 if report.maintenance else 0)
+        doc = await status_document(store, now=now, budget=ops.maintenance_budget, report=report, weeks=1)
+        m.maintenance_minutes.labels("scheduled").set(doc["maintenance"]["used_minutes_last_7_days"])
+        m.maintenance_minutes.labels("emergency").set(doc["maintenance"]["emergency_minutes_last_7_days"])
+        m.maintenance_budget.set(doc["maintenance"]["budget_minutes_per_7_days"])
+
+    metrics.add_sampler(sample)
     app.cleanup_ctx.append(repository_context)
+    app.cleanup_ctx.append(ledger_context)
     lines = http.setup(app, settings.http, repository=repo, publication=publication, clock=clock,
-                       health=health)
+                       health=health, readiness=readiness, status=status, metrics=metrics)
     lines += ocsp.http.setup(app, settings.ocsp, store=store, presigned=presigned, signers=signers,
-                             ca_names=repo.ca_names, clock=clock, base_url=settings.http.base_url)
+                             ca_names=repo.ca_names, clock=clock, base_url=settings.http.base_url,
+                             readiness=readiness, observe=metrics.observe_ocsp)
     if ldap_listen is not None:
         lines += ldap.service.setup(app, settings.ldap.listening_on(ldap_listen), store=store,
-                                    base_url=settings.http.base_url)
+                                    base_url=settings.http.base_url, readiness=readiness,
+                                    observe=metrics.observe_ldap)
     app[SERVED] = tuple(lines)
     return app
