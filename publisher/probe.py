@@ -147,7 +147,7 @@ def ldap_crls(url: str, timeout: float) -> set[bytes]:
 
     u = urllib.parse.urlparse(url)
     server = ldap3.Server(u.hostname or "127.0.0.1", port=u.port or 389, get_info=ldap3.NONE, connect_timeout=timeout)
-    conn = ldap3.Connection(server, auto_bind=True, receive_timeout=timeout, read_only=True)
+    conn = ldap3.Connection(server, auto_bind=True, receive_timeout=max(1, int(timeout)), read_only=True)
     try:
         conn.search("", "(objectClass=*)", search_scope=ldap3.BASE, attributes=["namingContexts"])
         bases = [v for e in conn.response if e.get("type") == "searchResEntry"

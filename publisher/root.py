@@ -243,7 +243,6 @@ def create_app(
 
     metrics.add_sampler(sample)
     app.cleanup_ctx.append(repository_context)
-    app.cleanup_ctx.append(ledger_context)
     lines = http.setup(app, settings.http, repository=repo, publication=publication, clock=clock,
                        health=health, readiness=readiness, status=status, metrics=metrics)
     lines += ocsp.http.setup(app, settings.ocsp, store=store, presigned=presigned, signers=signers,
@@ -253,5 +252,8 @@ def create_app(
         lines += ldap.service.setup(app, settings.ldap.listening_on(ldap_listen), store=store,
                                     base_url=settings.http.base_url, readiness=readiness,
                                     observe=metrics.observe_ldap)
+    # Last of the contexts: the ledger counts the service up once every front-end listens,
+    # and its heartbeat stops first at shutdown.
+    app.cleanup_ctx.append(ledger_context)
     app[SERVED] = tuple(lines)
     return app
