@@ -726,7 +726,10 @@ def parse_ca_serial(text: str) -> tuple[str, int]:
     name, sep, serial = text.partition(":")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"{text!r} is not CA:SERIAL (e.g. eCertCA2-17:0A1B)")
-    return name, parse_serial(serial)
+    try:
+        return name, parse_serial(serial)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
 
 
 def _weeks(text: str) -> int:
