@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable, Mapping
+from typing import AsyncIterator, Mapping
 
 from .clock import Clock
 from .config import Table
@@ -51,23 +51,21 @@ def load_ops_settings(top: Table, *, budget_minutes: int) -> OpsSettings:
 
 
 class MaintenanceWatch:
-    """The windows as this process last read them: looked up at most once a second, so that
-    the publication loop and every readiness check can ask cheaply."""
+    """The windows as this process last read them, read again whenever the store's change
+    token moves (scheduling, starting or ending a window logs an event, from any process),
+    so that the publication loop and every readiness check can ask cheaply."""
 
-    def __init__(self, store: Store, clock: Clock, *, max_age: float = 1.0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: Store, clock: Clock) -> None:
         self.store = store
         self.clock = clock
-        self._max_age = max_age
-        self._monotonic = monotonic
-        self._read_at: float | None = None
+        self._token: int | None = None
         self.windows: list[Window] = []
 
     async def refresh(self) -> list[Window]:
-        t = self._monotonic()
-        if self._read_at is None or t - self._read_at >= self._max_age:
+        token = await self.store.change_token()
+        if token != self._token:
             self.windows = await self.store.maintenance_windows(since=self.clock.now() - WEEK)
-            self._read_at = t
+            self._token = token
         return self.windows
 
     async def current(self) -> Window | None:

@@ -235,6 +235,12 @@ def create_app(
         m.ready.set(1 if report.ready else 0)
         for c in report.components:
             m.component.labels(c.name).set(1 if c.ready else 0)
+            if c.name == "ocsp:presigned":
+                # Whatever figures the responder reports (hits, signed, loaded, nonce; coverage
+                # and backlog once it reports them).
+                for figure, value in c.figures.items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        m.presign.labels(figure).set(value)
         m.maintenance_active.set(1 if report.maintenance else 0)
         doc = await status_document(store, now=now, budget=ops.maintenance_budget, report=report, weeks=1)
         m.maintenance_minutes.labels("scheduled").set(doc["maintenance"]["used_minutes_last_7_days"])
