@@ -160,3 +160,20 @@ def test_config_refuses_a_bad_ops_key(demo, tmp_path):
     config.write_text(text.replace("heartbeat_seconds = 0\n", ""))
     p = demo.cli("config", "check", str(config), check=False)
     assert p.returncode == 2 and "no_such_key" in p.stderr, p.stderr
+
+
+def test_multiprocess_mode_when_the_directory_is_set(tmp_path):
+    """With PROMETHEUS_MULTIPROC_DIR set before the process starts (as worker processes
+    have it), values go to the shared files and a scrape merges them; no custom collector,
+    Info, Enum or set_function is involved."""
+    import subprocess
+    import sys
+
+    code = ("import asyncio\nfrom publisher.metrics import Metrics, MULTIPROCESS\nassert MULTIPROCESS\n"
+            "m = Metrics()\nm.requests.labels('/crl/{file}', 'GET', '200').inc(2)\nm.crl_number.labels('a').set(5)\n"
+            "print(asyncio.run(m.render()).decode())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+                         env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}).stdout
+    samples = {s.name: s.value for f in text_string_to_metric_families(out) for s in f.samples}
+    assert samples["pkirepo_http_requests_total"] == 2 and samples["pkirepo_crl_number"] == 5
+    assert list(tmp_path.glob("*.db"))
