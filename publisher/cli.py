@@ -668,7 +668,8 @@ async def cmd_health(args) -> int:
         print(json.dumps(report, indent=1))
     else:
         for name, c in sorted(components.items(), key=lambda kv: (kv[1].get("ready", False), kv[0])):
-            figures = " ".join(f"{k}={v}" for k, v in c.items() if k not in ("ready", "state", "problem"))
+            figures = " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in c.items()
+                               if k not in ("ready", "state", "problem"))
             print(f"{'OK  ' if c.get('ready') else 'FAIL'} {name}: {c.get('problem') or c.get('state')}"
                   + (f" ({figures})" if figures else ""))
         verdict = ("in maintenance" + (f" until {report['maintenance_until']}" if report.get("maintenance_until") else "")

@@ -80,14 +80,6 @@ class Report:
             "components": {c.name: c.as_json() for c in self.components},
         }
 
-    def lines(self) -> list[str]:
-        """One line per component, failing ones first: what `pkirepo health` prints."""
-        out = []
-        for c in sorted(self.components, key=lambda c: (c.ready, c.name)):
-            figures = " ".join(f"{k}={v}" for k, v in c.figures.items())
-            out.append(f"{'OK  ' if c.ready else 'FAIL'} {c.name}: {c.problem or c.state}" + (f" ({figures})" if figures else ""))
-        return out
-
 
 class Readiness:
     """The registry of readiness checks. A check that raises or overruns its time is one

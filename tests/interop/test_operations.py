@@ -67,7 +67,7 @@ def test_readiness_fails_naming_a_crl_near_its_next_update_then_recovers(tmp_pat
     demo.set_config("next_update_hours = 24", "next_update_hours = 1\nrenew_margin_minutes = 30")
     demo.cli("publish", "--issuer", CA, check=True)
     demo.set_config("next_update_hours = 1", "next_update_hours = 24")
-    demo.config.write_text(demo.config.read_text() + "\n[ops]\ncrl_margin_minutes = 90\n")
+    demo.config.write_text(demo.config.read_text() + "\n[ops]\ncrl_margin_minutes = 90\nheartbeat_seconds = 0.2\n")
     server = Server(demo)
     try:
         status, report = readyz(demo)
@@ -83,6 +83,10 @@ def test_readiness_fails_naming_a_crl_near_its_next_update_then_recovers(tmp_pat
         # The catch-up issuance: every CRL of the CA again, valid 24 hours.
         ok(demo, "publish", "--issuer", CA)
         wait_until(lambda: readyz(demo)[0] == 200, what="readiness after the catch-up issuance")
+        # The stretch of unreadiness is in the ledger, closed at the first heartbeat after.
+        down = wait_until(lambda: [r for r in _downtime(demo) if r[1] is not None],
+                          what="the unready stretch to be closed in the ledger")
+        assert f"crl:{FULL}" in down[0][2] and down[0][1] >= down[0][0]
         assert demo.cli("health", "--url", demo.base_url).returncode == 0
         state = demo.dir / "probe.json"
         good = ok(demo, "probe", demo.base_url, "--critical-minutes", "90", "--state", str(state),
@@ -141,6 +145,14 @@ def test_maintenance_windows_and_reads_throughout_one(tmp_path_factory):
         assert again.returncode == 2 and "already cancelled" in again.stderr
     finally:
         server.stop()
+
+
+def _downtime(demo) -> list[tuple]:
+    con = sqlite3.connect(demo.dir / "pkirepo.sqlite")
+    try:
+        return con.execute('SELECT start, "end", cause FROM downtime ORDER BY id').fetchall()
+    finally:
+        con.close()
 
 
 def _heartbeats(demo) -> list[tuple]:
