@@ -6,8 +6,8 @@ DEMO    ?= var/demo
 HTTP    ?= 127.0.0.1:8080
 LDAP    ?= 127.0.0.1:1389
 # Debian packages the interop tests and benchmarks drive as real clients.
-SYSPKGS := openssl curl ldap-utils apache2-utils libnss3-tools
-SYSBINS := openssl curl ldapsearch ab certutil crlutil vfychain
+SYSPKGS := openssl curl ldap-utils apache2-utils libnss3-tools xmlsec1
+SYSBINS := openssl curl ldapsearch ab certutil crlutil vfychain xmlsec1
 
 .PHONY: venv demo test sysdeps benchdeps bench bench-crl bench-ocsp bench-ldap clean
 
