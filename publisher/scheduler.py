@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable
 
 from .errors import RepoError
 from .health import PublicationHealth
@@ -26,10 +26,12 @@ log = logging.getLogger("pkirepo.http")
 @contextlib.asynccontextmanager
 async def publishing(repo: Repository, publication: Publication, *, interval: float = 1.0,
                      health: PublicationHealth | None = None,
+                     paused: Callable[[], Awaitable[bool]] | None = None,
                      leader: Leadership | None = None) -> AsyncIterator[None]:
     """Start-up, then the publication loop in the background until the block ends; `health`
-    receives how each round went. With `leader` (several workers on one store), only the
-    worker holding it issues, repairs and prunes; every worker follows what is published."""
+    receives how each round went; while `paused()` (a maintenance window) nothing is issued.
+    With `leader` (several workers on one store), only the worker holding it issues, repairs
+    and prunes; every worker follows what is published."""
     await repo.sync_issuers()
     # Refuses to start (StoreBehind) when the store is older than what was published.
     await repo.check_published()
@@ -37,7 +39,7 @@ async def publishing(repo: Repository, publication: Publication, *, interval: fl
         await _repair(repo)
     await publication.refresh(force=True)
     task = asyncio.create_task(publication_loop(repo, publication, interval=interval, health=health,
-                                                leader=leader),
+                                                paused=paused, leader=leader),
                                name="pkirepo-publication")
     try:
         yield
@@ -54,6 +56,7 @@ async def _repair(repo: Repository) -> None:
 
 async def publication_loop(repo: Repository, pub: Publication, *, interval: float = 1.0,
                            health: PublicationHealth | None = None,
+                           paused: Callable[[], Awaitable[bool]] | None = None,
                            leader: Leadership | None = None) -> None:
     """Once a second: notice changes from any process, issue what is due (catch-up on the
     first pass), prune the archive daily. Each scope is issued on its own: one that fails is
@@ -66,6 +69,12 @@ async def publication_loop(repo: Repository, pub: Publication, *, interval: floa
         problems: dict[str, str] = {}
         errors: dict[str, BaseException] = {}
         try:
+            if paused is not None and await paused():
+                # Maintenance: what is due is issued once the window ends. The publication
+                # shown stays current with other processes' changes meanwhile.
+                await pub.refresh()
+                await asyncio.sleep(interval)
+                continue
             leading = leader is None or leader.try_acquire()
             if leading:
                 result = await repo.publish_due()

@@ -8,6 +8,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .readiness import Component
+
 
 def status_path(store_path: Path) -> Path:
     return store_path.with_name(store_path.name + ".workers.json")
@@ -56,3 +58,20 @@ def problems(path: Path) -> list[str]:
     elif status.ready < status.workers and not status.reloading:
         out.append(f"{status.ready} of {status.workers} workers ready")
     return out
+
+
+def readiness_check(path: Path):
+    """A check for `Readiness.register("workers", ...)` in a worker of `serve --workers`:
+    not ready while the supervisor reports a crash loop or workers missing."""
+
+    async def check(now) -> list[Component]:
+        status = read_status(path)
+        found = problems(path)
+        figures = {} if status is None else {"workers": status.workers, "ready": status.ready,
+                                              "restart_delay_s": status.restart_delay}
+        if found:
+            return [Component("workers", False, "crash loop" if status and status.crash_loop else "degraded",
+                              "; ".join(found), figures)]
+        return [Component("workers", True, "reloading" if status and status.reloading else "ok", None, figures)]
+
+    return check

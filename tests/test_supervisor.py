@@ -21,7 +21,7 @@ from publisher.errors import ConfigError
 from publisher.leader import Leadership, lock_path
 from publisher.supervisor import (WORKER_ENV, Supervisor, SupervisorSettings, bind_listener, format_worker_env,
                                   parse_worker_env)
-from publisher.worker_status import WorkerStatus, problems, read_status, write_status
+from publisher.worker_status import WorkerStatus, problems, read_status, readiness_check, write_status
 
 # serve: ready, then wait for a signal; die: ready, then exit; once: the first one serves a
 # moment then exits, every later one exits before it is ready.
@@ -206,3 +206,14 @@ def test_status_problems(tmp_path):
 def test_a_negative_worker_count_is_refused(shared_demo):
     r = shared_demo.cli("serve", "--workers", "-1", check=False)
     assert r.returncode == 2 and "--workers -1" in r.stderr, r.stderr
+
+
+async def test_the_readiness_component_reports_a_crash_loop(tmp_path):
+    path = tmp_path / "workers.json"
+    check = readiness_check(path)
+    write_status(path, WorkerStatus(pid=1, workers=2, ready=2))
+    (ok,) = await check(None)
+    assert ok.ready and ok.figures["ready"] == 2
+    write_status(path, WorkerStatus(pid=1, workers=2, ready=1, crash_loop=True, restart_delay=8.0))
+    (bad,) = await check(None)
+    assert not bad.ready and bad.state == "crash loop" and "crash loop" in bad.problem
