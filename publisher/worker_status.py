@@ -67,7 +67,7 @@ def readiness_check(path: Path):
     async def check(now) -> list[Component]:
         status = read_status(path)
         found = problems(path)
-        figures = {} if status is None else {"workers": status.workers, "ready": status.ready,
+        figures = {} if status is None else {"workers_asked": status.workers, "workers_ready": status.ready,
                                               "restart_delay_s": status.restart_delay}
         if found:
             return [Component("workers", False, "crash loop" if status and status.crash_loop else "degraded",

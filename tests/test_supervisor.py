@@ -213,7 +213,7 @@ async def test_the_readiness_component_reports_a_crash_loop(tmp_path):
     check = readiness_check(path)
     write_status(path, WorkerStatus(pid=1, workers=2, ready=2))
     (ok,) = await check(None)
-    assert ok.ready and ok.figures["ready"] == 2
+    assert ok.ready and ok.figures["workers_ready"] == 2
     write_status(path, WorkerStatus(pid=1, workers=2, ready=1, crash_loop=True, restart_delay=8.0))
     (bad,) = await check(None)
     assert not bad.ready and bad.state == "crash loop" and "crash loop" in bad.problem

@@ -58,6 +58,11 @@ def test_rolling_restart_loses_no_request(demo, supervisor):
     after = worker_pids(supervisor.proc.pid)
     assert len(after) == 2 and not after & before, (before, after)
     assert _all_ready(demo) and problems(status_path(_store(demo))) == []
+    # Each worker's readiness report carries the supervisor's view.
+    with urllib.request.urlopen(f"{demo.base_url}/readyz", timeout=30) as r:
+        body = r.read()
+    workers = json.loads(body)["components"]["workers"]
+    assert workers["ready"] is True and workers["workers_ready"] == 2, workers
 
 
 def test_reload_with_a_broken_config_is_refused_and_the_workers_keep_serving(demo, supervisor):
