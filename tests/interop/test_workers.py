@@ -155,3 +155,19 @@ def test_sigterm_drains_the_workers_and_closes_the_listeners(demo, supervisor):
     assert not status_path(_store(demo)).exists()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{demo.base_url}/healthz", timeout=5)
+
+
+def test_workers_stop_when_their_supervisor_is_killed(demo):
+    # Ports of its own: the module's supervisor may be serving the demo's.
+    from repo_testlib import free_port
+
+    server = Server(demo, "--workers", "1", "--http", f"127.0.0.1:{free_port()}", "--ldap", "")
+    try:
+        (worker,) = wait_for(lambda: worker_pids(server.proc.pid), 30, "the worker")
+        server.proc.kill()
+        server.wait_exit()
+        # Its next heartbeat finds the pipe closed: it drains and exits instead of serving on.
+        wait_for(lambda: not alive(worker), 30, "the orphaned worker to stop")
+    finally:
+        if server.proc.poll() is None:
+            server.kill()
