@@ -14,6 +14,7 @@ from publisher.clock import http_date
 from publisher.store import PresignedResponse, Status
 
 from .request import HashAlgorithm
+from .response import assemble, single_of
 from .source import CertState
 
 # Rows in the store name their CertID hash by its hashlib name.
@@ -25,7 +26,11 @@ EntryKey = tuple[int, int, HashAlgorithm]
 
 @dataclass(frozen=True)
 class Entry:
-    """One signed answer about one certificate under one CertID hash algorithm."""
+    """One signed answer about one certificate under one CertID hash algorithm.
+
+    Kept as what was signed (`signed`) and the responder's shared `certs` field: the served
+    bytes are their concatenation inside the OCSPResponse wrapper (`der`), so that an answer
+    in memory or in the store does not carry its own copy of the responder certificate."""
 
     issuer_id: int
     serial: int
@@ -34,8 +39,8 @@ class Entry:
     responder_key_hash: bytes
     this_update: dt.datetime
     next_update: dt.datetime
-    single_der: bytes
-    der: bytes
+    signed: bytes
+    certs: bytes
     extended_revoke: bool
     # RFC 5019 §6 header values, computed once.
     etag: str
@@ -43,29 +48,49 @@ class Entry:
     expires: str
 
     @classmethod
-    def make(cls, issuer_id, serial, hash_algorithm, state, key_hash, this_update, next_update, single_der, der,
+    def make(cls, issuer_id, serial, hash_algorithm, state, key_hash, this_update, next_update, signed, certs,
              extended_revoke) -> Entry:
-        return cls(issuer_id, serial, hash_algorithm, state, key_hash, this_update, next_update, single_der, der,
-                   extended_revoke, f'"{hashlib.sha256(der).hexdigest()[:32]}"', http_date(this_update),
+        # The signature alone tells answers apart: the ETag need not hash the certificate.
+        return cls(issuer_id, serial, hash_algorithm, state, key_hash, this_update, next_update, signed, certs,
+                   extended_revoke, f'"{hashlib.sha256(signed).hexdigest()[:32]}"', http_date(this_update),
                    http_date(next_update))
 
     @classmethod
-    def from_row(cls, row: PresignedResponse) -> Entry:
+    def from_row(cls, row: PresignedResponse, certs: bytes) -> Entry:
         # Only pre-signable answers are stored, and those never need Extended Revoke.
         state = CertState(Status(row.status), row.reason, row.revoked_at)
         return cls.make(row.issuer_id, row.serial, HASH_BY_NAME[row.hash_name], state, row.responder_key_hash,
-                        row.this_update, row.next_update, row.single_der, row.der, False)
+                        row.this_update, row.next_update, row.signed, certs, False)
 
     @property
     def key(self) -> EntryKey:
         return (self.issuer_id, self.serial, self.hash_algorithm)
 
-    def stored(self) -> PresignedResponse:
+    @property
+    def der(self) -> bytes:
+        """The OCSPResponse as served."""
+        return assemble(self.signed, self.certs)
+
+    @property
+    def single_der(self) -> bytes:
+        """The SingleResponse, to sign again with a nonce."""
+        return single_of(self.signed)
+
+    def stored(self, refresh: dt.timedelta) -> PresignedResponse:
         return PresignedResponse(
             self.issuer_id, self.serial, self.hash_algorithm.hashlib_name, int(self.state.status), self.state.reason,
-            self.state.revoked_at, self.responder_key_hash, self.this_update, self.next_update, self.single_der,
-            self.der,
+            self.state.revoked_at, self.responder_key_hash, self.this_update, self.next_update,
+            refresh_at(self.serial, self.this_update, self.next_update, refresh), self.signed,
         )
+
+
+def refresh_at(serial: int, this_update: dt.datetime, next_update: dt.datetime, refresh: dt.timedelta) -> dt.datetime:
+    """When the pre-signer signs an answer again: at `due()`'s time less up to a quarter of the
+    period, chosen by the serial. Answers signed together in a first pass thus come due spread
+    over an hour (of the default 4 h) rather than all at once, and spread further each round."""
+    period = min(refresh, (next_update - this_update) / 2)
+    spread = (serial * 2654435761 % 1024) / 4096  # 0 .. <0.25, fixed per serial
+    return this_update + period * (1 - spread)
 
 
 def due(this_update: dt.datetime, next_update: dt.datetime, now: dt.datetime, refresh: dt.timedelta) -> bool:

@@ -197,9 +197,12 @@ async def get_ocsp(request: web.Request) -> web.StreamResponse:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """200 when every CA's responder can sign; 503 naming what is wrong otherwise."""
+    """200 when every CA's responder can sign, with a line on pre-signing coverage; 503
+    naming what is wrong otherwise."""
     responder = request.app[OCSP].responder
     problems = ["OCSP responder not started"] if responder is None else responder.readiness()
     if problems:
         return web.Response(status=503, text="".join(f"{p}\n" for p in problems))
-    return web.Response(text="ready\n")
+    # Answers not yet pre-signed are signed on request: coverage is information, not a reason
+    # to refuse traffic.
+    return web.Response(text=f"ready\n{responder.coverage()}\n")
