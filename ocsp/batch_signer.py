@@ -105,18 +105,3 @@ class BatchSigner:
 
     def sign(self, jobs: Sequence[SignJob]) -> list[bytes]:
         return [self.sign_one(j) for j in jobs]
-
-
-# The pool's worker processes keep their signer here: an initializer has nowhere else to put
-# what every later task of the same process uses. Only ever set inside a worker process.
-_WORKER: list[BatchSigner] = []
-
-
-def worker_init(keys: Sequence[WorkerKey]) -> None:
-    """ProcessPoolExecutor initializer: load the responder keys once per worker."""
-    _WORKER[:] = [BatchSigner.from_keys(keys)]
-
-
-def worker_sign(jobs: Sequence[SignJob]) -> list[bytes]:
-    """The task a worker process runs for one batch."""
-    return _WORKER[0].sign(jobs)

@@ -76,8 +76,8 @@ class OcspSettings:
     #: Put the responder certificate into every response (needed for delegated responders).
     include_certificate: bool = True
     #: Processes that sign pre-signed answers; 0 signs in a thread of the serving process.
-    #: `[ocsp] sign_workers` defaults to one less than the CPUs (at least one), leaving a
-    #: core to the event loop; this dataclass default (for tests and embedding) is 0.
+    #: `[ocsp] sign_workers` defaults to the number of CPUs: the workers run at a lower
+    #: priority, so the event loop is not starved; this dataclass default (tests) is 0.
     sign_workers: int = 0
     #: Per-CA delegated responder files, by CA name.
     responders: tuple[tuple[str, ResponderFiles], ...] = ()
@@ -120,7 +120,7 @@ def _responder_files(t: Table) -> ResponderFiles | None:
 
 
 def default_sign_workers() -> int:
-    return max(1, (os.cpu_count() or 2) - 1)
+    return max(1, os.cpu_count() or 1)
 
 
 def load_ocsp_settings(top: Table, cas: Sequence[CaSettings]) -> OcspSettings:

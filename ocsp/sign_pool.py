@@ -16,13 +16,36 @@ import asyncio
 import concurrent.futures
 import logging
 import multiprocessing
+import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
 
-from .batch_signer import BatchSigner, SignJob, WorkerKey, worker_init, worker_sign
+from .batch_signer import BatchSigner, SignJob, WorkerKey
 from .responders import IssuerResponder
 
 log = logging.getLogger("pkirepo.ocsp")
+
+#: Worker processes run at this nice level: they may take every idle CPU during a first pass,
+#: yet the serving process (its event loop) is scheduled first whenever it has work.
+WORKER_NICE = 10
+
+# The pool's worker processes keep their signer here: an initializer has nowhere else to put
+# what every later task of the same process uses. Only ever set inside a worker process.
+_WORKER: list[BatchSigner] = []
+
+
+def worker_init(keys: Sequence[WorkerKey]) -> None:
+    """ProcessPoolExecutor initializer: step back in priority, load the responder keys once."""
+    try:
+        os.nice(WORKER_NICE)
+    except OSError:
+        pass
+    _WORKER[:] = [BatchSigner.from_keys(keys)]
+
+
+def worker_sign(jobs: Sequence[SignJob]) -> list[bytes]:
+    """The task a worker process runs for one batch."""
+    return _WORKER[0].sign(jobs)
 
 #: Jobs per task sent to a worker: large enough that the round trip is noise next to the
 #: signatures, small enough that every worker gets a share of a batch.

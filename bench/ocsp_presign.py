@@ -1,0 +1,160 @@
+"""OCSP pre-signing at scale: start-up, first pass, memory, store size and event-loop lag.
+
+    python -m bench.ocsp_presign DIR [--port P] [--timeout S]
+
+DIR is a demo made by `pkirepo demo init DIR --subscribers N` (its store is used as it is:
+copy it first to measure a first pass again). `pkirepo serve` runs in this process, with a
+loop-lag probe beside it: a task that sleeps 10 ms and records how late it wakes, i.e. the
+longest synchronous step of everything on the loop. Prints:
+- seconds until /healthz answers and until /healthz/ocsp says pre-signing is complete;
+- the worst loop lag during the first pass, and while one `pkirepo revoke` is followed;
+- seconds from the revoke's exit until OCSP answers "revoked";
+- RSS of the serving process (and of its signing workers), and the size of
+  `ocsp_responses` per stored answer (SQLite's dbstat, table and indexes).
+Not a test: nothing asserts.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
+
+BIN = Path(sys.executable).parent
+
+
+class LagProbe:
+    def __init__(self) -> None:
+        self.max = 0.0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(0.010)
+            self.max = max(self.max, loop.time() - t - 0.010)
+
+    def take(self) -> float:
+        m, self.max = self.max, 0.0
+        return m
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def table_bytes(store: Path) -> tuple[int, int]:
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+        size = db.execute("SELECT sum(pgsize) FROM dbstat WHERE name IN ('ocsp_responses', 'ocsp_responses_due')"
+                          ).fetchone()[0] or 0
+        rows = db.execute("SELECT count(*) FROM ocsp_responses").fetchone()[0]
+    return size, rows
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("dir", type=Path)
+    ap.add_argument("--port", type=int, default=18080)
+    ap.add_argument("--timeout", type=float, default=1800)
+    args = ap.parse_args()
+    demo = args.dir.resolve()
+    os.chdir(demo)
+    from ldap.listener import install_reactor  # noqa: F401  (serve installs it)
+    from publisher.root import load_settings
+    from publisher.server import serve
+
+    settings = load_settings(demo / "pkirepo.toml")
+    probe = LagProbe()
+    probe_task = asyncio.create_task(probe.run())
+    t0 = time.monotonic()
+    server = asyncio.create_task(serve(settings, http=("127.0.0.1", args.port), ldap=""))
+    base = f"http://127.0.0.1:{args.port}"
+    pki = demo / "pki"
+    ca = x509.load_pem_x509_certificate((pki / "ca.pem").read_bytes())
+    good = x509.load_pem_x509_certificate((pki / "good.pem").read_bytes())
+    req = ocsp.OCSPRequestBuilder().add_certificate(good, ca, hashes.SHA1()).build().public_bytes(
+        serialization.Encoding.DER)
+    async with aiohttp.ClientSession() as http:
+        t_health = None
+        while t_health is None:
+            if server.done():
+                return server.result()
+            try:
+                async with http.get(f"{base}/healthz") as r:
+                    if r.status == 200:
+                        t_health = time.monotonic() - t0
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.05)
+        print(f"/healthz answers after          {t_health:8.1f} s", flush=True)
+        line = ""
+        while time.monotonic() - t0 < args.timeout:
+            async with http.get(f"{base}/healthz/ocsp") as r:
+                text = await r.text()
+            line = text.splitlines()[-1]
+            if "complete" in line:
+                break
+            await asyncio.sleep(0.5)
+        t_complete = time.monotonic() - t0
+        first_lag = probe.take()
+        print(f"pre-signing complete after      {t_complete:8.1f} s   ({line})", flush=True)
+        print(f"worst loop lag, first pass      {first_lag * 1000:8.1f} ms", flush=True)
+        pid = os.getpid()
+        workers = children(pid)
+        print(f"RSS serving process             {rss_kb(pid) / 1024:8.1f} MB; signing workers:"
+              f" {', '.join(f'{rss_kb(w) / 1024:.0f} MB' for w in workers) or 'none'}", flush=True)
+        size, rows = table_bytes(demo / "pkirepo.sqlite")
+        print(f"ocsp_responses (+ index)        {size / 1e6:8.1f} MB for {rows} answers:"
+              f" {size / max(rows, 1):.0f} bytes per answer", flush=True)
+        # Follow one revocation made by another process.
+        probe.take()
+        proc = await asyncio.create_subprocess_exec(
+            str(BIN / "pkirepo"), "revoke", "--config", str(demo / "pkirepo.toml"), "--issuer", "eCertCA2-17",
+            "--serial", f"{good.serial_number:X}", "--reason", "superseded",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate()
+        t_rev = time.monotonic()
+        if proc.returncode != 0:
+            print(f"revoke failed: {err.decode()}", flush=True)
+        status = None
+        while time.monotonic() - t_rev < 10:
+            async with http.post(f"{base}/ocsp", data=req,
+                                 headers={"Content-Type": "application/ocsp-request"}) as r:
+                status = ocsp.load_der_ocsp_response(await r.read()).certificate_status
+            if status is ocsp.OCSPCertStatus.REVOKED:
+                break
+            await asyncio.sleep(0.01)
+        seen = time.monotonic() - t_rev
+        await asyncio.sleep(2)  # the pre-signer re-signs the revoked certificate meanwhile
+        print(f"revoked in OCSP after           {seen * 1000:8.1f} ms ({status})", flush=True)
+        print(f"worst loop lag, following it    {probe.take() * 1000:8.1f} ms", flush=True)
+    server.cancel()
+    try:
+        await server
+    except asyncio.CancelledError:
+        pass
+    probe_task.cancel()
+    left = [w for w in workers if Path(f"/proc/{w}").exists()]
+    print(f"signing workers left after stop: {left or 'none'}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
