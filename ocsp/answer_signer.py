@@ -98,9 +98,12 @@ class AnswerSigner:
 
     async def sign_entry_async(self, key: EntryKey, state: CertState, responder: IssuerResponder,
                                now: dt.datetime) -> Entry:
-        """Sign one answer off the event loop, so that requests go on while it signs."""
-        (entry,) = await self.sign_entries([self.plan(key, state, responder, now)])
-        return entry
+        """Sign one answer a request waits for, off the event loop (in a thread, never queued
+        behind pre-signing batches), so that requests go on while it signs."""
+        job = self.plan(key, state, responder, now)
+        (signed,) = await self.pool.sign_now([job])
+        self.signed += 1
+        return self.entry(job, signed)
 
     def sign_entry(self, key: EntryKey, state: CertState, responder: IssuerResponder, now: dt.datetime) -> Entry:
         """Sign one answer now, in this thread."""

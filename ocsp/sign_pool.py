@@ -126,6 +126,13 @@ class SigningPool:
             return await loop.run_in_executor(self._threads, self._local.sign, jobs)
         return self._local.sign(jobs)
 
+    async def sign_now(self, jobs: Sequence[SignJob]) -> list[bytes]:
+        """Sign a few jobs for a request waiting on them: in a thread of this process, so that
+        they never queue behind the pre-signer's batches in the worker processes."""
+        if self._threads is None:
+            return self._local.sign(jobs)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._local.sign, jobs)
+
     def sign_inline(self, jobs: Sequence[SignJob]) -> list[bytes]:
         return self._local.sign(jobs)
 
