@@ -55,10 +55,12 @@ def rss_kb(pid: int) -> int:
 
 
 def children(pid: int) -> list[int]:
+    """The signing worker processes (not multiprocessing's resource tracker)."""
     try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        pids = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+    return [p for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
 
 def table_bytes(store: Path) -> tuple[int, int]:
@@ -74,7 +76,15 @@ async def main() -> int:
     ap.add_argument("dir", type=Path)
     ap.add_argument("--port", type=int, default=18080)
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--slow", type=float, default=0,
+                    help="asyncio debug mode: log every callback longer than this many seconds")
     args = ap.parse_args()
+    if args.slow:
+        import logging
+
+        logging.basicConfig(level=logging.WARNING)
+        asyncio.get_running_loop().set_debug(True)
+        asyncio.get_running_loop().slow_callback_duration = args.slow
     demo = args.dir.resolve()
     os.chdir(demo)
     from ldap.listener import install_reactor  # noqa: F401  (serve installs it)
@@ -104,6 +114,7 @@ async def main() -> int:
             except aiohttp.ClientError:
                 await asyncio.sleep(0.05)
         print(f"/healthz answers after          {t_health:8.1f} s", flush=True)
+        print(f"worst loop lag before listening {probe.take() * 1000:8.1f} ms (start-up: store, CRLs)", flush=True)
         line = ""
         while time.monotonic() - t0 < args.timeout:
             async with http.get(f"{base}/healthz/ocsp") as r:

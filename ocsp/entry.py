@@ -7,6 +7,7 @@ responder and `now`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -42,18 +43,28 @@ class Entry:
     signed: bytes
     certs: bytes
     extended_revoke: bool
-    # RFC 5019 §6 header values, computed once.
-    etag: str
-    last_modified: str
-    expires: str
 
     @classmethod
     def make(cls, issuer_id, serial, hash_algorithm, state, key_hash, this_update, next_update, signed, certs,
              extended_revoke) -> Entry:
-        # The signature alone tells answers apart: the ETag need not hash the certificate.
         return cls(issuer_id, serial, hash_algorithm, state, key_hash, this_update, next_update, signed, certs,
-                   extended_revoke, f'"{hashlib.sha256(signed).hexdigest()[:32]}"', http_date(this_update),
-                   http_date(next_update))
+                   extended_revoke)
+
+    # RFC 5019 §6 header values: computed on the first GET of an answer, not for each of the
+    # many answers the pre-signer makes and nobody may ask for.
+
+    @functools.cached_property
+    def etag(self) -> str:
+        # The signature alone tells answers apart: the ETag need not hash the certificate.
+        return f'"{hashlib.sha256(self.signed).hexdigest()[:32]}"'
+
+    @functools.cached_property
+    def last_modified(self) -> str:
+        return http_date(self.this_update)
+
+    @functools.cached_property
+    def expires(self) -> str:
+        return http_date(self.next_update)
 
     @classmethod
     def from_row(cls, row: PresignedResponse, certs: bytes) -> Entry:
