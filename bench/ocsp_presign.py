@@ -92,16 +92,30 @@ async def main() -> int:
     from publisher.server import serve
 
     settings = load_settings(demo / "pkirepo.toml")
+    pki = demo / "pki"
+    ca = x509.load_pem_x509_certificate((pki / "ca.pem").read_bytes())
+    # A certificate still good, chosen now, and the `pkirepo revoke` for it forked now, while
+    # this process is small: forking the grown server later would itself stall the loop.
+    with sqlite3.connect(f"file:{demo / 'pkirepo.sqlite'}?mode=ro", uri=True) as db:
+        key = db.execute("SELECT c.serial FROM certificates c JOIN issuers i ON i.id = c.issuer_id"
+                         " WHERE i.name = 'eCertCA2-17' AND c.status = 0 ORDER BY random() LIMIT 1").fetchone()[0]
+    serial = int.from_bytes(key[1:], "big")
+    revoker = await asyncio.create_subprocess_exec(
+        "sh", "-c", 'read go && exec "$@"', "revoke", str(BIN / "pkirepo"), "revoke", "--config",
+        str(demo / "pkirepo.toml"), "--issuer", "eCertCA2-17", "--serial", f"{serial:X}", "--reason", "superseded",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     probe = LagProbe()
     probe_task = asyncio.create_task(probe.run())
     t0 = time.monotonic()
     server = asyncio.create_task(serve(settings, http=("127.0.0.1", args.port), ldap=""))
     base = f"http://127.0.0.1:{args.port}"
-    pki = demo / "pki"
-    ca = x509.load_pem_x509_certificate((pki / "ca.pem").read_bytes())
-    good = x509.load_pem_x509_certificate((pki / "good.pem").read_bytes())
-    req = ocsp.OCSPRequestBuilder().add_certificate(good, ca, hashes.SHA1()).build().public_bytes(
-        serialization.Encoding.DER)
+    ca_der = ca.public_bytes(serialization.Encoding.DER)
+    from ocsp.issuers import issuer_hashes
+    from ocsp.request import HashAlgorithm
+
+    h = issuer_hashes(ca_der, HashAlgorithm.SHA1)
+    req = ocsp.OCSPRequestBuilder().add_certificate_by_hash(h.name_hash, h.key_hash, serial, hashes.SHA1()).build(
+        ).public_bytes(serialization.Encoding.DER)
     async with aiohttp.ClientSession() as http:
         t_health = None
         while t_health is None:
@@ -131,16 +145,14 @@ async def main() -> int:
         workers = children(pid)
         print(f"RSS serving process             {rss_kb(pid) / 1024:8.1f} MB; signing workers:"
               f" {', '.join(f'{rss_kb(w) / 1024:.0f} MB' for w in workers) or 'none'}", flush=True)
-        size, rows = table_bytes(demo / "pkirepo.sqlite")
+        size, rows = await asyncio.to_thread(table_bytes, demo / "pkirepo.sqlite")
         print(f"ocsp_responses (+ index)        {size / 1e6:8.1f} MB for {rows} answers:"
               f" {size / max(rows, 1):.0f} bytes per answer", flush=True)
         # Follow one revocation made by another process.
+        await asyncio.sleep(0.1)
         probe.take()
-        proc = await asyncio.create_subprocess_exec(
-            str(BIN / "pkirepo"), "revoke", "--config", str(demo / "pkirepo.toml"), "--issuer", "eCertCA2-17",
-            "--serial", f"{good.serial_number:X}", "--reason", "superseded",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-        _, err = await proc.communicate()
+        proc = revoker
+        _, err = await proc.communicate(b"go\n")
         t_rev = time.monotonic()
         if proc.returncode != 0:
             print(f"revoke failed: {err.decode()}", flush=True)

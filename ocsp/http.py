@@ -117,7 +117,9 @@ def setup(
             if task is not None:
                 await cancel_and_wait(task)
             if responder is not None:
-                responder.close()
+                # Waits for the signing workers to exit: not on the loop, which still closes
+                # the other front-ends meanwhile.
+                await asyncio.to_thread(responder.close)
             if table is not None:
                 await table.close()
             if watch is not None:
