@@ -25,7 +25,7 @@ from publisher.store import PresignedResponses
 
 from .answer_signer import AnswerSigner
 from .config import OcspSettings
-from .entry import Entry, EntryKey, row_usable
+from .entry import Entry, EntryKey, cache_key, row_usable
 from .request import CertID, HashAlgorithm
 from .responders import IssuerResponder
 from .source import StatusSource
@@ -53,8 +53,10 @@ class AnswerCache:
         self.table = table
         # Least recently used first: a hit moves an answer to the end, and the first one goes
         # when the bound is reached. The store holds every answer; memory holds the hot ones.
-        self.entries: OrderedDict[EntryKey, Entry] = OrderedDict()
-        self.unknown: OrderedDict[EntryKey, Entry] = OrderedDict()  # never-issued serials
+        # Keyed by `cache_key`: tuples of plain ints and strings, which the garbage collector
+        # stops tracking, so that a full collection walks one object per answer, not two.
+        self.entries: OrderedDict[tuple, Entry] = OrderedDict()
+        self.unknown: OrderedDict[tuple, Entry] = OrderedDict()  # never-issued serials
         self.inflight: dict[EntryKey, asyncio.Future] = {}
         #: Bumped whenever answers are dropped because something changed.
         self.epoch = 0
@@ -86,11 +88,12 @@ class AnswerCache:
     async def get(self, issuer_id: int, cid: CertID, responder: IssuerResponder, now: dt.datetime) -> Entry:
         """A current answer about `cid` from `responder`: from memory, else loaded or signed."""
         key = (issuer_id, cid.serial, cid.hash_algorithm)
-        entry = self.entries.get(key)
+        ck = cache_key(issuer_id, cid.serial, cid.hash_algorithm)
+        entry = self.entries.get(ck)
         if entry is not None:
-            self.entries.move_to_end(key)
+            self.entries.move_to_end(ck)
         else:
-            entry = self.unknown.get(key)
+            entry = self.unknown.get(ck)
         if (
             entry is not None
             and now < entry.next_update
@@ -135,7 +138,7 @@ class AnswerCache:
 
     def remember(self, entry: Entry) -> None:
         """Keep an answer a request asked for, evicting the oldest when full."""
-        key = entry.key
+        key = entry.cache_key
         cache, limit = (
             (self.entries, self.settings.cache_entries)
             if entry.state.issued
@@ -154,7 +157,7 @@ class AnswerCache:
         evicts, so that background signing cannot push out what requests use."""
         room = self.settings.cache_entries - len(self.entries)
         for e in entries:
-            k = e.key
+            k = e.cache_key
             if k in self.entries:
                 self.entries[k] = e  # keeps its place in the LRU order
             elif room > 0 and e.state.issued:
@@ -166,8 +169,8 @@ class AnswerCache:
 
     def drop_cert(self, issuer_id: int, serial: int) -> None:
         for alg in HashAlgorithm:
-            self.entries.pop((issuer_id, serial, alg), None)
-            self.unknown.pop((issuer_id, serial, alg), None)
+            self.entries.pop(cache_key(issuer_id, serial, alg), None)
+            self.unknown.pop(cache_key(issuer_id, serial, alg), None)
         self.epoch += 1
 
     def drop_issuer(self, issuer_id: int, *, unknown_only: bool = False) -> None:

@@ -25,7 +25,7 @@ from .request import Nonce
 from .responders import IssuerResponder
 from .response import ResponderIdentity, build_response
 from .sign_pool import SigningPool
-from .source import CertState
+from .source import CertState, cert_state
 
 UTC = dt.timezone.utc
 
@@ -82,7 +82,7 @@ class AnswerSigner:
     def entry(self, job: SignJob, signed: bytes) -> Entry:
         """The `Entry` for a signed job."""
         identity = self.responders[job.issuer_id].identity
-        state = CertState(
+        state = cert_state(
             None if job.status is None else Status(job.status), job.reason,
             None if job.revoked_at is None else dt.datetime.fromtimestamp(job.revoked_at, UTC),
         )

@@ -419,7 +419,7 @@ class TestCacheBound:
             assert (await r.answer(der_request(world.ca, serial))).status is ResponseStatus.SUCCESSFUL
             await r.answer(hot)  # used all along: never the one evicted
             assert len(r.cache.entries) <= 8 and len(r.cache.unknown) <= 1
-        assert (world.issuer_id, ocsp_pki.GOOD_SERIAL, HashAlgorithm.SHA1) in r.cache.entries
+        assert (world.issuer_id, ocsp_pki.GOOD_SERIAL, "sha1") in r.cache.entries
 
     async def test_background_signing_never_exceeds_the_bound(self, world):
         await _add_serials(world, range(0x5000, 0x5040))
