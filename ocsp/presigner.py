@@ -99,6 +99,8 @@ class PreSigner:
         self._check_stale = True
         self._counted_at: float | None = None
         self._hashes = [h.hashlib_name for h in settings.presign_hashes]
+        # Set when a round stopped with answers still due, so that the next starts at once.
+        self._more = False
 
     async def run(self, *, jitter: float = 1.0, sleep: Callable[[float], object] = asyncio.sleep) -> None:
         """The background loop: re-sign changed certificates at once, everything else when
@@ -121,8 +123,6 @@ class PreSigner:
                 await asyncio.wait_for(self.follower.wake.wait(), timeout=timeout)
             except asyncio.TimeoutError:
                 pass
-
-    _more = False
 
     async def run_once(self, *, full: bool = False) -> int:
         """One round: changed certificates first, then (at start, after additions, or with
