@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sqlite3
 import sys
@@ -45,6 +46,27 @@ class LagProbe:
     def take(self) -> float:
         m, self.max = self.max, 0.0
         return m
+
+
+class GcPauses:
+    """The longest garbage collection per generation: a full one holds the loop too."""
+
+    def __init__(self) -> None:
+        self.longest = [0.0, 0.0, 0.0]
+        self._start = 0.0
+        gc.callbacks.append(self._cb)
+
+    def _cb(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            g = info["generation"]
+            self.longest[g] = max(self.longest[g], time.perf_counter() - self._start)
+
+    def take(self) -> str:
+        text = ", ".join(f"gen{g} {t * 1000:.0f} ms" for g, t in enumerate(self.longest))
+        self.longest = [0.0, 0.0, 0.0]
+        return text
 
 
 def rss_kb(pid: int) -> int:
@@ -105,6 +127,7 @@ async def main() -> int:
         str(demo / "pkirepo.toml"), "--issuer", "eCertCA2-17", "--serial", f"{serial:X}", "--reason", "superseded",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     probe = LagProbe()
+    pauses = GcPauses()
     probe_task = asyncio.create_task(probe.run())
     t0 = time.monotonic()
     server = asyncio.create_task(serve(settings, http=("127.0.0.1", args.port), ldap=""))
@@ -129,6 +152,7 @@ async def main() -> int:
                 await asyncio.sleep(0.05)
         print(f"/healthz answers after          {t_health:8.1f} s", flush=True)
         print(f"worst loop lag before listening {probe.take() * 1000:8.1f} ms (start-up: store, CRLs)", flush=True)
+        pauses.take()
         line = ""
         while time.monotonic() - t0 < args.timeout:
             async with http.get(f"{base}/healthz/ocsp") as r:
@@ -140,7 +164,8 @@ async def main() -> int:
         t_complete = time.monotonic() - t0
         first_lag = probe.take()
         print(f"pre-signing complete after      {t_complete:8.1f} s   ({line})", flush=True)
-        print(f"worst loop lag, first pass      {first_lag * 1000:8.1f} ms", flush=True)
+        print(f"worst loop lag, first pass      {first_lag * 1000:8.1f} ms"
+              f" (longest garbage collections: {pauses.take()})", flush=True)
         pid = os.getpid()
         workers = children(pid)
         print(f"RSS serving process             {rss_kb(pid) / 1024:8.1f} MB; signing workers:"
@@ -167,7 +192,8 @@ async def main() -> int:
         seen = time.monotonic() - t_rev
         await asyncio.sleep(2)  # the pre-signer re-signs the revoked certificate meanwhile
         print(f"revoked in OCSP after           {seen * 1000:8.1f} ms ({status})", flush=True)
-        print(f"worst loop lag, following it    {probe.take() * 1000:8.1f} ms", flush=True)
+        print(f"worst loop lag, following it    {probe.take() * 1000:8.1f} ms"
+              f" (longest garbage collections: {pauses.take()})", flush=True)
     server.cancel()
     try:
         await server
