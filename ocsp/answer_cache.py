@@ -53,10 +53,11 @@ class AnswerCache:
         self.table = table
         # Least recently used first: a hit moves an answer to the end, and the first one goes
         # when the bound is reached. The store holds every answer; memory holds the hot ones.
-        # Keyed by `cache_key`: tuples of plain ints and strings, which the garbage collector
-        # stops tracking, so that a full collection walks one object per answer, not two.
-        self.entries: OrderedDict[tuple, Entry] = OrderedDict()
-        self.unknown: OrderedDict[tuple, Entry] = OrderedDict()  # never-issued serials
+        # Keyed by `cache_key`, holding `Entry.packed()` tuples: plain tuples of plain values,
+        # which the garbage collector stops tracking, so that its full collections do not walk
+        # every cached answer with the event loop held.
+        self.entries: OrderedDict[tuple, tuple] = OrderedDict()
+        self.unknown: OrderedDict[tuple, tuple] = OrderedDict()  # never-issued serials
         self.inflight: dict[EntryKey, asyncio.Future] = {}
         #: Bumped whenever answers are dropped because something changed.
         self.epoch = 0
@@ -89,17 +90,14 @@ class AnswerCache:
         """A current answer about `cid` from `responder`: from memory, else loaded or signed."""
         key = (issuer_id, cid.serial, cid.hash_algorithm)
         ck = cache_key(issuer_id, cid.serial, cid.hash_algorithm)
-        entry = self.entries.get(ck)
-        if entry is not None:
+        packed = self.entries.get(ck)
+        if packed is not None:
             self.entries.move_to_end(ck)
         else:
-            entry = self.unknown.get(ck)
-        if (
-            entry is not None
-            and now < entry.next_update
-            and entry.responder_key_hash == responder.identity.key_hash
-        ):
-            return entry
+            packed = self.unknown.get(ck)
+        # Packed: [6] responder key hash, [8] nextUpdate.
+        if packed is not None and now < packed[8] and packed[6] == responder.identity.key_hash:
+            return Entry.unpack(packed)
         fut = self.inflight.get(key)
         if fut is not None:  # someone is signing this one already
             return await asyncio.shield(fut)
@@ -150,7 +148,7 @@ class AnswerCache:
             cache.move_to_end(key)
         elif len(cache) >= limit:
             cache.popitem(last=False)  # least recently used
-        cache[key] = entry
+        cache[key] = entry.packed()
 
     def warm(self, entries: Iterable[Entry]) -> None:
         """Replace answers already in memory and fill free room; unlike `remember`, never
@@ -159,9 +157,9 @@ class AnswerCache:
         for e in entries:
             k = e.cache_key
             if k in self.entries:
-                self.entries[k] = e  # keeps its place in the LRU order
+                self.entries[k] = e.packed()  # keeps its place in the LRU order
             elif room > 0 and e.state.issued:
-                self.entries[k] = e
+                self.entries[k] = e.packed()
                 room -= 1
 
     # Dropping what changed. Each drop bumps `epoch`, so that answers signed from reads made
