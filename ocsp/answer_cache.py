@@ -2,8 +2,9 @@
 
 Holds the entries about issued certificates, least recently used first and at most
 `cache_entries` of them (the store keeps every answer), and, bounded apart, those about
-never-issued serials (so that a flood of made-up serials evicts nothing else); the in-flight table that
-lets concurrent requests for the same certificate share one store read and one signature;
+never-issued serials (so that a flood of made-up serials evicts nothing else); the
+in-flight table that lets concurrent requests for the same certificate share one store
+read and one signature;
 and `epoch`, bumped whenever answers are dropped because something changed, so that an
 answer signed from a read that raced such a change is never kept.
 
