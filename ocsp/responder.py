@@ -86,7 +86,7 @@ class OcspResponder:
             require_signed=settings.require_signed_requests,
             ca_certificates=[r.ca_certificate_der for r in responders.values()],
         )
-        self.signer = AnswerSigner(settings)
+        self.signer = AnswerSigner(settings, responders)
         self.cache = AnswerCache(settings, source=source, clock=clock, signer=self.signer, table=table)
         self.follower = ChangeFollower(store=store, watch=watch, cache=self.cache, signer=self.signer)
         self.presigner = PreSigner(settings, store=store, source=source, clock=clock, responders=responders,
@@ -112,6 +112,10 @@ class OcspResponder:
         if self.cache.save_problem is not None:
             problems.append(self.cache.save_problem)
         return problems
+
+    def coverage(self) -> str:
+        """One line on how far pre-signing is (answers stored of those wanted, backlog)."""
+        return self.presigner.coverage.line()
 
     @property
     def stats(self) -> dict[str, int]:
