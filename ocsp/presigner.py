@@ -59,12 +59,20 @@ class Coverage:
     complete: bool = False
     counted: bool = False
 
+    @property
+    def backlog(self) -> int:
+        return max(0, self.wanted - self.answers) + self.due
+
+    def figures(self) -> dict[str, int]:
+        """The numbers behind `line`, for readiness and metrics."""
+        return {"presigned_answers": self.answers, "presigned_wanted": self.wanted,
+                "presign_backlog": self.backlog, "presign_complete": int(self.complete)}
+
     def line(self) -> str:
         if not self.counted:
             return "pre-signing: starting"
         state = "complete" if self.complete else "in progress"
-        backlog = max(0, self.wanted - self.answers) + self.due
-        return f"pre-signing: {state}, {self.answers} of {self.wanted} answers stored, backlog {backlog}"
+        return f"pre-signing: {state}, {self.answers} of {self.wanted} answers stored, backlog {self.backlog}"
 
 
 class PreSigner:

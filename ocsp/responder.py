@@ -120,8 +120,10 @@ class OcspResponder:
     @property
     def stats(self) -> dict[str, int]:
         """Counters: requests answered with a pre-signed entry (hits) and with a fresh signature
-        (nonce); entries signed, and entries loaded from the pre-signed table."""
-        return {"hits": self._hits, "signed": self.signer.signed, "loaded": self.cache.loaded, "nonce": self._nonce}
+        (nonce); entries signed, and entries loaded from the pre-signed table; and how far
+        pre-signing is (answers stored and wanted, backlog, complete)."""
+        return {"hits": self._hits, "signed": self.signer.signed, "loaded": self.cache.loaded, "nonce": self._nonce,
+                **self.presigner.coverage.figures()}
 
     async def answer(self, data: bytes) -> Answer:
         """Answer one DER request. Never raises: every failure is an OCSP status."""
