@@ -36,6 +36,8 @@ class ChangeFollower:
         self.signer = signer
         #: (issuer id, serial) of certificates whose state changed, to be signed again.
         self.changed: set[tuple[int, int]] = set()
+        #: Set when certificates were added: the pre-signer looks for answers missing.
+        self.added = False
         #: Set when answers were dropped, so that the pre-signer does not wait for its tick.
         self.wake = asyncio.Event()
         self._event_id = 0
@@ -95,6 +97,7 @@ class ChangeFollower:
                     # Added certificates (imported revoked or not) were "unknown" a moment ago:
                     # those answers go. A changed CA certificate voids everything it signed for.
                     everything = ev.kind == "issuer-update"
+                    self.added = True
                     if ev.issuer_id is None:
                         cache.drop_all(unknown_only=not everything)
                     else:

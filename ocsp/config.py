@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -74,6 +75,10 @@ class OcspSettings:
     scan_interval: dt.timedelta = dt.timedelta(minutes=5)
     #: Put the responder certificate into every response (needed for delegated responders).
     include_certificate: bool = True
+    #: Processes that sign pre-signed answers; 0 signs in a thread of the serving process.
+    #: `[ocsp] sign_workers` defaults to the number of CPUs: the workers run at a lower
+    #: priority, so the event loop is not starved; this dataclass default (tests) is 0.
+    sign_workers: int = 0
     #: Per-CA delegated responder files, by CA name.
     responders: tuple[tuple[str, ResponderFiles], ...] = ()
 
@@ -114,6 +119,10 @@ def _responder_files(t: Table) -> ResponderFiles | None:
     )
 
 
+def default_sign_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
 def load_ocsp_settings(top: Table, cas: Sequence[CaSettings]) -> OcspSettings:
     """Read `[ocsp]` and the CAs' responder keys from the config tree; ConfigError names
     file and key at fault. Unknown keys of `[[ca]]` are left to the caller's check."""
@@ -143,6 +152,7 @@ def load_ocsp_settings(top: Table, cas: Sequence[CaSettings]) -> OcspSettings:
         cache_entries=t.int("cache_entries", 100_000, min=0),
         scan_interval=dt.timedelta(seconds=t.int("scan_seconds", 300, min=1, max=86400)),
         include_certificate=t.bool("include_certificate", True),
+        sign_workers=t.int("sign_workers", default_sign_workers(), min=0, max=64),
         responders=tuple(
             (ca.name, files)
             for ca, table in zip(cas, top.array("ca"))

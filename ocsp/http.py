@@ -126,7 +126,9 @@ def setup(
             if task is not None:
                 await cancel_and_wait(task)
             if responder is not None:
-                responder.close()
+                # Waits for the signing workers to exit: not on the loop, which still closes
+                # the other front-ends meanwhile.
+                await asyncio.to_thread(responder.close)
             if table is not None:
                 await table.close()
             if watch is not None:
@@ -251,9 +253,12 @@ async def get_ocsp(request: web.Request) -> web.StreamResponse:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """200 when every CA's responder can sign; 503 naming what is wrong otherwise."""
+    """200 when every CA's responder can sign, with a line on pre-signing coverage; 503
+    naming what is wrong otherwise."""
     responder = request.app[OCSP].responder
     problems = ["OCSP responder not started"] if responder is None else responder.readiness()
     if problems:
         return web.Response(status=503, text="".join(f"{p}\n" for p in problems))
-    return web.Response(text="ready\n")
+    # Answers not yet pre-signed are signed on request: coverage is information, not a reason
+    # to refuse traffic.
+    return web.Response(text=f"ready\n{responder.coverage()}\n")

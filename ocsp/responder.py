@@ -86,7 +86,7 @@ class OcspResponder:
             require_signed=settings.require_signed_requests,
             ca_certificates=[r.ca_certificate_der for r in responders.values()],
         )
-        self.signer = AnswerSigner(settings)
+        self.signer = AnswerSigner(settings, responders)
         self.cache = AnswerCache(settings, source=source, clock=clock, signer=self.signer, table=table)
         self.follower = ChangeFollower(store=store, watch=watch, cache=self.cache, signer=self.signer)
         self.presigner = PreSigner(settings, store=store, source=source, clock=clock, responders=responders,
@@ -113,11 +113,17 @@ class OcspResponder:
             problems.append(self.cache.save_problem)
         return problems
 
+    def coverage(self) -> str:
+        """One line on how far pre-signing is (answers stored of those wanted, backlog)."""
+        return self.presigner.coverage.line()
+
     @property
     def stats(self) -> dict[str, int]:
         """Counters: requests answered with a pre-signed entry (hits) and with a fresh signature
-        (nonce); entries signed, and entries loaded from the pre-signed table."""
-        return {"hits": self._hits, "signed": self.signer.signed, "loaded": self.cache.loaded, "nonce": self._nonce}
+        (nonce); entries signed, and entries loaded from the pre-signed table; and how far
+        pre-signing is (answers stored and wanted, backlog, complete)."""
+        return {"hits": self._hits, "signed": self.signer.signed, "loaded": self.cache.loaded, "nonce": self._nonce,
+                **self.presigner.coverage.figures()}
 
     async def answer(self, data: bytes) -> Answer:
         """Answer one DER request. Never raises: every failure is an OCSP status."""

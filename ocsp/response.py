@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -156,6 +157,12 @@ class ResponderIdentity:
         key_hash = hashlib.sha1(public_key_bits(certificate_der)).digest()
         return cls(signer, certificate_der, key_hash, include_certificate)
 
+    @functools.cached_property
+    def certs_der(self) -> bytes:
+        """The `certs` field every response of this responder carries (b"" for none),
+        encoded once and shared by every answer kept in memory."""
+        return certs_field(self.certificate_der) if self.include_certificate else b""
+
 
 def nonce_extension(nonce: Nonce) -> bytes:
     """The nonce echo: the extnValue exactly as the client sent it (see `Nonce`)."""
@@ -163,6 +170,72 @@ def nonce_extension(nonce: Nonce) -> bytes:
 
 
 _EXTENDED_REVOKE = der.extension(OID_EXTENDED_REVOKE, der.tlv(der.NULL, b""))
+
+
+def response_data(
+    responder_key_hash: bytes,
+    produced_at: dt.datetime,
+    single_responses: Sequence[SingleResponse | bytes],
+    *,
+    nonce: Nonce | None = None,
+    extended_revoke: bool = False,
+) -> bytes:
+    """The tbsResponseData (ResponseData) a responder signs: responderID byKey, producedAt,
+    the SingleResponses (or their DER) in request order, and the optional extensions."""
+    if not single_responses:
+        raise ValueError("a response needs at least one SingleResponse")
+    singles = b"".join(s if isinstance(s, bytes) else s.der() for s in single_responses)
+    extensions = []
+    if nonce is not None:
+        extensions.append(nonce_extension(nonce))
+    if extended_revoke:
+        extensions.append(_EXTENDED_REVOKE)
+    parts = [
+        der.explicit(2, der.octet_string(responder_key_hash)),  # responderID byKey
+        der.generalized_time(_whole_seconds(produced_at, "produced_at")),
+        der.sequence(singles),
+    ]
+    if extensions:
+        parts.append(der.explicit(1, der.sequence(*extensions)))
+    return der.sequence(*parts)
+
+
+def signed_part(tbs: bytes, algorithm_der: bytes, signature: bytes) -> bytes:
+    """What a pre-signed answer stores: the BasicOCSPResponse's content without `certs`
+    (tbsResponseData, signatureAlgorithm, signature). The responder certificate is the same
+    for every answer, so it is kept once and joined in when serving (`assemble`)."""
+    return tbs + algorithm_der + der.bit_string(signature)
+
+
+def certs_field(certificate_der: bytes) -> bytes:
+    """The BasicOCSPResponse `certs` field holding one certificate."""
+    return der.explicit(0, der.sequence(certificate_der))
+
+
+def assemble(signed: bytes, certs: bytes = b"") -> bytes:
+    """The OCSPResponse a client receives: a stored `signed_part` and the pre-encoded
+    `certs_field` (or nothing), wrapped by concatenation. Signs nothing."""
+    basic = der.tlv(0x30, signed + certs)
+    return der.sequence(_SUCCESSFUL, der.explicit(0, der.sequence(_BASIC_OID, der.octet_string(basic))))
+
+
+_SUCCESSFUL = der.enumerated(0)
+_BASIC_OID = der.oid(OID_BASIC_RESPONSE)
+
+
+def single_of(signed: bytes) -> bytes:
+    """The SingleResponse DER of a `signed_part` holding exactly one (a pre-signed answer),
+    for signing it again with a nonce."""
+    _, start, _ = der.read_tlv(signed)  # ResponseData
+    _, _, pos = der.read_tlv(signed, start)  # responderID
+    _, _, pos = der.read_tlv(signed, pos)  # producedAt
+    tag, s_start, s_end = der.read_tlv(signed, pos)  # responses
+    if tag != 0x30:
+        raise ValueError("not a ResponseData: no responses SEQUENCE")
+    _, _, one_end = der.read_tlv(signed, s_start)
+    if one_end != s_end:
+        raise ValueError("a pre-signed answer holds exactly one SingleResponse")
+    return signed[s_start:s_end]
 
 
 def build_response(
@@ -177,26 +250,7 @@ def build_response(
 
     `single_responses` are `SingleResponse`s or their pre-encoded DER, in request order.
     """
-    if not single_responses:
-        raise ValueError("a response needs at least one SingleResponse")
-    singles = b"".join(s if isinstance(s, bytes) else s.der() for s in single_responses)
-    extensions = []
-    if nonce is not None:
-        extensions.append(nonce_extension(nonce))
-    if extended_revoke:
-        extensions.append(_EXTENDED_REVOKE)
-    parts = [
-        der.explicit(2, der.octet_string(responder.key_hash)),  # responderID byKey
-        der.generalized_time(_whole_seconds(produced_at, "produced_at")),
-        der.sequence(singles),
-    ]
-    if extensions:
-        parts.append(der.explicit(1, der.sequence(*extensions)))
-    tbs = der.sequence(*parts)
-    basic = [tbs, responder.signer.algorithm_der, der.bit_string(responder.signer.sign(tbs))]
-    if responder.include_certificate:
-        basic.append(der.explicit(0, der.sequence(responder.certificate_der)))
-    return der.sequence(
-        der.enumerated(0),
-        der.explicit(0, der.sequence(der.oid(OID_BASIC_RESPONSE), der.octet_string(der.sequence(*basic)))),
-    )
+    tbs = response_data(responder.key_hash, produced_at, single_responses, nonce=nonce,
+                        extended_revoke=extended_revoke)
+    signed = signed_part(tbs, responder.signer.algorithm_der, responder.signer.sign(tbs))
+    return assemble(signed, responder.certs_der)

@@ -18,7 +18,7 @@ from .response import CertStatus
 MAX_SERIAL = 2**160
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CertState:
     """What an OCSP answer says about one certificate; also the key for telling whether a
     pre-signed answer still holds."""
@@ -45,6 +45,17 @@ class CertState:
 
 
 NEVER_ISSUED = CertState(None)
+GOOD = CertState(Status.GOOD)
+
+
+def cert_state(status: Status | None, reason: int | None, revoked_at: dt.datetime | None) -> CertState:
+    """A CertState; the common ones shared, so that cached answers do not each hold a copy."""
+    if reason is None and revoked_at is None:
+        if status is Status.GOOD:
+            return GOOD
+        if status is None:
+            return NEVER_ISSUED
+    return CertState(status, reason, revoked_at)
 
 
 class StatusSource(Protocol):

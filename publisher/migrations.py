@@ -210,4 +210,27 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX downtime_by_time ON downtime (start);
     """,
+    # 9: compact pre-signed OCSP answers. A row keeps only what was signed (tbsResponseData,
+    # signatureAlgorithm, signature: a few hundred bytes instead of the whole response with the
+    # responder certificate, which is joined in when serving) and when it is due for signing
+    # again, indexed so that the pre-signer reads due rows instead of walking every certificate.
+    # The old rows are dropped: they are only ever signed again.
+    """
+    DROP TABLE ocsp_responses;
+    CREATE TABLE ocsp_responses (
+        issuer_id INTEGER NOT NULL REFERENCES issuers(id),
+        serial BLOB NOT NULL,               -- sort key, as certificates.serial
+        hash TEXT NOT NULL,                 -- CertID hash algorithm: sha1, sha256, sha384, sha512
+        status INTEGER NOT NULL,            -- certificates.status the answer reflects
+        reason INTEGER,                     -- certificates.reason the answer reflects
+        revoked_at INTEGER,                 -- certificates.revoked_at the answer reflects
+        responder_key_hash BLOB NOT NULL,   -- SHA-1 of the signing key: a new responder key voids the row
+        this_update INTEGER NOT NULL,       -- Unix seconds; also producedAt
+        next_update INTEGER NOT NULL,
+        refresh_at INTEGER NOT NULL,        -- Unix seconds: when the pre-signer signs it again
+        signed BLOB NOT NULL,               -- BasicOCSPResponse content without certs
+        PRIMARY KEY (issuer_id, serial, hash)
+    ) WITHOUT ROWID;
+    CREATE INDEX ocsp_responses_due ON ocsp_responses (refresh_at);
+    """,
 ]

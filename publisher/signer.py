@@ -67,6 +67,12 @@ class KeySigner:
     def public_key(self):
         return self._key.public_key()
 
+    def private_key_der(self) -> bytes:
+        """The key as unencrypted PKCS#8 DER, only for handing it over a pipe to this
+        process's own signing workers (OCSP pre-signing); never to be written anywhere."""
+        return self._key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption())
+
     def sign(self, data: bytes) -> bytes:
         if isinstance(self._key, rsa.RSAPrivateKey):
             return self._key.sign(data, padding.PKCS1v15(), self._hash)

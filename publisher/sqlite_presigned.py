@@ -1,9 +1,11 @@
-"""Beside the SQLite store: the pre-signed OCSP answers (`ocsp_responses`, migration 2) and
+"""Beside the SQLite store: the pre-signed OCSP answers (`ocsp_responses`) and
 a cheap commit probe, both on the same file. The composition root builds this port next to
 `SQLiteStore`; the OCSP responder uses it to share answers and notice commits between
 processes without polling."""
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import sqlite3
 from pathlib import Path
 from typing import Sequence
@@ -12,7 +14,7 @@ import aiosqlite
 
 from .errors import Unavailable
 from .sqlite_store import _dt, _ts
-from .store import PresignedResponse, from_serial_key, serial_key
+from .store import DueAnswer, PresignedResponse, from_serial_key, serial_key
 
 
 class SQLitePresignedPort:
@@ -31,17 +33,42 @@ class SQLitePresignedPort:
         return DataVersionProbe(self.path)
 
 
-# Pre-signed OCSP responses: the `ocsp_responses` table (migration 2), through a connection
+# Pre-signed OCSP responses: the `ocsp_responses` table (migration 6), through a connection
 # of its own (WAL lets it read while the repository's writer writes) with synchronous=NORMAL:
 # a row lost to a power cut is only signed again.
 
 _PRESIGNED_COLS = ("issuer_id, serial, hash, status, reason, revoked_at, responder_key_hash, this_update,"
-                   " next_update, single_der, der")
+                   " next_update, refresh_at, signed")
+
+# A row is saved only while its certificate still has the state the answer says: a revocation
+# committed between reading the state and saving the answer is never overwritten by it.
+_PUT = (f"INSERT OR REPLACE INTO ocsp_responses ({_PRESIGNED_COLS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+        " WHERE EXISTS (SELECT 1 FROM certificates c WHERE c.issuer_id = ? AND c.serial = ? AND c.status = ?"
+        " AND c.reason IS ? AND c.revoked_at IS ?)")
+
+_DUE = ("SELECT o.issuer_id, o.serial, o.hash, c.status, c.reason, c.revoked_at FROM ocsp_responses o"
+        " JOIN certificates c ON c.issuer_id = o.issuer_id AND c.serial = o.serial"
+        " WHERE o.refresh_at <= ? AND o.issuer_id IN ({issuers}) AND o.hash IN ({hashes})"
+        " ORDER BY o.refresh_at LIMIT ?")
+
+_MISSING = ("SELECT c.serial, c.status, c.reason, c.revoked_at FROM certificates c"
+            " WHERE c.issuer_id = ? AND c.serial > ? AND NOT EXISTS (SELECT 1 FROM ocsp_responses o"
+            " WHERE o.issuer_id = c.issuer_id AND o.serial = c.serial AND o.hash = ?)"
+            " ORDER BY c.serial LIMIT ?")
+
+_STALE = ("SELECT o.serial, o.hash FROM ocsp_responses o"
+          " LEFT JOIN certificates c ON c.issuer_id = o.issuer_id AND c.serial = o.serial"
+          " WHERE o.issuer_id = ? AND o.refresh_at > 0 AND (o.responder_key_hash != ? OR c.status IS NULL"
+          " OR c.status != o.status OR c.reason IS NOT o.reason OR c.revoked_at IS NOT o.revoked_at)")
 
 
 def _presigned(row) -> PresignedResponse:
     return PresignedResponse(row[0], from_serial_key(row[1]), row[2], row[3], row[4], _dt(row[5]), row[6],
-                             _dt(row[7]), _dt(row[8]), row[9], row[10])
+                             _dt(row[7]), _dt(row[8]), _dt(row[9]), row[10])
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
 
 
 class SQLitePresignedResponses:
@@ -49,6 +76,7 @@ class SQLitePresignedResponses:
         self.path = Path(path)
         self._busy = busy_timeout_ms
         self._conn: aiosqlite.Connection | None = None
+        self._write = asyncio.Lock()  # one transaction at a time on this connection
 
     async def open(self) -> None:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -72,28 +100,75 @@ class SQLitePresignedResponses:
         row = await cur.fetchone()
         return None if row is None else _presigned(row)
 
-    async def between(self, issuer_id: int, first: int, last: int) -> list[PresignedResponse]:
-        """Every row of the issuer with first <= serial <= last (one page of a scan)."""
-        cur = await self._conn.execute(
-            f"SELECT {_PRESIGNED_COLS} FROM ocsp_responses WHERE issuer_id = ? AND serial >= ? AND serial <= ?",
-            (issuer_id, serial_key(first), serial_key(last)))
-        return [_presigned(row) for row in await cur.fetchall()]
-
-    async def put_many(self, rows: Sequence[PresignedResponse]) -> None:
-        """Save rows; Unavailable (with SQLite's reason: disk full, read-only, locked) when
-        they cannot be written."""
+    async def put_many(self, rows: Sequence[PresignedResponse]) -> int:
+        """Save rows (see `PresignedResponses.put_many`); Unavailable (with SQLite's reason:
+        disk full, read-only, locked) when they cannot be written."""
         if not rows:
-            return
+            return 0
         try:
-            await self._put_many(rows)
+            async with self._write:
+                return await self._put_many(rows)
         except sqlite3.Error as e:
             raise Unavailable(f"cannot save pre-signed OCSP answers: {e}") from e
 
-    async def _put_many(self, rows: Sequence[PresignedResponse]) -> None:
-        await self._conn.executemany(
-            f"INSERT OR REPLACE INTO ocsp_responses ({_PRESIGNED_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(r.issuer_id, serial_key(r.serial), r.hash_name, r.status, r.reason, _ts(r.revoked_at),
-              r.responder_key_hash, _ts(r.this_update), _ts(r.next_update), r.single_der, r.der) for r in rows])
+    async def _put_many(self, rows: Sequence[PresignedResponse]) -> int:
+        params = []
+        for r in rows:
+            key = serial_key(r.serial)
+            revoked_at = _ts(r.revoked_at)
+            params.append((r.issuer_id, key, r.hash_name, r.status, r.reason, revoked_at, r.responder_key_hash,
+                           _ts(r.this_update), _ts(r.next_update), _ts(r.refresh_at), r.signed,
+                           r.issuer_id, key, r.status, r.reason, revoked_at))
+        await self._conn.execute("BEGIN")
+        try:
+            cur = await self._conn.executemany(_PUT, params)
+            await self._conn.execute("COMMIT")
+        except BaseException:
+            await self._conn.execute("ROLLBACK")
+            raise
+        return max(0, cur.rowcount)
+
+    async def due(self, now: dt.datetime, issuers: Sequence[int], hashes: Sequence[str],
+                  limit: int) -> list[DueAnswer]:
+        if not issuers or not hashes:
+            return []
+        sql = _DUE.format(issuers=_marks(len(issuers)), hashes=_marks(len(hashes)))
+        cur = await self._conn.execute(sql, (_ts(now), *issuers, *hashes, limit))
+        return [DueAnswer(r[0], from_serial_key(r[1]), r[2], r[3], r[4], _dt(r[5])) for r in await cur.fetchall()]
+
+    async def missing(self, issuer_id: int, hash_name: str, after_serial: int, limit: int) -> list[DueAnswer]:
+        after = b"" if after_serial < 0 else serial_key(after_serial)
+        cur = await self._conn.execute(_MISSING, (issuer_id, after, hash_name, limit))
+        return [DueAnswer(issuer_id, from_serial_key(r[0]), hash_name, r[1], r[2], _dt(r[3]))
+                for r in await cur.fetchall()]
+
+    async def mark_stale(self, issuer_id: int, key_hash: bytes) -> int:
+        # Found by a read (which does not hold up the repository's writer), then made due
+        # by key: usually there is nothing or little to update.
+        cur = await self._conn.execute(_STALE, (issuer_id, key_hash))
+        stale = await cur.fetchall()
+        if not stale:
+            return 0
+        try:
+            async with self._write:
+                await self._conn.executemany(
+                    "UPDATE ocsp_responses SET refresh_at = 0 WHERE issuer_id = ? AND serial = ? AND hash = ?",
+                    [(issuer_id, s, h) for s, h in stale])
+        except sqlite3.Error as e:
+            raise Unavailable(f"cannot save pre-signed OCSP answers: {e}") from e
+        return len(stale)
+
+    async def coverage(self, hashes: Sequence[str], now: dt.datetime) -> tuple[int, int, int]:
+        if not hashes:
+            return 0, 0, 0
+        marks = _marks(len(hashes))
+        cur = await self._conn.execute(
+            f"SELECT (SELECT count(*) FROM ocsp_responses WHERE hash IN ({marks})),"
+            " (SELECT count(*) FROM certificates),"
+            f" (SELECT count(*) FROM ocsp_responses WHERE refresh_at <= ? AND hash IN ({marks}))",
+            (*hashes, _ts(now), *hashes))
+        answers, certs, due = await cur.fetchone()
+        return answers, certs * len(hashes), due
 
 
 class DataVersionProbe:

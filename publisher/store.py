@@ -198,7 +198,10 @@ class TrustListRecord:
 @dataclass(frozen=True)
 class PresignedResponse:
     """A pre-signed OCSP response as stored: what it answers (status, reason, revocation
-    time) and which key signed it, so that a reader can tell a row that no longer matches."""
+    time), which key signed it, so that a reader can tell a row that no longer matches, and
+    when it is due for signing again. `signed` is only what was signed: the BasicOCSPResponse
+    content without `certs` (tbsResponseData, signatureAlgorithm, signature); the responder
+    certificate is joined in when serving."""
 
     issuer_id: int
     serial: int
@@ -209,8 +212,21 @@ class PresignedResponse:
     responder_key_hash: bytes
     this_update: dt.datetime
     next_update: dt.datetime
-    single_der: bytes
-    der: bytes
+    refresh_at: dt.datetime
+    signed: bytes
+
+
+@dataclass(frozen=True)
+class DueAnswer:
+    """A certificate whose pre-signed answer (under CertID hash `hash_name`) is due or
+    missing, with the certificate's current state as the store holds it."""
+
+    issuer_id: int
+    serial: int
+    hash_name: str
+    status: int
+    reason: int | None
+    revoked_at: dt.datetime | None
 
 
 class PresignedResponses(Protocol):
@@ -218,9 +234,25 @@ class PresignedResponses(Protocol):
 
     async def get(self, issuer_id: int, serial: int, hash_name: str) -> PresignedResponse | None: ...
 
-    async def between(self, issuer_id: int, first: int, last: int) -> list[PresignedResponse]: ...
+    async def put_many(self, rows: Sequence[PresignedResponse]) -> int:
+        """Save the rows whose certificate still has the state the row answers; a row about a
+        certificate that changed meanwhile (or is not in the store) is left out, so that a
+        stale answer never replaces a newer one. Returns how many were saved."""
 
-    async def put_many(self, rows: Sequence[PresignedResponse]) -> None: ...
+    async def due(self, now: dt.datetime, issuers: Sequence[int], hashes: Sequence[str],
+                  limit: int) -> list[DueAnswer]:
+        """Answers whose refresh time has come, earliest first (an index walk)."""
+
+    async def missing(self, issuer_id: int, hash_name: str, after_serial: int, limit: int) -> list[DueAnswer]:
+        """Certificates of the issuer after `after_serial`, in serial order, that have no
+        answer under `hash_name`."""
+
+    async def mark_stale(self, issuer_id: int, key_hash: bytes) -> int:
+        """Make due every row of the issuer that another key signed or whose certificate
+        changed since (changes made while no responder followed the change log)."""
+
+    async def coverage(self, hashes: Sequence[str], now: dt.datetime) -> tuple[int, int, int]:
+        """(answers stored, certificates × len(hashes), answers due now)."""
 
     async def close(self) -> None: ...
 

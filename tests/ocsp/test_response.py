@@ -10,9 +10,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp as x509_ocsp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import ocsp_pki
 from ocsp_helpers import VENV_BIN, ca_dir, make_request, nonce_ext, openssl_request, responder_for
+from ocsp.batch_signer import BatchSigner, SignJob
+from ocsp.issuers import issuer_hashes
 from ocsp.request import HashAlgorithm, decode_request
 from ocsp.response import (
     EPOCH,
@@ -20,9 +24,11 @@ from ocsp.response import (
     ResponderIdentity,
     ResponseStatus,
     SingleResponse,
+    assemble,
     build_response,
     cert_id_der,
     never_issued,
+    single_of,
     unsuccessful,
 )
 from publisher.crl import Reason
@@ -252,3 +258,50 @@ class TestMisuse:
         expected = x509.SubjectKeyIdentifier.from_public_key(ec_ca.responder_key.public_key()).digest
         assert ident.key_hash == expected
         assert ident.certificate_der == ec_ca.responder_cert.public_bytes(serialization.Encoding.DER)
+
+
+class TestStoredParts:
+    """A pre-signed answer is stored as its signed part and served joined to the responder's
+    `certs` field: the bytes served must be exactly what the one-shot builder makes."""
+
+    _STATES = st.one_of(
+        st.just((0, None, None, False)),  # good
+        st.tuples(st.just(1), st.one_of(st.none(), st.sampled_from([0, 1, 3, 4, 5, 9, 10])),
+                  st.integers(0, 2_000_000_000), st.just(False)),  # revoked, with or without reason
+        st.tuples(st.just(2), st.just(6), st.integers(0, 2_000_000_000), st.just(False)),  # on hold
+        st.just((None, None, None, False)),  # never issued: unknown
+        st.just((None, None, None, True)),  # never issued: revoked, Extended Revoked Definition
+    )
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(state=_STATES, serial=st.integers(1, 2**159), this=st.integers(1_000_000_000, 2_000_000_000),
+           validity=st.integers(1, 7 * 86400), alg=st.sampled_from(list(HashAlgorithm)),
+           with_cert=st.booleans())
+    def test_assembled_equals_one_shot(self, rsa_ca, state, serial, this, validity, alg, with_cert):
+        # RSA PKCS#1 v1.5 signatures are deterministic, so both ways must give the same bytes.
+        status, reason, revoked_at, extended = state
+        identity = ResponderIdentity.from_certificate(KeySigner(rsa_ca.key), rsa_ca.cert_der,
+                                                      include_certificate=with_cert)
+        issuer_id = 7
+        batch = BatchSigner([(issuer_id, identity.signer, identity.key_hash, rsa_ca.cert_der)])
+        job = SignJob(issuer_id, serial, alg.hashlib_name, status, reason, revoked_at, this, this + validity, extended)
+        signed = batch.sign_one(job)
+        served = assemble(signed, identity.certs_der)
+
+        h = issuer_hashes(rsa_ca.cert_der, alg)
+        cid = cert_id_der(alg, h.name_hash, h.key_hash, serial)
+        at = lambda ts: dt.datetime.fromtimestamp(ts, dt.timezone.utc)  # noqa: E731
+        if extended:
+            single = never_issued(cid, at(this), at(this + validity))
+        elif status is None:
+            single = SingleResponse(cid, CertStatus.UNKNOWN, at(this), at(this + validity))
+        elif status == 0:
+            single = SingleResponse(cid, CertStatus.GOOD, at(this), at(this + validity))
+        else:
+            r = Reason.certificateHold if status == 2 else (None if reason in (None, 0) else Reason(reason))
+            single = SingleResponse(cid, CertStatus.REVOKED, at(this), at(this + validity),
+                                    revocation_time=at(revoked_at), reason=r)
+        assert served == build_response(identity, at(this), [single], extended_revoke=extended)
+        assert single_of(signed) == single.der()
+        parsed = x509_ocsp.load_der_ocsp_response(served)
+        assert parsed.serial_number == serial and len(parsed.certificates) == int(with_cert)
