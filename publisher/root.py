@@ -9,6 +9,7 @@ or each other; a new one (web pages, metrics, the admin API) is one more `setup`
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from .clock import Clock
 from .config import RepositorySettings, read_config, repository_settings
 from .connections import ConnectionGuard, ServerLog
 from .health import PublicationHealth
+from .looplag import LoopLag, LoopProbeSettings, load_loop_probe_settings
 from .publication import Publication
 from .scheduler import publishing
 from .errors import ConfigError, MalformedInput
@@ -38,6 +40,8 @@ from .service import Repository
 from .signer import Signer, load_key_signer
 from .sqlite_presigned import SQLitePresignedPort
 from .sqlite_store import SQLiteStore
+from .startup import DeferredStart
+from .tasks import cancel_and_wait
 from .store import Issuer, PresignedPort, Store
 
 
@@ -47,6 +51,7 @@ class Settings(RepositorySettings):
 
     ocsp: OcspSettings = field(default_factory=OcspSettings)
     ldap: LdapSettings = field(default_factory=LdapSettings)
+    loop_probe: LoopProbeSettings = field(default_factory=LoopProbeSettings)
 
 
 def load_settings(path: Path) -> Settings:
@@ -56,9 +61,10 @@ def load_settings(path: Path) -> Settings:
     repo = repository_settings(top)
     ocsp_settings = load_ocsp_settings(top, repo.cas)
     ldap_settings = load_ldap_settings(top, repo.cas)
+    probe_settings = load_loop_probe_settings(top)
     top.check_tree()
     core = {f.name: getattr(repo, f.name) for f in dataclasses.fields(RepositorySettings)}
-    return Settings(**core, ocsp=ocsp_settings, ldap=ldap_settings)
+    return Settings(**core, ocsp=ocsp_settings, ldap=ldap_settings, loop_probe=probe_settings)
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,12 @@ def make_runner(app: web.Application, settings: Settings, *, shutdown_timeout: f
                          logger=ServerLog(logging.getLogger("pkirepo.http")))
 
 
+def make_loop_probe(settings: Settings) -> LoopLag | None:
+    """The event-loop lag probe `pkirepo serve` runs, or None when `[loop_probe] enabled`
+    is false."""
+    return LoopLag(settings.loop_probe) if settings.loop_probe.enabled else None
+
+
 REPO = web.AppKey("repository", Repository)
 PUBLICATION = web.AppKey("publication", Publication)
 SERVED = web.AppKey("served_urls", tuple)
@@ -180,10 +192,16 @@ def create_app(
     clock: Clock,
     presigned: PresignedPort | None = None,
     ldap_listen: str | None = None,
+    loop_probe: LoopLag | None = None,
+    deferred: DeferredStart | None = None,
 ) -> web.Application:
     """The one application. `store` must be open; the caller owns it. Without `presigned`,
     OCSP pre-signs in this process only. LDAP listens only when `ldap_listen` is given
-    (`pkirepo serve` passes the configured or command-line address; "" turns it off)."""
+    (`pkirepo serve` passes the configured or command-line address; "" turns it off).
+    `loop_probe` (from `make_loop_probe`) runs while the app does and is served at
+    /healthz/loop; others that report on the server (metrics) receive the same object.
+    With `deferred`, the front-ends' start-ups (OCSP, LDAP: each loads from the whole store)
+    run in the background so that HTTP listens at once; the caller waits on `deferred`."""
     guard = ConnectionGuard(settings.http)
     app = web.Application(middlewares=[guard.middleware, http.errors_middleware],
                           client_max_size=httpedge.MAX_BODY_BYTES)
@@ -199,13 +217,28 @@ def create_app(
         async with publishing(repo, publication, health=health):
             yield
 
+    if loop_probe is not None:
+        async def loop_probe_context(app: web.Application):
+            # First, so that it measures the start-up of everything after it too.
+            task = asyncio.create_task(loop_probe.run(), name="pkirepo-loop-probe")
+            try:
+                yield
+            finally:
+                await cancel_and_wait(task)
+
+        app.cleanup_ctx.append(loop_probe_context)
     app.cleanup_ctx.append(repository_context)
     lines = http.setup(app, settings.http, repository=repo, publication=publication, clock=clock,
-                       health=health)
+                       health=health, loop_probe=loop_probe)
+    own = len(app.cleanup_ctx)
     lines += ocsp.http.setup(app, settings.ocsp, store=store, presigned=presigned, signers=signers,
                              ca_names=repo.ca_names, clock=clock, base_url=settings.http.base_url)
     if ldap_listen is not None:
         lines += ldap.service.setup(app, settings.ldap.listening_on(ldap_listen), store=store,
                                     base_url=settings.http.base_url)
+    if deferred is not None:
+        for i in range(own, len(app.cleanup_ctx)):
+            ctx = app.cleanup_ctx[i]
+            app.cleanup_ctx[i] = deferred.defer(ctx, getattr(ctx, "__name__", f"part {i}").removesuffix("_context"))
     app[SERVED] = tuple(lines)
     return app
