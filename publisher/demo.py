@@ -89,6 +89,7 @@ async def init_demo(
     clock: Clock,
     progress: Callable[[int, int], object] | None = None,
     issuing_key: str = "rsa",
+    revoke_every: int = 20,
 ) -> tuple[Path, DemoPki, Repository]:
     directory = Path(directory)
     if (directory / "pkirepo.toml").exists():
@@ -97,7 +98,8 @@ async def init_demo(
     host, port = parse_listen(http)
     shown = f"[{host}]" if ":" in host else host
     pki = make_demo_pki(directory, base_url=f"http://{shown}:{port}", subscribers=subscribers,
-                        now=clock.now(), bundle=False, issuing_key=issuing_key)
+                        now=clock.now(), bundle=False, issuing_key=issuing_key,
+                        revoke_every=revoke_every)
     # Short names for people trying the demo: pki/root.pem and pki/ca.pem (the issuing CA).
     for short, cert in (("root.pem", pki.root), ("ca.pem", pki.ca)):
         (cert.parent / short).write_bytes(cert.read_bytes())

@@ -135,6 +135,7 @@ def make_demo_pki(
     progress: Callable[[int, int], object] | None = None,
     bundle: bool = True,
     issuing_key: str = "rsa",
+    revoke_every: int = 20,
 ) -> DemoPki:
     """Write a demo PKI under `directory/pki/` and return its paths and planned changes.
 
@@ -145,12 +146,15 @@ def make_demo_pki(
     (and at most BUNDLE_MAX subscribers) they are written to pki/subscribers.pem; either
     way `DemoPki.plan` makes them again on demand (`make_subscribers`). `issuing_key`
     "ec" gives the issuing CA a P-256 key instead of RSA-2048: signing a million
-    subscriber certificates then takes seconds instead of minutes.
+    subscriber certificates then takes seconds instead of minutes. About one subscriber in
+    `revoke_every` is revoked (20: 5%).
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     if subscribers < MIN_SUBSCRIBERS:
         raise ValueError(f"subscribers must be at least {MIN_SUBSCRIBERS}, got {subscribers}")
+    if revoke_every < 4:
+        raise ValueError(f"revoke_every must be at least 4, got {revoke_every}")
     if issuing_key not in ISSUING_KEYS:
         raise ValueError(f"issuing_key must be one of {', '.join(ISSUING_KEYS)}, got {issuing_key!r}")
     if not base_url.startswith(("http://", "https://")):
@@ -246,7 +250,7 @@ def make_demo_pki(
     # Subscribers. Generating 1000 RSA-2048 keys takes minutes, so a small pool of keys
     # is shared round-robin. Demo only: real subscribers never share keys.
     pool = [_rsa_key().public_key() for _ in range(_KEY_POOL_SIZE)]
-    plan = _plan(subscribers)
+    plan = _plan(subscribers, revoke_every)
     ca_aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
         ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     )
@@ -453,12 +457,12 @@ def _signature_algorithm(cert_der: bytes) -> bytes:
     return cert_der[tbs_end:alg_end]
 
 
-def _plan(n: int) -> _Plan:
+def _plan(n: int, revoke_every: int = 20) -> _Plan:
     expired = frozenset(i for i in range(n) if i % _EXPIRED_MODULUS == _EXPIRED_MODULUS - 1)
     # Revoke every stride-th subscriber from offset on: with stride 20, 5%. The stride is
     # never a multiple of 3, so consecutive picks fall in consecutive partitions. Small
     # counts get a shorter stride so that at least three picks fit.
-    stride = 20
+    stride = revoke_every
     while stride > 2 and (stride % 3 == 0 or stride // 3 + 1 + 2 * stride >= n):
         stride -= 1
     offset = stride // 3 + 1
