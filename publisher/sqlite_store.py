@@ -595,7 +595,9 @@ class SQLiteStore(Store):
                          issued_at, source="signed") -> CrlRecord:
         import hashlib
 
-        sha = hashlib.sha256(der).hexdigest()
+        # A million-entry CRL is tens of megabytes: hash it off the event loop (hashlib
+        # releases the GIL), as it was built and signed.
+        sha = await asyncio.to_thread(lambda: hashlib.sha256(der).hexdigest())
         key = serial_key(number)
         async with self._write() as w:
             (highest,) = await (await w.execute(
