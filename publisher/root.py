@@ -237,6 +237,8 @@ def create_app(
         lines += ldap.service.setup(app, settings.ldap.listening_on(ldap_listen), store=store,
                                     base_url=settings.http.base_url)
     if deferred is not None:
+        # Only the contexts OCSP and LDAP registered just above: they load from the whole
+        # store. Parts registered after this must not be deferred with them.
         for i in range(own, len(app.cleanup_ctx)):
             ctx = app.cleanup_ctx[i]
             app.cleanup_ctx[i] = deferred.defer(ctx, getattr(ctx, "__name__", f"part {i}").removesuffix("_context"))
