@@ -9,7 +9,7 @@ LDAP    ?= 127.0.0.1:1389
 SYSPKGS := openssl curl ldap-utils apache2-utils libnss3-tools xmlsec1 nginx
 SYSBINS := openssl curl ldapsearch ab certutil crlutil vfychain xmlsec1 nginx
 
-.PHONY: venv demo test sysdeps benchdeps bench bench-crl bench-ocsp bench-ldap clean
+.PHONY: venv demo test sysdeps benchdeps bench bench-crl bench-ocsp bench-ldap bench-scale clean
 
 $(BIN)/pkirepo: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -60,6 +60,13 @@ bench-ocsp: venv sysdeps
 
 bench-ldap: venv benchdeps
 	$(BIN)/python -m bench.ldap
+
+# A store of SCALE certificates (default 1,000,000; `make bench-scale SCALE=100000` for a
+# quicker run) behind a real `pkirepo serve`: start-up, loop lag, RSS, store size, a burst
+# of revocations, OCSP/LDAP visibility and search latency. Takes minutes and gigabytes.
+SCALE ?= 1000000
+bench-scale: venv sysdeps
+	$(BIN)/python -m bench.scale --subscribers $(SCALE)
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -346,6 +346,9 @@ def bench_size(n: int, root: Path, repeat: int) -> dict:
     log(f"N={n:,}: prepared in {time.perf_counter() - t:.1f} s "
         f"(index.txt {os.path.getsize(d / 'index.txt') / 2**20:.1f} MiB)")
 
+    # Stores are created only on purpose: an empty one first, as an operator would.
+    subprocess.run([py, "-m", "publisher.cli", "--config", "pkirepo.toml", "init"], cwd=d, check=True,
+                   stdout=subprocess.DEVNULL)
     log(f"N={n:,}: pkirepo import openssl-index (progress below)")
     imp_s, imp_rss, imp_out = run_child(
         [py, "-m", "publisher.cli", "--config", "pkirepo.toml", "import", "openssl-index", "index.txt",

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import logging
 import os
+import signal
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -166,9 +167,18 @@ async def cmd_demo_init(args) -> int:
         parse_listen(args.ldap)
     except ValueError as e:
         raise MalformedInput(f"--http/--ldap: {e}") from None
+    from .demo_pki import MIN_SUBSCRIBERS
+    if args.subscribers < MIN_SUBSCRIBERS:
+        raise MalformedInput(f"--subscribers {args.subscribers}: at least {MIN_SUBSCRIBERS}")
+    if args.revoke_every < 4:
+        raise MalformedInput(f"--revoke-every {args.revoke_every}: at least 4")
+    # SIGTERM stops it as Ctrl-C does: the open transaction rolls back and the worker
+    # processes are shut down rather than left behind.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     config, pki, repo = await init_demo(
         Path(args.directory), http=args.http, ldap=args.ldap, subscribers=args.subscribers, clock=SystemClock(),
-        progress=progress_printer("subscriber certificates"))
+        progress=progress_printer("subscriber certificates"), issuing_key=args.issuing_key,
+        revoke_every=args.revoke_every)
     print(demo_summary(config, pki, repo.settings))
     return 0
 
@@ -934,6 +944,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--subscribers", type=int, default=1000, help="subscriber certificates (default 1000)")
     c.add_argument("--http", default="127.0.0.1:8080", metavar="HOST:PORT", help="HTTP address baked into URLs")
     c.add_argument("--ldap", default="127.0.0.1:1389", metavar="HOST:PORT", help="LDAP listener")
+    c.add_argument("--issuing-key", choices=("rsa", "ec"), default="rsa",
+                   help="the issuing CA's key: RSA-2048 (default) or EC P-256, much faster for large demos")
+    c.add_argument("--revoke-every", type=int, default=20, metavar="K",
+                   help="revoke about one subscriber in K (default 20: 5%%; at least 4)")
 
     cert = sub.add_parser("cert", help="certificates").add_subparsers(dest="cert_command", required=True, metavar="SUB")
     c = cmd("add", cmd_cert_add, "add certificates (PEM or DER, bundles and chains allowed); all or nothing", cert,

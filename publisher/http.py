@@ -27,6 +27,7 @@ from .errors import MalformedInput, NotFound, RepoError
 from .health import PublicationHealth
 from .metrics import Metrics
 from .readiness import Readiness
+from .looplag import LoopLag
 from .publication import Publication
 from .service import Repository
 from .store import CrlRecord, DocumentRecord
@@ -46,6 +47,7 @@ class HttpDeps:
     health: PublicationHealth
     readiness: Readiness | None = None
     status: Callable[[dt.datetime], Awaitable[dict]] | None = None
+    loop_probe: LoopLag | None = None
 
 
 DEPS = web.AppKey("publisher_http", HttpDeps)
@@ -54,11 +56,13 @@ DEPS = web.AppKey("publisher_http", HttpDeps)
 def setup(app: web.Application, settings: HttpSettings, *, repository: Repository,
           publication: Publication, clock: Clock, health: PublicationHealth | None = None,
           readiness: Readiness | None = None, status: Callable[[dt.datetime], Awaitable[Any]] | None = None,
-          metrics: Metrics | None = None) -> list[str]:
+          metrics: Metrics | None = None, loop_probe: LoopLag | None = None) -> list[str]:
     """Register the repository's routes; returns the URL lines it serves. `health` is what
     the publication loop reports (`/healthz/publication`); with `readiness`, `status` and
-    `metrics` it also serves `/readyz`, `/status` and `/metrics`."""
-    app[DEPS] = HttpDeps(settings, repository, publication, clock, health or PublicationHealth(), readiness, status)
+    `metrics` it also serves `/readyz`, `/status` and `/metrics`; `loop_probe`, when given,
+    is served read-only at `/healthz/loop`."""
+    app[DEPS] = HttpDeps(settings, repository, publication, clock, health or PublicationHealth(), readiness, status,
+                         loop_probe)
     # These routes read no body; one announced with Expect is refused before it is sent if
     # it is larger than any the server reads.
     expect = httpedge.expect_handler(httpedge.MAX_BODY_BYTES)
@@ -66,6 +70,7 @@ def setup(app: web.Application, settings: HttpSettings, *, repository: Repositor
         ("/", home),
         ("/healthz", healthz),
         ("/healthz/publication", healthz_publication),
+        ("/healthz/loop", healthz_loop),
         ("/crl/", crl_index),
         ("/crl/archive/{name}/", archive_index),
         ("/crl/archive/{name}/{file}", archive_crl),
@@ -352,6 +357,15 @@ async def healthz_publication(request: web.Request) -> web.Response:
     if problems:
         return web.Response(status=503, text="\n".join(problems) + "\n")
     return web.Response(text="ready\n")
+
+
+async def healthz_loop(request: web.Request) -> web.Response:
+    """How late the event loop has woken (the lag probe's figures, JSON): worst and 99th
+    percentile since start and over the last 10 and 60 seconds. Read-only: nothing resets."""
+    probe = request.app[DEPS].loop_probe
+    if probe is None:
+        raise NotFound("the event-loop probe is off ([loop_probe] enabled = false)")
+    return web.Response(text=_dumps(probe.snapshot()) + "\n", content_type="application/json")
 
 
 def _dumps(obj) -> str:

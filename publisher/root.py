@@ -9,6 +9,7 @@ or each other; a new one (web pages, metrics, the admin API) is one more `setup`
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from .metrics import Metrics
 from .operations import (MaintenanceWatch, OpsSettings, heartbeat, load_ops_settings,
                          register_repository_checks, status_document)
 from .readiness import Readiness
+from .looplag import LoopLag, LoopProbeSettings, load_loop_probe_settings
 from .publication import Publication
 from .scheduler import publishing
 from .errors import ConfigError, MalformedInput
@@ -44,6 +46,8 @@ from .service import Repository
 from .signer import Signer, load_key_signer
 from .sqlite_presigned import SQLitePresignedPort
 from .sqlite_store import SQLiteStore
+from .startup import DeferredStart
+from .tasks import cancel_and_wait
 from .store import Issuer, PresignedPort, Store
 from .trustlist_service import TrustListService
 from .trustlist_settings import TrustListSettings, load_trustlist_settings, load_trustlist_signer
@@ -57,6 +61,7 @@ class Settings(RepositorySettings):
     ldap: LdapSettings = field(default_factory=LdapSettings)
     ops: OpsSettings = field(default_factory=OpsSettings)
     trustlist: TrustListSettings | None = None  # None: no [trustlist] section, no trust list
+    loop_probe: LoopProbeSettings = field(default_factory=LoopProbeSettings)
 
 
 def load_settings(path: Path) -> Settings:
@@ -68,9 +73,11 @@ def load_settings(path: Path) -> Settings:
     ldap_settings = load_ldap_settings(top, repo.cas)
     ops_settings = load_ops_settings(top, budget_minutes=repo.policy.max_maintenance_minutes_per_week)
     trustlist_settings = load_trustlist_settings(top)
+    probe_settings = load_loop_probe_settings(top)
     top.check_tree()
     core = {f.name: getattr(repo, f.name) for f in dataclasses.fields(RepositorySettings)}
-    return Settings(**core, ocsp=ocsp_settings, ldap=ldap_settings, ops=ops_settings, trustlist=trustlist_settings)
+    return Settings(**core, ocsp=ocsp_settings, ldap=ldap_settings, ops=ops_settings, trustlist=trustlist_settings,
+                    loop_probe=probe_settings)
 
 
 def trust_list_service(settings: Settings, *, store: Store, repository: Repository, clock: Clock,
@@ -202,6 +209,12 @@ def make_runner(app: web.Application, settings: Settings, *, shutdown_timeout: f
                          logger=ServerLog(logging.getLogger("pkirepo.http")))
 
 
+def make_loop_probe(settings: Settings) -> LoopLag | None:
+    """The event-loop lag probe `pkirepo serve` runs, or None when `[loop_probe] enabled`
+    is false."""
+    return LoopLag(settings.loop_probe) if settings.loop_probe.enabled else None
+
+
 REPO = web.AppKey("repository", Repository)
 PUBLICATION = web.AppKey("publication", Publication)
 SERVED = web.AppKey("served_urls", tuple)
@@ -220,12 +233,18 @@ def create_app(
     ldap_listen: str | None = None,
     leader: Leadership | None = None,
     ldap_fd: int | None = None,
+    loop_probe: LoopLag | None = None,
+    deferred: DeferredStart | None = None,
 ) -> web.Application:
     """The one application. `store` must be open; the caller owns it. Without `presigned`,
     OCSP pre-signs in this process only. LDAP listens only when `ldap_listen` is given
     (`pkirepo serve` passes the configured or command-line address; "" turns it off).
     A worker of `serve --workers` passes `leader` (background work only while it holds it)
-    and `ldap_fd`, the LDAP socket it inherited."""
+    and `ldap_fd`, the LDAP socket it inherited.
+    `loop_probe` (from `make_loop_probe`) runs while the app does and is served at
+    /healthz/loop and in /metrics.
+    With `deferred`, the front-ends' start-ups (OCSP, LDAP: each loads from the whole store)
+    run in the background so that HTTP listens at once; the caller waits on `deferred`."""
     guard = ConnectionGuard(settings.http)
     metrics = Metrics()
     app = web.Application(middlewares=[logs.request_ids, guard.middleware, metrics.middleware(),
@@ -285,9 +304,22 @@ def create_app(
         m.maintenance_budget.set(doc["maintenance"]["budget_minutes_per_7_days"])
 
     metrics.add_sampler(sample)
+    metrics.loop_probe = loop_probe
+    if loop_probe is not None:
+        async def loop_probe_context(app: web.Application):
+            # First, so that it measures the start-up of everything after it too.
+            task = asyncio.create_task(loop_probe.run(), name="pkirepo-loop-probe")
+            try:
+                yield
+            finally:
+                await cancel_and_wait(task)
+
+        app.cleanup_ctx.append(loop_probe_context)
     app.cleanup_ctx.append(repository_context)
     lines = http.setup(app, settings.http, repository=repo, publication=publication, clock=clock,
-                       health=health, readiness=readiness, status=status, metrics=metrics)
+                       health=health, readiness=readiness, status=status, metrics=metrics,
+                       loop_probe=loop_probe)
+    own = len(app.cleanup_ctx)
     lines += ocsp.http.setup(app, settings.ocsp, store=store, presigned=presigned, signers=signers,
                              ca_names=repo.ca_names, clock=clock, base_url=settings.http.base_url,
                              readiness=readiness, observe=metrics.observe_ocsp,
@@ -296,10 +328,16 @@ def create_app(
         lines += ldap.service.setup(app, settings.ldap.listening_on(ldap_listen), store=store,
                                     base_url=settings.http.base_url, readiness=readiness,
                                     observe=metrics.observe_ldap, listen_fd=ldap_fd)
+    if deferred is not None:
+        # Only the contexts OCSP and LDAP registered just above: they load from the whole
+        # store. Parts registered after this must not be deferred with them.
+        for i in range(own, len(app.cleanup_ctx)):
+            ctx = app.cleanup_ctx[i]
+            app.cleanup_ctx[i] = deferred.defer(ctx, getattr(ctx, "__name__", f"part {i}").removesuffix("_context"))
     lines += trustlist_web.setup(app, settings.trustlist, clock=clock, base_url=settings.http.base_url,
                                  service=trust_list_service(settings, store=store, repository=repo, clock=clock))
-    # Last of the contexts: the ledger counts the service up once every front-end listens,
-    # and its heartbeat stops first at shutdown.
+    # Last of the contexts: the ledger counts the service up once HTTP listens (OCSP and LDAP
+    # may still be starting: readiness says so), and its heartbeat stops first at shutdown.
     app.cleanup_ctx.append(ledger_context)
     app[SERVED] = tuple(lines)
     return app

@@ -24,8 +24,10 @@ from .connections import GuardedSite
 from .errors import ConfigError
 from .leader import Leadership, lock_path
 from .ratelimit import RateLimit, suffix
-from .root import CONNECTIONS, PUBLICATION, SERVED, Settings, create_app, load_settings, make_runner, open_backend
+from .root import (CONNECTIONS, PUBLICATION, SERVED, Settings, create_app, load_settings, make_loop_probe,
+                   make_runner, open_backend)
 from .service import load_signers
+from .startup import DeferredStart
 from .supervisor import HEARTBEAT_SECONDS, LISTEN_BACKLOG, Supervisor, SupervisorSettings, bind_listener
 from .worker_status import status_path
 
@@ -62,11 +64,16 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
     ldap_fd = inherited.get("ldap") if inherited is not None else None
     runner = None
     watchdog = heartbeat = None
+    started = time.monotonic()
+    deferred = DeferredStart()
     try:
         app = create_app(settings, store=backend.store, signers=signers, clock=SystemClock(),
-                         presigned=backend.presigned, ldap_listen=ldap_listen, leader=leader, ldap_fd=ldap_fd)
+                         presigned=backend.presigned, ldap_listen=ldap_listen, leader=leader, ldap_fd=ldap_fd,
+                         loop_probe=make_loop_probe(settings), deferred=deferred)
         runner = make_runner(app, settings, shutdown_timeout=shutdown_timeout)
-        await runner.setup()  # runs the cleanup contexts' start-up: catch-up issuance first
+        # Runs the contexts' start-up: the repository's own (issuers, the published files
+        # checked) to the end; OCSP's and LDAP's, which load from the whole store, only begin.
+        await runner.setup()
         if inherited is not None:
             site = app[CONNECTIONS].site(runner, http[0], http[1], sock=socket.socket(fileno=inherited["http"]),
                                          backlog=LISTEN_BACKLOG)
@@ -80,7 +87,12 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
             # the LDAP address: one line naming it, no traceback.
             reason = os.strerror(e.errno) if e.errno else str(e)  # asyncio's own text repeats the address
             raise ConfigError(f"cannot listen for HTTP on {shown}:{http[1]}: {reason}") from e
-        log.info("serving HTTP on http://%s:%d/ (CRL index: http://%s:%d/crl/)", shown, http[1], shown, http[1])
+        log.info("serving HTTP on http://%s:%d/ (CRL index: http://%s:%d/crl/) after %.1f s", shown, http[1],
+                 shown, http[1], time.monotonic() - started)
+        if not await _until_started(deferred, stop):
+            return 0
+        log.info("started in %.1f s (%s)", time.monotonic() - started,
+                 ", ".join(f"{name} {s:.1f} s" for name, s in deferred.durations.items()) or "nothing deferred")
         for line in served_urls(app, settings.http.base_url):
             print(line, flush=True)
         if inherited is not None:
@@ -192,6 +204,24 @@ async def supervise(settings: Settings, *, config: Path, http: tuple[str, int], 
         return await supervisor.run()
     finally:
         status.unlink(missing_ok=True)
+
+
+async def _until_started(deferred: DeferredStart, stop: asyncio.Event) -> bool:
+    """Wait for the deferred start-ups (their error, if any, is raised) or a stop signal
+    (False)."""
+    waiter = asyncio.ensure_future(deferred.wait())
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not waiter.done():
+            waiter.cancel()
+    if waiter.done() and not waiter.cancelled():
+        waiter.result()
+        return True
+    log.info("shutting down before start-up finished")
+    return False
 
 
 def raise_open_file_limit() -> None:
