@@ -80,6 +80,10 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
         else:
             site = app[CONNECTIONS].site(runner, http[0], http[1])
         shown = f"[{http[0]}]" if ":" in http[0] else http[0]
+        # A worker shares its sockets with workers already serving: it takes connections only
+        # once OCSP and LDAP have started, instead of answering tryLater meanwhile.
+        if inherited is not None and not await _until_started(deferred, stop):
+            return 0
         try:
             await site.start()
         except OSError as e:
@@ -89,7 +93,7 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
             raise ConfigError(f"cannot listen for HTTP on {shown}:{http[1]}: {reason}") from e
         log.info("serving HTTP on http://%s:%d/ (CRL index: http://%s:%d/crl/) after %.1f s", shown, http[1],
                  shown, http[1], time.monotonic() - started)
-        if not await _until_started(deferred, stop):
+        if inherited is None and not await _until_started(deferred, stop):
             return 0
         log.info("started in %.1f s (%s)", time.monotonic() - started,
                  ", ".join(f"{name} {s:.1f} s" for name, s in deferred.durations.items()) or "nothing deferred")
