@@ -224,8 +224,10 @@ def make_demo_pki(
     retired = intermediate(retired_key, _name(cn="Demo Retired CA 2 - 16", o=_O, c="HK"), "ca:RetiredCA2-16")
 
     # Delegated OCSP responders, one per CA (RFC 6960 4.2.2.2).
-    def responder(issuer: x509.Certificate, issuer_key, serials: _SerialMaker, cn: str):
-        key = _rsa_key()
+    def responder(issuer: x509.Certificate, issuer_key, serials: _SerialMaker, cn: str, *, ec_key: bool = False):
+        # An EC issuing CA gets an EC responder too: a large demo pre-signs its answers in
+        # minutes rather than an hour.
+        key = ec.generate_private_key(ec.SECP256R1()) if ec_key else _rsa_key()
         cert = (
             _issued_by(issuer)
             .subject_name(_name(cn=cn, o=_O, c="HK"))
@@ -245,7 +247,8 @@ def make_demo_pki(
 
     ca_serials = _SerialMaker(ca_key)
     ocsp_root, ocsp_root_key = responder(root, root_key, root_serials, "Demo Root CA 2 OCSP Responder")
-    ocsp_ca, ocsp_ca_key = responder(ca, ca_key, ca_serials, "Demo e-Cert CA 2 - 17 OCSP Responder")
+    ocsp_ca, ocsp_ca_key = responder(ca, ca_key, ca_serials, "Demo e-Cert CA 2 - 17 OCSP Responder",
+                                     ec_key=issuing_key == "ec")
 
     # Subscribers. Generating 1000 RSA-2048 keys takes minutes, so a small pool of keys
     # is shared round-robin. Demo only: real subscribers never share keys.
