@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from . import demo_documents
 from .clock import Clock
 from .config import parse_listen
 from .crl import Reason
@@ -76,7 +77,10 @@ async def init_demo(
     subscribers: int,
     clock: Clock,
     progress: Callable[[int, int], object] | None = None,
+    bare: bool = False,
 ) -> tuple[Path, DemoPki, Repository]:
+    """Make the demo in `directory`: PKI, config, store and CRLs, then (unless `bare`) the
+    documents and notices that fill the web pages."""
     directory = Path(directory)
     if (directory / "pkirepo.toml").exists():
         raise ConfigError(f"{directory / 'pkirepo.toml'} exists already: choose an empty directory")
@@ -101,7 +105,19 @@ async def init_demo(
             await repo.change_status(change.issuer, change.serial, Action(change.action), reason=reason,
                                      at=change.time, invalidity=change.invalidity)
         await repo.issue_due(force=True)
+        if not bare:
+            await publish_samples(repo, clock)
     return config, pki, repo
+
+
+async def publish_samples(repo: Repository, clock: Clock) -> None:
+    """The demo's documents (CPS 1.0 and 1.1, the CP) and notices, through the same service
+    calls as `pkirepo doc publish` and `pkirepo notice add`."""
+    for d in demo_documents.documents():
+        await repo.publish_document(kind=d.kind, version=d.version, lang=d.lang, effective=d.effective, oid=d.oid,
+                                    data=d.data, source=d.name)
+    for n in demo_documents.notices(clock.now()):
+        await repo.add_notice(kind=n.kind, titles=n.titles, bodies=n.bodies, starts=n.starts, ends=n.ends)
 
 
 def demo_summary(config: Path, pki: DemoPki, settings) -> str:
@@ -112,6 +128,7 @@ def demo_summary(config: Path, pki: DemoPki, settings) -> str:
         f"  index:   {base}/crl/",
         f"  samples: {pki.good} (good), {pki.revoked} (revoked), {pki.held} (on hold)",
         f"  CAs:     {pki.root.parent / 'root.pem'} (root), {pki.ca.parent / 'ca.pem'} (issuing CA)",
+        f"  pages:   {base}/  {base}/relying-parties  {base}/documents/  {base}/notices.atom",
     ]
     return "\n".join(lines)
 

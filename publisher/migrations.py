@@ -139,4 +139,21 @@ MIGRATIONS: list[str] = [
         UNIQUE (kind, version, lang)
     );
     """,
+    # 6: notices (CP 四.8, 六.26): CA-certificate suspension, revocation and non-renewal,
+    # incidents and scheduled maintenance, each in both languages of the web pages. Withdrawn
+    # notices stay, marked, so what was announced is never lost.
+    """
+    CREATE TABLE notices (
+        id INTEGER PRIMARY KEY,             -- publication order
+        kind TEXT NOT NULL,                 -- ca-suspension, ca-revocation, ca-non-renewal, incident, maintenance
+        title_zh_hant TEXT NOT NULL,
+        title_en TEXT NOT NULL,
+        body_zh_hant TEXT NOT NULL,
+        body_en TEXT NOT NULL,
+        starts INTEGER NOT NULL,            -- Unix seconds: takes effect (a maintenance window's start)
+        ends INTEGER,                       -- Unix seconds: a window's or an incident's end; NULL: none
+        published_at INTEGER NOT NULL,
+        withdrawn_at INTEGER                -- NULL: shown
+    );
+    """,
 ]

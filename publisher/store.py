@@ -10,10 +10,11 @@ import abc
 import datetime as dt
 import enum
 from dataclasses import dataclass
-from typing import AsyncIterable, NamedTuple, Protocol, Sequence
+from typing import AsyncIterable, Mapping, NamedTuple, Protocol, Sequence
 
 from .crl import Reason, ScopeKind
 from .errors import Conflict
+from .notices import NewNotice
 
 
 class Status(enum.IntEnum):
@@ -174,6 +175,20 @@ class DocumentRecord:
     @property
     def path(self) -> str:
         return f"documents/{self.kind}/{self.version}/{self.lang}.{self.ext}"
+
+
+@dataclass(frozen=True)
+class NoticeRecord:
+    """A published notice; a withdrawn one keeps its record, marked with when."""
+
+    id: int
+    kind: str
+    title: Mapping[str, str]  # by language (zh-Hant, en)
+    body: Mapping[str, str]
+    starts: dt.datetime
+    ends: dt.datetime | None
+    published_at: dt.datetime
+    withdrawn_at: dt.datetime | None = None
 
 
 # The port beside the store: pre-signed OCSP answers and a commit probe. The composition
@@ -399,6 +414,20 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def document_bytes(self, kind: str, version: str, lang: str) -> tuple[DocumentRecord, bytes] | None: ...
+
+    # Notices
+    @abc.abstractmethod
+    async def add_notice(self, notice: NewNotice, *, at: dt.datetime) -> NoticeRecord:
+        """Publish a notice, with an event."""
+
+    @abc.abstractmethod
+    async def withdraw_notice(self, notice_id: int, *, at: dt.datetime) -> NoticeRecord:
+        """Mark a notice withdrawn, with an event; NotFound for an unknown id, Conflict
+        when it was withdrawn already."""
+
+    @abc.abstractmethod
+    async def notices(self, *, withdrawn: bool = False, limit: int | None = None) -> list[NoticeRecord]:
+        """Notices, newest first: those shown, or with `withdrawn` every one."""
 
     # Change log
     @abc.abstractmethod
