@@ -123,8 +123,9 @@ def notices(now: dt.datetime) -> list[DemoNotice]:
              ("en", "Revocation of the Demo Retired CA 2 - 16 CA certificate")],
             [("zh-Hant", "Demo Root CA 2 已撤銷 Demo Retired CA 2 - 16 的核證機關證書（理由：已被取代）。\n"
                          "該證書已列於核證機關撤銷清單 RootCA2ARL。由其簽發的證書不再可被信賴。"),
-             ("en", "Demo Root CA 2 has revoked the CA certificate of Demo Retired CA 2 - 16 (reason: superseded).\nIt is listed in the ARL RootCA2ARL. Certificates it issued are no longer "
-                    "to be relied on.")],
+             ("en", "Demo Root CA 2 has revoked the CA certificate of Demo Retired CA 2 - 16 "
+                    "(reason: superseded).\nIt is listed in the ARL RootCA2ARL. Certificates it issued are "
+                    "no longer to be relied on.")],
             now - dt.timedelta(days=30), None),
         DemoNotice(
             "maintenance",

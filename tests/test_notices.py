@@ -10,6 +10,8 @@ import urllib.parse
 
 import feedparser
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -133,6 +135,38 @@ def test_accept_language_chooses_the_page_language(header, lang):
     assert i18n.choose(None, header) == lang
     assert i18n.choose("en", header) == "en" and i18n.choose("zh-Hant", header) == "zh-Hant"
     assert i18n.choose("fr", header) == lang  # an unknown ?lang= is ignored
+
+
+@given(st.text(max_size=200))
+def test_any_accept_language_gives_a_page_language_or_none(header):
+    assert i18n.from_accept_language(header) in (*i18n.PAGE_LANGUAGES, None)
+    assert i18n.choose(None, header) in i18n.PAGE_LANGUAGES
+
+
+def test_the_home_page_shows_what_is_published(site):
+    """Every CA certificate with its fingerprint and downloads, every CRL with the number and
+    size the index gives, the OCSP URL, the current CPS of each language, the trust list."""
+    page = get(site.http_port, "/?lang=en")[2].decode()
+    for name in ("RootCA2", "eCertCA2-17"):
+        cert = x509.load_pem_x509_certificate((site.pki / f"{name}.pem").read_bytes())
+        digest = cert.fingerprint(hashes.SHA256()).hex().upper()
+        assert ":".join(digest[i:i + 2] for i in range(0, 64, 2)) in page
+        for ext in ("cer", "pem", "p7c"):
+            assert f'href="/ca/{name}.{ext}"' in page
+            assert get(site.http_port, f"/ca/{name}.{ext}")[0] == 200
+        assert get(site.http_port, f"/ca/{name}.pem")[2] == (site.pki / f"{name}.pem").read_bytes()
+    crls = json.loads(get(site.http_port, "/crl/")[2])["crls"]
+    assert len(crls) == 5
+    for c in crls:
+        row = page[page.index(f'<th scope="row">{c["name"]}</th>'):]
+        row = row[:row.index("</tr>")]
+        assert f"<td>{c['crl_number']}</td>" in row and f"<td>{c['entries']}</td>" in row
+        assert f'href="/crl/{c["name"]}.crl"' in row and 'href="ldap://127.0.0.1:' in row
+    assert f"<code>{site.base_url}/ocsp</code>" in page
+    assert 'href="/documents/cps/1.1/zh-Hant.pdf"' in page and 'href="/documents/cps/1.1/en.pdf"' in page
+    assert 'href="/documents/cps/1.0/zh-Hant.pdf"' not in page  # not current: in the disclosure record
+    assert 'href="/trustlist/"' in page and 'href="/relying-parties?lang=en"' in page
+    assert "Every published CRL and ARL is current" in page
 
 
 ROUTES = st.sampled_from(["/", "/relying-parties", "/notices.atom", "/documents/", "/static/site.css", "/ca/x.pem"])
