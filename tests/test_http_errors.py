@@ -104,7 +104,7 @@ BAD_REQUESTS = [
     ("/crl/archive/eCertCA2-17CRL1/0.crl", 404, "no CRL number 0"),
     ("/ca/nope.cer", 404, "unknown issuer 'nope'"),
     ("/ca/nope.p7c", 404, "unknown issuer 'nope'"),
-    ("/ca/RootCA2.pem", 404, "names end in .cer"),
+    ("/ca/RootCA2.der", 404, "names end in .cer"),
     ("/certs/nope/00.cer", 404, "unknown issuer 'nope'"),
     ("/certs/eCertCA2-17/00.cer", 404, "no certificate 00 from eCertCA2-17"),
     ("/certs/eCertCA2-17/01.pem", 404, "names end in .cer"),
