@@ -75,6 +75,23 @@ def test_markup_in_a_notice_shows_as_text(site):
         assert "服務暫停一小時" not in page and "The service pauses" not in page  # withdrawn
 
 
+def test_the_demo_cps_is_chinese_text(site):
+    """The demo's CPS is a PDF whose text is Chinese, drawn with the CID font MSung-Light
+    (a reader supplies its glyphs), and the earlier version stays published beside it."""
+    import io
+
+    import pypdf
+
+    for version, marker in (("1.0", "版本 1.0"), ("1.1", "版本 1.1")):
+        status, headers, body = get(site.http_port, f"/documents/cps/{version}/zh-Hant.pdf")
+        assert status == 200 and headers["content-type"] == "application/pdf"
+        page = pypdf.PdfReader(io.BytesIO(body)).pages[0]
+        text = page.extract_text()
+        assert "核證作業準則" in text and marker in text
+        fonts = {str(f["/BaseFont"]) for f in page["/Resources"]["/Font"].values()}
+        assert any("MSung-Light" in f for f in fonts), fonts
+
+
 def test_list_all_keeps_the_withdrawn_notice(site):
     shown = json.loads(site.cli("notice", "list", "--json").stdout)
     every = json.loads(site.cli("notice", "list", "--all", "--json").stdout)
