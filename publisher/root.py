@@ -225,8 +225,13 @@ def crl_ldap_urls(ldap_settings: LdapSettings, base_url: str, repo: Repository) 
     shown = f"[{host}]" if ":" in host else host
     port = ldap_settings.host_port[1]
     layout = ldap_settings.layout
+    # A scope's entry never moves while the process runs (its CA's certificate and the
+    # layout are fixed at start): computed once per scope, not on every page view.
+    known: dict[int, str] = {}
 
     def url(record: CrlRecord) -> str | None:
+        if record.scope.id in known:
+            return known[record.scope.id]
         try:
             issuers = ldap.build.configured_issuers(layout, [repo.issuer(n) for n in repo.ca_names])
         except RepoError:  # a CA not in the store yet: the page shows the CRL without it
@@ -239,6 +244,7 @@ def crl_ldap_urls(ldap_settings: LdapSettings, base_url: str, repo: Repository) 
         dn = ldap.build.crl_dn(layout, info, record, base)
         attr = ("authorityRevocationList;binary" if record.scope.kind is ScopeKind.ARL
                 else "certificateRevocationList;binary")
-        return f"ldap://{shown}:{port}/{quote(dn, safe='=,')}?{quote(attr, safe=';')}?base"
+        known[record.scope.id] = f"ldap://{shown}:{port}/{quote(dn, safe='=,')}?{quote(attr, safe=';')}?base"
+        return known[record.scope.id]
 
     return url
