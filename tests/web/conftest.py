@@ -50,11 +50,3 @@ def site(tmp_path_factory):
     server = Server(demo)
     yield demo
     server.stop()
-
-
-def axe_violations(page, *, impacts=("serious", "critical")) -> list[dict]:
-    """axe-core's violations of the given impacts on the page as it is."""
-    from axe_playwright_python.sync_playwright import Axe
-
-    results = Axe().run(page)
-    return [v for v in results.response["violations"] if v.get("impact") in impacts]

@@ -9,7 +9,7 @@ import hashlib
 
 import pytest
 
-from conftest import axe_violations
+from web_testlib import axe_violations
 
 PAGES = ["/", "/documents/", "/relying-parties"]
 
