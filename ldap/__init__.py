@@ -16,6 +16,9 @@
   once from `[ldap]` and the `ldap_*` keys of each `[[ca]]`.
 - `build`, `service`: the directory made from config and the store, and the front-end's
   `setup(app, settings, *, store)` that the composition root calls.
+- `subscribers`: the directory as served, a snapshot of the CA and CRL entries with the
+  subscriber entries read from the store; `names`, `name_index`: the cn and mail of each
+  certificate, and the store's name index filled from them.
 
 Importing this package imports neither Twisted nor aiohttp; its modules do.  The name
 shadows python-ldap's `ldap`: never install python-ldap into pkirepo's environment.

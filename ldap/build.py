@@ -29,6 +29,7 @@ from publisher.store import CertRecord, CrlRecord, DocumentRecord, Issuer, Statu
 
 from . import dn as dnmod
 from .directory import Directory, Entry
+from .names import certificate_names
 from .settings import CaLayout, Layout
 
 log = logging.getLogger("pkirepo.ldap")
@@ -72,20 +73,19 @@ class PublishedCrl:
     der: bytes
 
 
+# What every subscriber entry holds (see `subscriber_entry`): a search whose filter requires
+# another attribute, or another object class, never matches one.
+SUBSCRIBER_CLASSES = ("top", "person", "organizationalPerson", "inetOrgPerson", "pkiUser")
+SUBSCRIBER_KEYS = frozenset({"objectclass", "uid", "cn", "sn", "mail", "usercertificate"})
+
+
 def subscriber_entry(cert: CertRecord, ca_dn: str) -> Entry | None:
     """The entry of one certificate: pkiUser with inetOrgPerson naming attributes taken
     from the certificate (cn; mail from the subject's emailAddress and rfc822Name SANs)."""
     if cert.der is None:
         return None
     try:
-        c = x509.load_der_x509_certificate(cert.der)
-        cn = _first(c.subject, NameOID.COMMON_NAME)
-        mails = [str(a.value) for a in c.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)]
-        try:
-            san = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            mails += [m for m in san.get_values_for_type(x509.RFC822Name) if m not in mails]
-        except x509.ExtensionNotFound:
-            pass
+        cn, mails = certificate_names(cert.der)
     except ValueError as e:
         log.warning("certificate %s of issuer %d does not parse, not in LDAP: %s",
                     cert.serial_hex, cert.issuer_id, e)
@@ -93,7 +93,7 @@ def subscriber_entry(cert: CertRecord, ca_dn: str) -> Entry | None:
     uid = serial_hex(cert.serial)
     name = cn or uid
     attrs: list[tuple[str, Any]] = [
-        ("objectClass", ["top", "person", "organizationalPerson", "inetOrgPerson", "pkiUser"]),
+        ("objectClass", list(SUBSCRIBER_CLASSES)),
         ("uid", uid),
         ("cn", name),
         ("sn", name),  # person requires a surname; the certificate rarely has one
@@ -273,8 +273,12 @@ class DirectoryBuilder:
         # certificate id -> (status, entry): a certificate's DER never changes, its status may.
         self._subs: dict[int, tuple[Status, Entry | None]] = {}
         self._crl_der: dict[int, bytes] = {}  # CRL record id -> DER
+        self.subscriber_cas: list[tuple[int, str]] = []
 
-    async def build(self, store: Store) -> Directory:
+    async def build(self, store: Store, *, subscribers: bool = True) -> Directory:
+        """The whole directory; with `subscribers` False, everything but the subscriber
+        entries (which `ldap.subscribers` serves from the store), read in time independent
+        of the number of certificates.  `subscriber_cas` then names where they go."""
         issuers = configured_issuers(self.layout, await store.issuers())
         crls = []
         crl_der = {}
@@ -287,10 +291,12 @@ class DirectoryBuilder:
         self._crl_der = crl_der
         _, base = default_suffix_base(self.layout, issuers)
         infos = {i.issuer.id: i for i in ca_infos(self.layout, issuers, base)}
+        # (issuer id, CA entry DN) of every CA whose subscribers the directory publishes.
+        self.subscriber_cas = [(i, info.dn) for i, info in infos.items() if info.layout.subscribers]
         subs: dict[int, list[Entry]] = {}
         kept: dict[int, tuple[Status, Entry | None]] = {}
         for issuer_id, info in infos.items():
-            if not info.layout.subscribers:
+            if not info.layout.subscribers or not subscribers:
                 continue
             out: list[Entry] = []
             after = -1

@@ -20,10 +20,20 @@ from .filters import IndexHint, Predicate
 
 __all__ = [
     "Attribute", "Directory", "DirectoryHolder", "Entry", "NoSuchObject", "ResponseCache",
-    "Selection", "SCOPE_BASE", "SCOPE_ONE", "SCOPE_SUBTREE",
+    "Selection", "SCOPE_BASE", "SCOPE_ONE", "SCOPE_SUBTREE", "Wait",
 ]
 
 SCOPE_BASE, SCOPE_ONE, SCOPE_SUBTREE = 0, 1, 2
+
+
+class Wait:
+    """Yielded by a directory's `candidates` in place of an entry when the next one is still
+    being read from the store: the search pauses until `future` is done, then iterates on."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: object) -> None:
+        self.future = future
 
 
 class ResponseCache:
@@ -120,6 +130,10 @@ class Directory:
 
     def get(self, dn: str | bytes) -> Entry | None:
         return self._by_ndn.get(dnmod.normalise(dn))
+
+    def position(self, ndn: str) -> int | None:
+        """Where the entry with this normalised DN comes in directory order."""
+        return self._position.get(ndn)
 
     def lookup(self, ndn: str) -> Entry:
         """The entry with this normalised DN, or NoSuchObject naming the closest ancestor."""

@@ -13,12 +13,12 @@ from __future__ import annotations
 from itertools import chain
 from typing import Callable, Iterable, Iterator, NoReturn
 
-from publisher.errors import MalformedInput
+from publisher.errors import MalformedInput, RepoError
 
-from . import ber, schema
+from . import ber, errors, schema
 from . import dn as dnmod
 from .codes import PASSWORD_MODIFY, WHO_AM_I, ResultCode
-from .directory import Directory, Entry, Selection
+from .directory import SCOPE_BASE, Directory, Entry, Selection, Wait
 from .errors import (
     AuthMethodNotSupported,
     InvalidCredentials,
@@ -88,11 +88,8 @@ def bind(req: BindRequest) -> bytes:
     return ber.ldap_result(ber.BIND_RESPONSE, ResultCode.SUCCESS)
 
 
-def compare(directory: Directory, req: CompareRequest) -> bytes:
-    """compareTrue or compareFalse; noSuchObject (with matchedDN) for an unknown entry,
-    noSuchAttribute when the entry has no value of that type."""
-    ndn = dnmod.normalise(req.entry)
-    entry = directory.root_dse if not ndn else directory.lookup(ndn)
+def compare_entry(entry: Entry, req: CompareRequest) -> bytes:
+    """compareTrue or compareFalse; noSuchAttribute when the entry has no value of that type."""
     d = schema.parse_description(req.attribute)
     values = entry.norm.get(d.key) if d.usable else None
     if values is None:
@@ -100,6 +97,49 @@ def compare(directory: Directory, req: CompareRequest) -> bytes:
     want = schema.normalise_value(d.key, req.value)
     code = ResultCode.COMPARE_TRUE if want in values else ResultCode.COMPARE_FALSE
     return ber.ldap_result(ber.COMPARE_RESPONSE, code)
+
+
+def compare(directory: Directory, req: CompareRequest) -> bytes:
+    """compare_entry on a snapshot that holds every entry; noSuchObject (with matchedDN) for
+    an unknown entry."""
+    ndn = dnmod.normalise(req.entry)
+    entry = directory.root_dse if not ndn else directory.lookup(ndn)
+    return compare_entry(entry, req)
+
+
+class Compare:
+    """A compare run like a search (`Search.run`), for directories whose entries may have
+    to be read from the store first (a `Wait` among the candidates)."""
+
+    __slots__ = ("_candidates", "_req", "examined", "code", "waiting")
+
+    def __init__(self, directory: Directory, req: CompareRequest) -> None:
+        self._candidates = directory.candidates(dnmod.normalise(req.entry), SCOPE_BASE, None)
+        self._req = req
+        self.examined = 0
+        self.code: int | None = None
+        self.waiting: object | None = None
+
+    def run(self, max_examined: int, slice_end: float | None = None) -> Iterator[bytes]:
+        self.waiting = None
+        self.examined = 1
+        try:
+            for entry in self._candidates:
+                if type(entry) is Wait:
+                    self.waiting = entry.future
+                    return
+                op = compare_entry(entry, self._req)
+                break
+            else:  # pragma: no cover - a base lookup yields its entry or raises
+                raise errors.NoSuchObject("")
+        except RepoError as e:
+            code, matched, message = errors.result_of(e)
+            op = ber.ldap_result(ber.COMPARE_RESPONSE, code, matched.encode(), message.encode())
+            self.code = code
+            yield op
+            return
+        self.code = ResultCode.SUCCESS
+        yield op
 
 
 def extended(req: ExtendedRequest) -> bytes:
@@ -120,7 +160,7 @@ class Search:
     produced."""
 
     __slots__ = ("_candidates", "_predicate", "_selection", "_types_only", "_size_limit",
-                 "_deadline", "_now", "_cost", "sent", "examined", "code")
+                 "_deadline", "_now", "_cost", "sent", "examined", "code", "waiting")
 
     def __init__(self, candidates: Iterator[Entry], predicate: Predicate, selection: Selection,
                  types_only: bool, size_limit: int, deadline: float | None,
@@ -136,6 +176,9 @@ class Search:
         self.sent = 0
         self.examined = 0  # entries examined by the latest run
         self.code: ResultCode | None = None
+        # What the latest run stopped for, when the next candidate is still being read from
+        # the store (see `directory.Wait`): the caller runs the search again once it is done.
+        self.waiting: object | None = None
 
     def run(self, max_examined: int, slice_end: float | None = None) -> Iterator[bytes]:
         """Yield the protocolOps of the next matches among at most max_examined entries,
@@ -145,46 +188,57 @@ class Search:
         The caller may stop iterating at any point and call `run` again later: no entry is
         examined twice or skipped.  `examined` counts the entries of this run.
         """
-        deadline = self._deadline
-        now = self._now
-        if deadline is not None and now() >= deadline:
-            self.examined = 0
-            yield self._done(ResultCode.TIME_LIMIT_EXCEEDED)
-            return
-        predicate = self._predicate
-        # How often to look at the clock: after about CLOCK_EVERY filter items evaluated,
-        # so a costly filter is checked after each entry and a cheap one every few dozen.
-        every = max(1, CLOCK_EVERY // self._cost)
-        timed = deadline is not None or slice_end is not None
-        examined = 0
-        for entry in self._candidates:
-            examined += 1
-            if predicate(entry) is True:
-                if self._size_limit and self.sent >= self._size_limit:
-                    self.examined = examined
-                    yield self._done(ResultCode.SIZE_LIMIT_EXCEEDED)
-                    return
-                self.sent += 1
-                self.examined = examined
-                yield entry.encode(self._selection, self._types_only)
-            if examined >= max_examined:
-                self.examined = examined
+        self.waiting = None
+        try:
+            deadline = self._deadline
+            now = self._now
+            if deadline is not None and now() >= deadline:
+                self.examined = 0
+                yield self._done(ResultCode.TIME_LIMIT_EXCEEDED)
                 return
-            if timed and examined % every == 0:
-                t = now()
-                if deadline is not None and t >= deadline:
+            predicate = self._predicate
+            # How often to look at the clock: after about CLOCK_EVERY filter items evaluated,
+            # so a costly filter is checked after each entry and a cheap one every few dozen.
+            every = max(1, CLOCK_EVERY // self._cost)
+            timed = deadline is not None or slice_end is not None
+            examined = 0
+            for entry in self._candidates:
+                if type(entry) is Wait:
+                    self.waiting = entry.future
                     self.examined = examined
-                    yield self._done(ResultCode.TIME_LIMIT_EXCEEDED)
                     return
-                if slice_end is not None and t >= slice_end:
+                examined += 1
+                if predicate(entry) is True:
+                    if self._size_limit and self.sent >= self._size_limit:
+                        self.examined = examined
+                        yield self._done(ResultCode.SIZE_LIMIT_EXCEEDED)
+                        return
+                    self.sent += 1
+                    self.examined = examined
+                    yield entry.encode(self._selection, self._types_only)
+                if examined >= max_examined:
                     self.examined = examined
                     return
-        self.examined = examined
-        yield self._done(ResultCode.SUCCESS)
+                if timed and examined % every == 0:
+                    t = now()
+                    if deadline is not None and t >= deadline:
+                        self.examined = examined
+                        yield self._done(ResultCode.TIME_LIMIT_EXCEEDED)
+                        return
+                    if slice_end is not None and t >= slice_end:
+                        self.examined = examined
+                        return
+            self.examined = examined
+            yield self._done(ResultCode.SUCCESS)
+        except RepoError as e:
+            # Raised by candidates read from the store: an unknown subscriber base
+            # (noSuchObject with its matchedDN), the store unavailable.
+            code, matched, message = errors.result_of(e)
+            yield self._done(code, matched.encode(), message.encode())  # type: ignore[arg-type]
 
-    def _done(self, code: ResultCode) -> bytes:
+    def _done(self, code: ResultCode, matched_dn: bytes = b"", message: bytes = b"") -> bytes:
         self.code = code
-        return ber.ldap_result(ber.SEARCH_RESULT_DONE, code)
+        return ber.ldap_result(ber.SEARCH_RESULT_DONE, code, matched_dn, message)
 
 
 def plan_search(directory: Directory, req: SearchRequest, *, size_limit: int = 0,

@@ -48,19 +48,23 @@ class _Job:
     """The search in progress on a session: a planned search run a slice at a time, or the
     replay of a cached response too large for one slice."""
 
-    __slots__ = ("message_id", "key", "search", "ops", "cache", "collected", "collected_bytes")
+    __slots__ = ("message_id", "key", "search", "ops", "cache", "collected", "collected_bytes", "frame",
+                 "waiting_on")
 
-    def __init__(self, message_id: int, key: bytes, search: operations.Search | None = None,
+    def __init__(self, message_id: int, key: bytes,
+                 search: operations.Search | operations.Compare | None = None,
                  ops: Iterator[bytes] | None = None,
-                 cache: ResponseCache | None = None) -> None:
+                 cache: ResponseCache | None = None, frame: ber.Frame | None = None) -> None:
         self.message_id = message_id
         self.key = key
         self.search = search
         self.ops = ops  # iterator over a cached response
         self.cache = cache  # of the snapshot this search runs on
         # The response as sent so far, kept for the cache while it stays small enough.
-        self.collected: list[bytes] | None = [] if search is not None else None
+        self.collected: list[bytes] | None = [] if search is not None and cache is not None else None
         self.collected_bytes = 0
+        self.frame = frame  # the request, for `_fail`
+        self.waiting_on: Any = None  # the store read the job waits for, once a callback is set
 
 
 @implementer(interfaces.IPushProducer)
@@ -226,8 +230,20 @@ class DirectoryProtocol(protocol.Protocol):
         slice_end = self.clock.seconds() + self.settings.slice_seconds
         while not self._closing and not self._write_paused:
             if self._job is not None:
-                if not self._step(self._job, budget, slice_end):
-                    if not self._write_paused and not self._closing:
+                job = self._job
+                try:
+                    finished = self._step(job, budget, slice_end)
+                except Exception as e:
+                    self._job = None
+                    self._fail(job.frame, e)
+                    if self._closing:
+                        return
+                    continue
+                if not finished:
+                    waiting = job.search.waiting if job.search is not None else None
+                    if waiting is not None and self._job is job:
+                        self._wait_for(job, waiting)
+                    elif not self._write_paused and not self._closing:
                         self._scheduled = self.clock.callLater(0, self._pump)
                     return
                 self._job = None
@@ -249,6 +265,19 @@ class DirectoryProtocol(protocol.Protocol):
             self._read_paused = False
             if not self._closing:
                 self.transport.resumeProducing()
+
+    def _wait_for(self, job: _Job, future: Any) -> None:
+        """Go on with `job` once the store read it waits for is done; meanwhile the loop
+        serves everyone else (the session's later requests wait their turn)."""
+        if job.waiting_on is future:
+            return
+        job.waiting_on = future
+
+        def resume(_: Any) -> None:
+            if self._job is job and not self._closing and not self._write_paused:
+                self._pump()
+
+        future.add_done_callback(resume)
 
     def _send(self, message_id: int, op: bytes) -> None:
         """Queue one LDAPMessage; queued output goes out at the end of the turn (`_flush`),
@@ -338,7 +367,10 @@ class DirectoryProtocol(protocol.Protocol):
         elif tag == ber.COMPARE_REQUEST:
             compare = decode.compare_request(frame.op)
             operations.check_controls(decode.controls(frame.controls))
-            op = operations.compare(self.factory.provider(), compare)
+            # Run as a job: the entry may have to be read from the store first.
+            self._job = _Job(frame.message_id, frame.key,
+                             operations.Compare(self.factory.provider(), compare), frame=frame)
+            return
         elif tag == ber.EXTENDED_REQUEST:
             extended = decode.extended_request(frame.op)
             operations.check_controls(decode.controls(frame.controls))
@@ -366,7 +398,7 @@ class DirectoryProtocol(protocol.Protocol):
                                         max_filter_items=s.max_filter_items,
                                         max_filter_depth=s.max_filter_depth,
                                         now=self.clock.seconds)
-        self._job = _Job(mid, frame.key, search, cache=responses)
+        self._job = _Job(mid, frame.key, search, cache=responses, frame=frame)
 
     def _step(self, job: _Job, budget: list[int], slice_end: float) -> bool:
         """Advance a search until it finishes (True: result sent) or the slice runs out of

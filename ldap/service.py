@@ -1,11 +1,18 @@
-"""The LDAP front-end inside `pkirepo serve`: the listener and the snapshot refresh loop as
+"""The LDAP front-end inside `pkirepo serve`: the listener and the directory refresh loop as
 an aiohttp cleanup context.
 
 The composition root calls `setup(app, settings, store=...)` once; the listener then starts
 with the other contexts (after the repository's, so issuers are in the store) and stops at
-shutdown right after the HTTP site stops accepting.  The directory is rebuilt whenever the
-store's change token moves (any process: `pkirepo publish`, `revoke`, ...), polled every
-`poll_interval` seconds, and swapped whole.
+shutdown right after the HTTP site stops accepting.
+
+What the directory serves follows the store's change log (any process: `pkirepo publish`,
+`revoke`, ...), polled every `poll_interval` seconds.  Subscriber entries are read from the
+store (`ldap.subscribers`), so a revocation, hold or release only drops that certificate's
+cached entry; a new CRL, CA or document rebuilds the small snapshot of the rest of the tree.
+Either way a new `StoreDirectory` is swapped in (the server's response cache starts afresh).
+Added certificates are read into the store's name index (`ldap.name_index`) a bounded batch
+per turn, so that catching up after a large import never holds the loop or delays a
+revocation.  Nothing proportional to the store runs before the port opens.
 """
 from __future__ import annotations
 
@@ -17,48 +24,119 @@ from aiohttp import web
 from publisher.store import Store
 from publisher.tasks import cancel_and_wait
 
+from . import name_index
 from .build import DirectoryBuilder
-from .directory import DirectoryHolder
+from .directory import Directory, DirectoryHolder
 from .listener import LdapListener, start_ldap
 from .settings import Layout, LdapSettings
+from .subscribers import EntryCache, StoreDirectory
 
 log = logging.getLogger("pkirepo.ldap")
 
 LDAP_LISTENER = web.AppKey("ldap_listener", LdapListener)
 LDAP_DIRECTORY = web.AppKey("ldap_directory", DirectoryHolder)
 
+# Change-log kinds that change one certificate's entry (detail: its serial in hex).
+CERT_EVENTS = frozenset({"revoke", "hold", "release"})
+# Kinds that add certificates: the name index has new rows to read.
+ADD_EVENTS = frozenset({"cert-add", "import-revoked"})
+_EVENT_PAGE = 1000
+# Certificates read into the name index per refresh: about a second of parsing at most, in
+# batches that each hold the loop for a few milliseconds.
+INDEX_PER_REFRESH = 4000
+
 
 class DirectoryService:
     """Keeps `holder.current` equal to what the store holds, within `poll_interval`."""
 
     def __init__(self, store: Store, layout: Layout, holder: DirectoryHolder,
-                 interval: float, *, base_url: str = "") -> None:
+                 interval: float, *, base_url: str = "", entry_cache: int = 10_000) -> None:
         self.store = store
         self.builder = DirectoryBuilder(layout, base_url=base_url)
         self.holder = holder
         self.interval = interval
+        self.cache = EntryCache(entry_cache)
         self.token: int | None = None
+        self.names_ready = False
+        self._event_id = 0
+        self._snapshot: Directory | None = None
+        self._cas: list[tuple[int, str]] = []
 
     async def refresh(self) -> bool:
-        """Rebuild if the change token moved; True when a new snapshot was swapped in."""
+        """Apply what changed since the last call; True when a new directory was swapped in."""
         token = await self.store.change_token()
-        if token == self.token:
+        if self.names_ready and token == self.token:
             return False
-        directory = await self.builder.build(self.store)
-        self.holder.swap(directory)
-        self.token = token
-        log.debug("LDAP directory rebuilt: %d entries at change token %d", len(directory), token)
+        rebuild = self._snapshot is None
+        if rebuild:
+            self._event_id = token
+        else:
+            rebuild = await self._apply_events()
+        if rebuild:
+            self._snapshot = await self.builder.build(self.store, subscribers=False)
+            if self.builder.subscriber_cas != self._cas:
+                self.cache.clear()  # entries name their CA's DN, which moved
+                self._cas = list(self.builder.subscriber_cas)
+        if not self.names_ready or token != self.token:
+            self.names_ready = await name_index.catch_up(self.store, max_certs=INDEX_PER_REFRESH)
+        assert self._snapshot is not None
+        self.holder.swap(StoreDirectory(self._snapshot, self.store, self._cas, self.cache,
+                                        names_ready=self.names_ready))
+        self.token = max(token, self._event_id)
+        log.debug("LDAP directory at change token %d (%d snapshot entries, %d cached subscribers)",
+                  self.token, len(self._snapshot), len(self.cache))
         return True
+
+    async def start(self) -> None:
+        """The first directory, without reading the certificates: the snapshot of the small
+        part, and whether the name index is complete."""
+        token = await self.store.change_token()
+        self._event_id = token
+        self._snapshot = await self.builder.build(self.store, subscribers=False)
+        self._cas = list(self.builder.subscriber_cas)
+        upto, last = await self.store.name_index_position()
+        self.names_ready = upto >= last
+        self.holder.swap(StoreDirectory(self._snapshot, self.store, self._cas, self.cache,
+                                        names_ready=self.names_ready))
+        self.token = token
+
+    async def _apply_events(self) -> bool:
+        """Drop the cached entries of certificates whose status changed; True when the
+        snapshot must be rebuilt (anything but certificate changes)."""
+        rebuild = False
+        while True:
+            events = await self.store.events_since(self._event_id, limit=_EVENT_PAGE)
+            for ev in events:
+                self._event_id = ev.id
+                if ev.kind in CERT_EVENTS:
+                    try:
+                        serial = int(ev.detail or "", 16)
+                    except ValueError:
+                        serial = None
+                    if ev.issuer_id is None or serial is None:
+                        log.warning("LDAP: change-log event %d (%s) names no certificate", ev.id, ev.kind)
+                        self.cache.clear()
+                    else:
+                        self.cache.drop((ev.issuer_id, serial))
+                elif ev.kind in ADD_EVENTS:
+                    self.names_ready = False  # read the new certificates into the index
+                else:
+                    rebuild = True
+            if len(events) < _EVENT_PAGE:
+                return rebuild
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            # While the name index is behind, the next batch follows at once (each batch
+            # returns to the loop between store writes; changes are applied in between).
+            await asyncio.sleep(self.interval if self.names_ready else 0)
             try:
                 await self.refresh()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("LDAP directory refresh failed; serving the previous snapshot")
+                log.exception("LDAP directory refresh failed; serving the previous one")
+                await asyncio.sleep(self.interval)
 
 
 def setup(app: web.Application, settings: LdapSettings, *, store: Store, base_url: str = "") -> list[str]:
@@ -71,8 +149,9 @@ def setup(app: web.Application, settings: LdapSettings, *, store: Store, base_ur
     app[LDAP_DIRECTORY] = holder
 
     async def ldap_context(app: web.Application):
-        service = DirectoryService(store, settings.layout, holder, settings.poll_interval, base_url=base_url)
-        await service.refresh()  # the first snapshot before the port opens
+        service = DirectoryService(store, settings.layout, holder, settings.poll_interval, base_url=base_url,
+                                   entry_cache=settings.entry_cache)
+        await service.start()  # the small snapshot before the port opens; certificates are read later
         listener = await start_ldap(settings, holder)
         app[LDAP_LISTENER] = listener
         naming = holder.current.naming_contexts

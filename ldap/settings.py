@@ -79,6 +79,9 @@ class LdapSettings:
     # Seconds between looks at the store's change token (ldap.service); a change is served
     # within this plus the rebuild time.
     poll_interval: float = 0.5
+    # Subscriber entries kept in memory (least recently used out); the others are read from
+    # the store when a search reaches them.
+    entry_cache: int = 10_000
     # Where the entries go in the tree.
     layout: Layout = field(default_factory=Layout)
 
@@ -126,6 +129,7 @@ def load_ldap_settings(top: Table, cas: Sequence[CaSettings]) -> LdapSettings:
         cache_entries=t.int("cache_entries", d.cache_entries, min=0),
         cache_bytes=t.int("cache_bytes", d.cache_bytes, min=0),
         poll_interval=_number(t, "poll_interval", d.poll_interval),
+        entry_cache=t.int("entry_cache", d.entry_cache, min=0),
         layout=_layout(t, top.array("ca"), cas),
     )
     t.check_unknown()

@@ -18,7 +18,7 @@ from .config import parse_listen
 from .crl import EARLIEST_TIME, Reason
 from .errors import Conflict, MalformedInput, RepoError, StoreBehind
 from .files import read_input
-from .root import Backend, Settings, check_config, load_settings, open_backend
+from .root import Backend, Settings, check_config, load_settings, open_backend, trust_list_service
 from .service import CertificateInfo, Repository, load_signers
 from .store import Action, CertRecord, Status
 
@@ -392,6 +392,85 @@ async def cmd_doc_list(args) -> int:
     return 0
 
 
+# The trust list of qualifying certificate types (CP annex 1.2)
+
+def _trust_list(ctx: Context, repo: Repository, *, signing: bool):
+    from .errors import ConfigError
+
+    service = trust_list_service(ctx.settings, store=ctx.backend.store, repository=repo, clock=repo.clock,
+                                 signing=signing)
+    if service is None:
+        raise ConfigError(f"{ctx.settings.source}: no [trustlist] section: this repository publishes no trust list")
+    return service
+
+
+def _trust_list_issued(rec, base: str) -> int:
+    print(f"trust list {rec.seq} issued {_utc(rec.issued_at)}, next update {_utc(rec.next_update)}: "
+          f"{base}/trustlist/{rec.seq}.xml")
+    print(f"  sha256 {rec.sha256}")
+    return 0
+
+
+async def cmd_trustlist_add(args) -> int:
+    ctx = Context(args)
+    async with ctx as repo:
+        rec = await _trust_list(ctx, repo, signing=True).add(
+            ca_name=args.ca, cert_type=args.type, policy_oids=args.policy, cps_url=args.cps,
+            names={"zh-Hant": args.name_zh_hant, "en": args.name_en}, at=args.date)
+    return _trust_list_issued(rec, ctx.settings.http.base_url)
+
+
+def _trustlist_status_command(status_value: str):
+    async def run(args) -> int:
+        from .trustlist import Status
+
+        ctx = Context(args)
+        async with ctx as repo:
+            rec = await _trust_list(ctx, repo, signing=True).change(
+                ca_name=args.ca, cert_type=args.type, status=Status(status_value), at=args.date)
+        return _trust_list_issued(rec, ctx.settings.http.base_url)
+    return run
+
+
+async def cmd_trustlist_reissue(args) -> int:
+    ctx = Context(args)
+    async with ctx as repo:
+        rec = await _trust_list(ctx, repo, signing=True).reissue()
+    return _trust_list_issued(rec, ctx.settings.http.base_url)
+
+
+async def cmd_trustlist_show(args) -> int:
+    from .trustlist_xml import parse_xml
+
+    ctx = Context(args)
+    async with ctx as repo:
+        rec, xml = await _trust_list(ctx, repo, signing=False).get(args.seq)
+    if args.xml:
+        sys.stdout.buffer.write(xml)
+        sys.stdout.buffer.flush()
+        return 0
+    tl = parse_xml(xml)
+    base = ctx.settings.http.base_url
+    if args.json:
+        print(json.dumps({
+            "seq": tl.seq, "issued": _utc(tl.issued), "next_update": _utc(tl.next_update), "sha256": rec.sha256,
+            "xml": f"{base}/trustlist/{tl.seq}.xml", "html": f"{base}/trustlist/{tl.seq}/",
+            "entries": [{
+                "id": e.id, "ca": e.ca_name, "ca_sha256": e.fingerprint, "type": e.cert_type.value,
+                "policy_oids": list(e.policy_oids), "cps": e.cps_url, "names": dict(e.names),
+                "status": e.status.status.value, "since": _utc(e.status.start),
+                "history": [{"status": p.status.value, "since": _utc(p.start)} for p in e.history],
+            } for e in tl.entries],
+        }, indent=1, ensure_ascii=False))
+        return 0
+    print(f"trust list {tl.seq}: issued {_utc(tl.issued)}, next update {_utc(tl.next_update)}, sha256 {rec.sha256}")
+    print(f"  {base}/trustlist/{tl.seq}.xml  {base}/trustlist/{tl.seq}/")
+    for e in tl.entries:
+        print(f"{e.ca_name}\t{e.cert_type.value}\t{e.status.status.value} since {_utc(e.status.start)}\t"
+              f"{' '.join(e.policy_oids)}\t{e.name('zh-Hant')} / {e.name('en')}")
+    return 0
+
+
 def _notice_json(n) -> dict:
     return {"id": n.id, "kind": n.kind, "title": dict(n.title), "body": dict(n.body), "starts": _utc(n.starts),
             "ends": _utc(n.ends), "published_at": _utc(n.published_at), "withdrawn_at": _utc(n.withdrawn_at)}
@@ -669,6 +748,41 @@ def build_parser() -> argparse.ArgumentParser:
             example="pkirepo doc list --json")
     c.add_argument("--json", action="store_true", help="a JSON array, one object per publication")
 
+    tl = sub.add_parser("trustlist", help="the trust list of certificate types qualifying for mutual recognition"
+                        ).add_subparsers(dest="trustlist_command", required=True, metavar="SUB")
+
+    def entry_args(c, date_help):
+        c.add_argument("--ca", required=True, metavar="NAME", help="the issuing CA's name from config")
+        c.add_argument("--type", required=True, metavar="TYPE", help="personal or organisation")
+        c.add_argument("--date", type=parse_time, metavar="T",
+                       help=date_help + "; not in the future, not before the current status began; " + TIME_HELP)
+
+    c = cmd("add", cmd_trustlist_add,
+            "list a certificate type of a CA as granted; issues the next list, signed", tl,
+            example="pkirepo trustlist add --ca eCertCA2-17 --type personal --cps http://127.0.0.1:8080/cps "
+                    "--name-zh-Hant 香港郵政個人證書 --name-en 'Hongkong Post personal e-Cert'")
+    entry_args(c, "when the grant takes effect (default: now)")
+    c.add_argument("--policy", action="append", metavar="OID",
+                   help="a policy OID of the CP for that type (repeat; default: every OID of the type)")
+    c.add_argument("--cps", required=True, metavar="URL", help="the CPS that applies (http:// or https:// URL)")
+    c.add_argument("--name-zh-Hant", dest="name_zh_hant", metavar="NAME", help="the entry's name in Traditional Chinese")
+    c.add_argument("--name-en", dest="name_en", metavar="NAME", help="the entry's name in English")
+    for name, status, help in [
+        ("suspend", "suspended", "suspend a granted entry"),
+        ("reinstate", "granted", "grant a suspended entry again"),
+        ("withdraw", "withdrawn", "withdraw a granted or suspended entry (final)"),
+    ]:
+        c = cmd(name, _trustlist_status_command(status), help + "; issues the next list, signed", tl,
+                example=f"pkirepo trustlist {name} --ca eCertCA2-17 --type organisation")
+        entry_args(c, "when it takes effect (default: now)")
+    cmd("reissue", cmd_trustlist_reissue, "issue the next list with the same entries (before the next update is due)",
+        tl, example="pkirepo trustlist reissue")
+    c = cmd("show", cmd_trustlist_show, "show the current list, or an earlier one", tl,
+            example="pkirepo trustlist show --seq 1 --xml")
+    c.add_argument("--seq", type=int, metavar="N", help="an earlier list by its sequence number")
+    out = c.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="one JSON object")
+    out.add_argument("--xml", action="store_true", help="the signed XML as published")
     notice = sub.add_parser("notice", help="notices on the home page and in /notices.atom").add_subparsers(
         dest="notice_command", required=True, metavar="SUB")
     c = cmd("add", cmd_notice_add,

@@ -8,9 +8,9 @@ from . import demo_documents
 from .clock import Clock
 from .config import parse_listen
 from .crl import Reason
-from .demo_pki import CA_NAME, ROOT_NAME, DemoPki, make_demo_pki
+from .demo_pki import CA_NAME, ROOT_NAME, DemoPki, make_demo_pki, make_trustlist_signer
 from .errors import ConfigError
-from .root import load_settings
+from .root import load_settings, trust_list_service
 from .service import Repository, load_signers
 from .sqlite_store import SQLiteStore
 from .store import Action
@@ -56,7 +56,21 @@ full_crl = "eCertCA2-17CRL1"
 partitions = true                         # eCertCA2-17CRL2 .. CRL4, from the certificates' CDPs
 ocsp_responder = "pki/ocsp-{ca}.pem"
 ocsp_responder_key = "pki/ocsp-{ca}.key"
+
+# The trust list of certificate types qualifying for mutual recognition, signed by the
+# scheme operator's own key (a demo one, self-signed).
+[trustlist]
+key = "pki/trustlist-signer.key"
+certificate = "pki/trustlist-signer.pem"
+next_update_days = 30
+operator = {{ "zh-Hant" = "數字政策辦公室（示範）", en = "Digital Policy Office (demo)" }}
 """
+
+# The demo's trust list: both certificate types of the issuing CA, granted.
+DEMO_TRUST_ENTRIES = (
+    ("personal", "香港郵政電子證書（個人）（示範）", "Hongkong Post e-Cert (Personal) (demo)"),
+    ("organisation", "香港郵政電子證書（機構）（示範）", "Hongkong Post e-Cert (Organisational) (demo)"),
+)
 
 
 def write_config(directory: Path, *, http: str, ldap: str, delay: int = 60) -> Path:
@@ -92,6 +106,7 @@ async def init_demo(
     # Short names for people trying the demo: pki/root.pem and pki/ca.pem (the issuing CA).
     for short, cert in (("root.pem", pki.root), ("ca.pem", pki.ca)):
         (cert.parent / short).write_bytes(cert.read_bytes())
+    make_trustlist_signer(directory, now=clock.now())
     config = write_config(directory, http=http, ldap=ldap)
     settings = load_settings(config)
     store = SQLiteStore(settings.store_path)
@@ -105,6 +120,10 @@ async def init_demo(
             await repo.change_status(change.issuer, change.serial, Action(change.action), reason=reason,
                                      at=change.time, invalidity=change.invalidity)
         await repo.issue_due(force=True)
+        trust = trust_list_service(settings, store=store, repository=repo, clock=clock, signing=True)
+        for cert_type, zh, en in DEMO_TRUST_ENTRIES:
+            await trust.add(ca_name=CA_NAME, cert_type=cert_type, policy_oids=None,
+                            cps_url=f"{settings.http.base_url}/cps", names={"zh-Hant": zh, "en": en})
         if not bare:
             await publish_samples(repo, clock)
     return config, pki, repo
@@ -128,6 +147,7 @@ def demo_summary(config: Path, pki: DemoPki, settings) -> str:
         f"  index:   {base}/crl/",
         f"  samples: {pki.good} (good), {pki.revoked} (revoked), {pki.held} (on hold)",
         f"  CAs:     {pki.root.parent / 'root.pem'} (root), {pki.ca.parent / 'ca.pem'} (issuing CA)",
+        f"  trust list: {base}/trustlist/  (XML: {base}/trustlist/current.xml)",
         f"  pages:   {base}/  {base}/relying-parties  {base}/documents/  {base}/notices.atom",
     ]
     return "\n".join(lines)

@@ -451,3 +451,33 @@ def _write_key(path: Path, key) -> Path:
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
     return path
+
+
+# ETSI TS 119 612 annex: the extended key usage of a trusted list signer (id-tsl-kp-tslSigning).
+TSL_SIGNING_OID = x509.ObjectIdentifier("0.4.0.2231.3.0")
+
+
+def make_trustlist_signer(directory: Path, *, now: dt.datetime) -> tuple[Path, Path]:
+    """Write `pki/trustlist-signer.pem` and `.key`: the demo scheme operator's self-signed
+    trust-list signing certificate and its key (the operator is not the CA, so the CA's
+    hierarchy does not issue it). Returns (certificate, key)."""
+    out = Path(directory) / "pki"
+    out.mkdir(parents=True, exist_ok=True)
+    now = now.astimezone(dt.timezone.utc).replace(microsecond=0)
+    key = _rsa_key()
+    name = _name(cn="Demo Trust List Scheme Operator", o="Demo Digital Policy Office", c="HK")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(_SerialMaker(key).serial("trustlist-signer"))
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(_add_years(now, 3))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(digital_signature=True, content_commitment=True), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([TSL_SIGNING_OID]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return _write_cert(out / "trustlist-signer.pem", cert), _write_key(out / "trustlist-signer.key", key)

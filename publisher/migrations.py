@@ -139,7 +139,48 @@ MIGRATIONS: list[str] = [
         UNIQUE (kind, version, lang)
     );
     """,
-    # 6: notices (CP 四.8, 六.26): CA-certificate suspension, revocation and non-renewal,
+    # 6: the trust list of certificate types qualifying for mutual recognition (CP annex 1.2):
+    # its entries and their status history, and every list issued, kept with its signed bytes.
+    """
+    CREATE TABLE trustlist_entries (
+        id INTEGER PRIMARY KEY,             -- EntryIdentifier in the XML
+        ca_name TEXT NOT NULL,
+        ca_cert_der BLOB NOT NULL,          -- as listed: a later config change does not alter it
+        cert_type TEXT NOT NULL,            -- personal, organisation
+        policy_oids TEXT NOT NULL,          -- space-separated, in order
+        cps_url TEXT NOT NULL,
+        name_zh_hant TEXT NOT NULL,
+        name_en TEXT NOT NULL
+    );
+    CREATE TABLE trustlist_statuses (
+        entry_id INTEGER NOT NULL REFERENCES trustlist_entries(id),
+        position INTEGER NOT NULL,          -- 0 for the grant, then each change in order
+        status TEXT NOT NULL,               -- granted, suspended, withdrawn
+        start INTEGER NOT NULL,             -- Unix seconds
+        seq INTEGER NOT NULL,               -- the list that first carried it
+        PRIMARY KEY (entry_id, position)
+    );
+    CREATE TABLE trustlists (
+        seq INTEGER PRIMARY KEY,            -- TSLSequenceNumber: 1, 2, 3, ... never reused
+        issued_at INTEGER NOT NULL,
+        next_update INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        xml BLOB NOT NULL                   -- the signed bytes as published, never re-signed
+    );
+    """,
+    # 7: the LDAP name index: subscriber certificates found by cn and mail without parsing
+    # every certificate (ldap/name_index.py fills it from the DER, rows of any age included,
+    # and records in meta 'cert_names_upto' the highest certificate id it has read).
+    """
+    CREATE TABLE cert_names (
+        attr TEXT NOT NULL,                 -- 'cn' (the entry's cn: the subject CN, else the serial) or 'mail'
+        value TEXT NOT NULL,                -- normalised as LDAP compares it: case-folded, spaces collapsed
+        cert_id INTEGER NOT NULL REFERENCES certificates(id),
+        PRIMARY KEY (attr, value, cert_id)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO meta (key, value) VALUES ('cert_names_upto', '0');
+    """,
+    # 8: notices (CP 四.8, 六.26): CA-certificate suspension, revocation and non-renewal,
     # incidents and scheduled maintenance, each in both languages of the web pages. Withdrawn
     # notices stay, marked, so what was announced is never lost.
     """

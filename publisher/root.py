@@ -27,7 +27,7 @@ from ocsp.responders import load_responders
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import certs as certmod
-from . import http, httpedge
+from . import http, httpedge, trustlist_web
 from .clock import Clock
 from .config import RepositorySettings, read_config, repository_settings
 from .connections import ConnectionGuard, ServerLog
@@ -41,6 +41,8 @@ from .sqlite_presigned import SQLitePresignedPort
 from .sqlite_store import SQLiteStore
 from .crl import ScopeKind
 from .store import CrlRecord, Issuer, PresignedPort, Store
+from .trustlist_service import TrustListService
+from .trustlist_settings import TrustListSettings, load_trustlist_settings, load_trustlist_signer
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Settings(RepositorySettings):
 
     ocsp: OcspSettings = field(default_factory=OcspSettings)
     ldap: LdapSettings = field(default_factory=LdapSettings)
+    trustlist: TrustListSettings | None = None  # None: no [trustlist] section, no trust list
 
 
 def load_settings(path: Path) -> Settings:
@@ -58,9 +61,22 @@ def load_settings(path: Path) -> Settings:
     repo = repository_settings(top)
     ocsp_settings = load_ocsp_settings(top, repo.cas)
     ldap_settings = load_ldap_settings(top, repo.cas)
+    trustlist_settings = load_trustlist_settings(top)
     top.check_tree()
     core = {f.name: getattr(repo, f.name) for f in dataclasses.fields(RepositorySettings)}
-    return Settings(**core, ocsp=ocsp_settings, ldap=ldap_settings)
+    return Settings(**core, ocsp=ocsp_settings, ldap=ldap_settings, trustlist=trustlist_settings)
+
+
+def trust_list_service(settings: Settings, *, store: Store, repository: Repository, clock: Clock,
+                       signing: bool = False) -> TrustListService | None:
+    """The trust list's service, or None without a `[trustlist]` section; `signing` loads the
+    list's key (commands that change the list), serving needs none."""
+    if settings.trustlist is None:
+        return None
+    signer = load_trustlist_signer(settings.trustlist) if signing else None
+    return TrustListService(settings.trustlist, store=store, clock=clock, base_url=settings.http.base_url,
+                            ca_certificate=lambda name: repository.issuer_certificate(name).public_bytes(Encoding.DER),
+                            ca_names=repository.ca_names, signer=signer)
 
 
 @dataclass(frozen=True)
@@ -133,6 +149,18 @@ def check_config(path: Path, now) -> ConfigReport:
                 problems.append(f"{settings.source}: OCSP for {r.name}: {problem}")
             else:
                 summary.append(f"OCSP {r.name}: responder ready until {r.not_after.isoformat() if r.not_after else '?'}")
+    if settings.trustlist is not None:
+        try:
+            tl_signer = load_trustlist_signer(settings.trustlist)
+        except ConfigError as e:
+            problems.append(e.message)
+        else:
+            cert = tl_signer.certificate
+            if now >= cert.not_valid_after_utc:
+                problems.append(f"{settings.source}: trustlist.certificate: {settings.trustlist.certificate} expired "
+                                f"at {cert.not_valid_after_utc.isoformat()}")
+            summary.append(f"trust list: signed by {cert.subject.rfc4514_string()}, next update "
+                           f"{settings.trustlist.next_update.days} days after each list")
     p = settings.policy
     summary.append(f"policy: nextUpdate <= {p.max_next_update_hours} h, revocations published within "
                    f"{p.max_revocation_publication_hours} h, ARL at least every {p.min_arl_frequency_days} days, "
@@ -212,6 +240,8 @@ def create_app(
     if ldap_settings is not None:
         lines += ldap.service.setup(app, ldap_settings, store=store,
                                     base_url=settings.http.base_url)
+    lines += trustlist_web.setup(app, settings.trustlist, clock=clock, base_url=settings.http.base_url,
+                                 service=trust_list_service(settings, store=store, repository=repo, clock=clock))
     app[SERVED] = tuple(lines)
     return app
 

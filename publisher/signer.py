@@ -59,6 +59,11 @@ class KeySigner:
     def hash_algorithm(self) -> hashes.HashAlgorithm:
         return self._hash
 
+    @property
+    def private_key(self):
+        """The key itself, for libraries that sign whole formats with it (XML signatures)."""
+        return self._key
+
     def public_key(self):
         return self._key.public_key()
 

@@ -20,9 +20,11 @@ import aiosqlite
 from .crl import Reason, ScopeKind
 from .errors import Conflict, NotFound, StoreCorrupt, StoreMissing, Unavailable
 from .migrations import MIGRATIONS
+from . import trustlist as tlmod
 from .notices import NewNotice
 from .store import (
     CertRecord,
+    TrustListRecord,
     CrlRecord,
     DocumentRecord,
     NoticeRecord,
@@ -509,6 +511,42 @@ class SQLiteStore(Store):
             row = await (await w.execute(f"SELECT {_CERT_COLS} FROM certificates WHERE id = ?", (cert.id,))).fetchone()
         return _cert(row)
 
+    # The name index
+
+    async def certificates_by_id(self, *, after_id: int = 0, limit: int = 1000) -> list[CertRecord]:
+        rows = await self._all(f"SELECT {_CERT_COLS} FROM certificates WHERE id > ? ORDER BY id LIMIT ?",
+                               (after_id, limit))
+        return [_cert(r) for r in rows]
+
+    async def name_index_position(self) -> tuple[int, int]:
+        async with self._snapshot() as r:
+            row = await (await r.execute("SELECT value FROM meta WHERE key = 'cert_names_upto'")).fetchone()
+            (last,) = await (await r.execute("SELECT coalesce(max(id), 0) FROM certificates")).fetchone()
+        return (int(row[0]) if row else 0), last
+
+    async def add_cert_names(self, names: Sequence[tuple[str, str, int]], *, upto: int) -> None:
+        async with self._write() as w:
+            if names:
+                # OR IGNORE: two processes serving the same store may read the same page.
+                await w.executemany("INSERT OR IGNORE INTO cert_names (attr, value, cert_id) VALUES (?, ?, ?)",
+                                    names)
+            await w.execute(
+                "INSERT INTO meta (key, value) VALUES ('cert_names_upto', ?) ON CONFLICT (key) DO UPDATE"
+                " SET value = excluded.value WHERE CAST(meta.value AS INTEGER) < CAST(excluded.value AS INTEGER)",
+                (str(upto),))
+
+    async def certificates_named(self, issuer_id: int, attr: str, value: str, *, after_serial: int = -1,
+                                 limit: int = 1000) -> list[CertRecord]:
+        after = b"" if after_serial < 0 else serial_key(after_serial)
+        cols = ", ".join(f"c.{c.strip()}" for c in _CERT_COLS.split(","))
+        rows = await self._all(
+            # CROSS JOIN keeps the name index the outer loop: otherwise SQLite may walk the
+            # issuer's whole (issuer_id, serial) index for the ORDER BY.
+            f"SELECT {cols} FROM cert_names n CROSS JOIN certificates c ON c.id = n.cert_id"
+            " WHERE n.attr = ? AND n.value = ? AND c.issuer_id = ? AND c.serial > ? ORDER BY c.serial LIMIT ?",
+            (attr, value, issuer_id, after, limit))
+        return [_cert(r) for r in rows]
+
     # CRLs
 
     async def ensure_scope(self, issuer_id: int, kind: ScopeKind, dp_url: str, name: str) -> Scope:
@@ -685,6 +723,69 @@ class SQLiteStore(Store):
                               f"AND lang = ?", (kind, version, lang))
         return None if row is None else (self._document(row[:11]), row[11])
 
+    # The trust list of qualifying certificate types
+
+    _TL_COLUMNS = "seq, issued_at, next_update, sha256, length(xml)"
+
+    @staticmethod
+    def _trustlist(row) -> TrustListRecord:
+        return TrustListRecord(row[0], _dt(row[1]), _dt(row[2]), row[3], row[4])
+
+    @staticmethod
+    async def _trust_entries(conn) -> tuple[tlmod.Entry, ...]:
+        history: dict[int, list[tlmod.StatusPeriod]] = {}
+        for entry_id, status, start in await (await conn.execute(
+                "SELECT entry_id, status, start FROM trustlist_statuses ORDER BY entry_id, position")).fetchall():
+            history.setdefault(entry_id, []).append(tlmod.StatusPeriod(tlmod.Status(status), _dt(start)))
+        rows = await (await conn.execute(
+            "SELECT id, ca_name, ca_cert_der, cert_type, policy_oids, cps_url, name_zh_hant, name_en "
+            "FROM trustlist_entries ORDER BY id")).fetchall()
+        return tuple(tlmod.Entry(r[0], r[1], r[2], tlmod.CertType(r[3]), tuple(r[4].split()), r[5],
+                                 (("zh-Hant", r[6]), ("en", r[7])), tuple(history.get(r[0], ())))
+                     for r in rows)
+
+    async def trustlist_state(self) -> tuple[int, tuple[tlmod.Entry, ...]]:
+        async with self._snapshot() as r:
+            (seq,) = await (await r.execute("SELECT coalesce(max(seq), 0) FROM trustlists")).fetchone()
+            return seq, await self._trust_entries(r)
+
+    async def add_trustlist(self, *, prev_seq, changed, issued_at, next_update, xml) -> TrustListRecord:
+        async with self._write() as w:
+            (last,) = await (await w.execute("SELECT coalesce(max(seq), 0) FROM trustlists")).fetchone()
+            if last != prev_seq:
+                raise Conflict(f"trust list {last} was issued meanwhile (this change was made on list {prev_seq}); "
+                               f"run the command again")
+            seq = prev_seq + 1
+            if changed is not None:
+                names = dict(changed.names)
+                await w.execute(
+                    "INSERT OR IGNORE INTO trustlist_entries (id, ca_name, ca_cert_der, cert_type, policy_oids, "
+                    "cps_url, name_zh_hant, name_en) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (changed.id, changed.ca_name, changed.ca_cert_der, changed.cert_type.value,
+                     " ".join(changed.policy_oids), changed.cps_url, names["zh-Hant"], names["en"]))
+                (stored,) = await (await w.execute(
+                    "SELECT count(*) FROM trustlist_statuses WHERE entry_id = ?", (changed.id,))).fetchone()
+                await w.executemany(
+                    "INSERT INTO trustlist_statuses (entry_id, position, status, start, seq) VALUES (?, ?, ?, ?, ?)",
+                    [(changed.id, i, p.status.value, _ts(p.start), seq)
+                     for i, p in enumerate(changed.history) if i >= stored])
+            digest = hashlib.sha256(xml).hexdigest()
+            await w.execute("INSERT INTO trustlists (seq, issued_at, next_update, sha256, xml) VALUES (?, ?, ?, ?, ?)",
+                            (seq, _ts(issued_at), _ts(next_update), digest, xml))
+            what = "reissued" if changed is None else f"{changed.label} {changed.status.status.value}"
+            await self._event(w, "trustlist", issued_at, detail=f"list {seq}: {what} sha256={digest}")
+            row = await (await w.execute(f"SELECT {self._TL_COLUMNS} FROM trustlists WHERE seq = ?", (seq,))).fetchone()
+        return self._trustlist(row)
+
+    async def trustlists(self) -> list[TrustListRecord]:
+        return [self._trustlist(r) for r in await self._all(f"SELECT {self._TL_COLUMNS} FROM trustlists ORDER BY seq")]
+
+    async def trustlist_bytes(self, seq: int | None = None) -> tuple[TrustListRecord, bytes] | None:
+        if seq is None:
+            row = await self._one(f"SELECT {self._TL_COLUMNS}, xml FROM trustlists ORDER BY seq DESC LIMIT 1")
+        else:
+            row = await self._one(f"SELECT {self._TL_COLUMNS}, xml FROM trustlists WHERE seq = ?", (seq,))
+        return None if row is None else (self._trustlist(row[:5]), row[5])
     # Notices
 
     _NOTICE_COLUMNS = ("id, kind, title_zh_hant, title_en, body_zh_hant, body_en, starts, ends, published_at, "

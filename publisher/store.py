@@ -14,6 +14,7 @@ from typing import AsyncIterable, Mapping, NamedTuple, Protocol, Sequence
 
 from .crl import Reason, ScopeKind
 from .errors import Conflict
+from .trustlist import Entry as TrustEntry
 from .notices import NewNotice
 
 
@@ -175,6 +176,18 @@ class DocumentRecord:
     @property
     def path(self) -> str:
         return f"documents/{self.kind}/{self.version}/{self.lang}.{self.ext}"
+
+
+@dataclass(frozen=True)
+class TrustListRecord:
+    """One issue of the trust list of qualifying certificate types, stored with the signed
+    bytes as published; none is ever removed or re-signed."""
+
+    seq: int
+    issued_at: dt.datetime
+    next_update: dt.datetime
+    sha256: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -347,6 +360,25 @@ class Store(abc.ABC):
     async def change_status(self, change: StatusChange) -> CertRecord:
         """Apply revoke / hold / release under `transition()`; NotFound, Conflict."""
 
+    # The name index of subscriber certificates (LDAP search by cn and mail)
+    @abc.abstractmethod
+    async def certificates_by_id(self, *, after_id: int = 0, limit: int = 1000) -> list[CertRecord]:
+        """One page of certificates in id (insertion) order, after certificate id `after_id`."""
+
+    @abc.abstractmethod
+    async def name_index_position(self) -> tuple[int, int]:
+        """(the highest certificate id the name index has read, the highest certificate id)."""
+
+    @abc.abstractmethod
+    async def add_cert_names(self, names: Sequence[tuple[str, str, int]], *, upto: int) -> None:
+        """Add (attr, normalised value, certificate id) rows and record that every
+        certificate up to id `upto` has been read; the recorded position never goes back."""
+
+    @abc.abstractmethod
+    async def certificates_named(self, issuer_id: int, attr: str, value: str, *, after_serial: int = -1,
+                                 limit: int = 1000) -> list[CertRecord]:
+        """One page, in serial order, of the issuer's certificates indexed under (attr, value)."""
+
     # CRLs
     @abc.abstractmethod
     async def ensure_scope(self, issuer_id: int, kind: ScopeKind, dp_url: str, name: str) -> Scope: ...
@@ -415,6 +447,26 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def document_bytes(self, kind: str, version: str, lang: str) -> tuple[DocumentRecord, bytes] | None: ...
 
+    # The trust list of qualifying certificate types
+    @abc.abstractmethod
+    async def trustlist_state(self) -> tuple[int, tuple[TrustEntry, ...]]:
+        """The sequence number of the newest list (0: none yet) and every entry ever listed,
+        with its status history, as of that list."""
+
+    @abc.abstractmethod
+    async def add_trustlist(self, *, prev_seq: int, changed: TrustEntry | None, issued_at: dt.datetime,
+                            next_update: dt.datetime, xml: bytes) -> TrustListRecord:
+        """Store list `prev_seq + 1` and the entry it changes (new, or with statuses added),
+        with an event, in one transaction. Conflict (and nothing stored) when another list
+        was stored after `prev_seq`."""
+
+    @abc.abstractmethod
+    async def trustlists(self) -> list[TrustListRecord]:
+        """Every list issued, oldest first."""
+
+    @abc.abstractmethod
+    async def trustlist_bytes(self, seq: int | None = None) -> tuple[TrustListRecord, bytes] | None:
+        """List `seq` (None: the newest) and its signed bytes."""
     # Notices
     @abc.abstractmethod
     async def add_notice(self, notice: NewNotice, *, at: dt.datetime) -> NoticeRecord:

@@ -156,6 +156,30 @@ def test_ldap3_by_mail_and_arl(shared_server, shared_demo):
     assert x509.load_der_x509_crl(arl).issuer == cert_der(shared_demo.pki / "RootCA2.pem").subject
 
 
+def test_subscribers_by_dn_compare_and_one_level(shared_server, shared_demo):
+    """Subscriber entries are read from the store: by DN (held ones stay, revoked ones are
+    gone with the CA as matchedDN), by compare, and one level under the CA with a size limit."""
+    lay = discover(shared_demo.ldap_port)
+    server = ldap3.Server("127.0.0.1", port=shared_demo.ldap_port)
+    with ldap3.Connection(server, auto_bind=True) as c:
+        for name, published in (("good.pem", True), ("held.pem", True), ("revoked.pem", False)):
+            cert = cert_der(shared_demo.pki / name)
+            hexed = f"{cert.serial_number:X}"
+            dn = f"uid={'0' * (len(hexed) % 2)}{hexed},{lay.ca}"
+            c.search(dn, "(objectClass=*)", ldap3.BASE, attributes=["mail", "userCertificate;binary"])
+            if published:
+                [e] = c.entries
+                assert e["userCertificate;binary"].value == cert.public_bytes(Encoding.DER)
+                assert c.compare(dn, "mail", email_of(cert)) is True
+                assert c.compare(dn, "mail", "someone.else@example.hk") is False
+            else:
+                assert c.entries == [] and c.result["result"] == 32, c.result
+                assert c.result["dn"].lower() == lay.ca.lower()
+                assert c.compare(dn, "mail", email_of(cert)) is False and c.result["result"] == 32
+        c.search(lay.ca, "(objectClass=*)", ldap3.LEVEL, size_limit=3, attributes=["1.1"])
+        assert len(c.entries) == 3 and c.result["result"] == 4  # sizeLimitExceeded
+
+
 def test_ldapmodify_refused_and_nothing_changed(shared_server, shared_demo):
     port = shared_demo.ldap_port
     crl1 = discover(port).crl1
