@@ -2,7 +2,7 @@
 `pkirepo serve`, follows its links to a CRL and to an earlier CPS version and gets their
 exact bytes, switches language, renders Chinese with a CJK font (screenshots in the test's
 tmp dir), breaks no Content-Security-Policy rule, fits a phone's width, and axe-core finds no
-serious or critical accessibility violation in either language."""
+serious or critical accessibility violation in either language (on the trust list's page too)."""
 from __future__ import annotations
 
 import hashlib
@@ -11,7 +11,8 @@ import pytest
 
 from web_testlib import axe_violations
 
-PAGES = ["/", "/documents/", "/relying-parties"]
+# The trust list's page (its own front-end) gets the same checks as ours.
+PAGES = ["/", "/documents/", "/relying-parties", "/trustlist/"]
 
 
 @pytest.fixture(scope="module")
