@@ -6,8 +6,8 @@ DEMO    ?= var/demo
 HTTP    ?= 127.0.0.1:8080
 LDAP    ?= 127.0.0.1:1389
 # Debian packages the interop tests and benchmarks drive as real clients.
-SYSPKGS := openssl curl ldap-utils apache2-utils libnss3-tools xmlsec1 gnutls-bin chromium fonts-noto-cjk fontconfig
-SYSBINS := openssl curl ldapsearch ab certutil crlutil vfychain xmlsec1 certtool chromium fc-list
+SYSPKGS := openssl curl ldap-utils apache2-utils libnss3-tools xmlsec1 gnutls-bin chromium fonts-noto-cjk fontconfig tidy
+SYSBINS := openssl curl ldapsearch ab certutil crlutil vfychain xmlsec1 certtool chromium fc-list tidy
 # The browser tests' screenshots draw Chinese with this font family (fonts-noto-cjk).
 SYSFONT := Noto Sans CJK
 
