@@ -78,6 +78,7 @@ def setup(app: web.Application, settings: HttpSettings, *, repository: Repositor
         ("/documents/index.json", documents_json),
         ("/documents/{kind}/{version}/{file}", get_document),
         ("/relying-parties", relying_parties),
+        ("/cps", current_cps),
         ("/notices.atom", notices_feed),
         ("/static/site.css", stylesheet_file),
     ]:
@@ -403,3 +404,17 @@ async def stylesheet_file(request: web.Request) -> web.Response:
     return web.Response(body=request.app[DEPS].stylesheet, headers={
         "Content-Type": "text/css; charset=utf-8", "X-Content-Type-Options": "nosniff",
         "Cache-Control": "public, max-age=3600"})
+
+
+async def current_cps(request: web.Request) -> web.Response:
+    """`/cps`, the CPS URL the certificates' policy qualifier names: a redirect to the current
+    version in the language asked for (`?lang=`, else Accept-Language), else in zh-Hant, the
+    authoritative text; 404 while no CPS is published."""
+    lang = _page_language(request)
+    current = {d.lang: d for d in pages.current_documents(await request.app[DEPS].repository.documents())
+               if d.kind == "cps"}
+    doc = current.get(lang) or current.get("zh-Hant") or next(iter(current.values()), None)
+    if doc is None:
+        raise NotFound("no CPS is published yet (see /documents/)")
+    return web.Response(status=302, headers={"Location": f"/{doc.path}", "Vary": "Accept-Language",
+                                             "Cache-Control": "no-cache"})

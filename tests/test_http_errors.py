@@ -105,6 +105,7 @@ BAD_REQUESTS = [
     ("/ca/nope.cer", 404, "unknown issuer 'nope'"),
     ("/ca/nope.p7c", 404, "unknown issuer 'nope'"),
     ("/ca/RootCA2.der", 404, "names end in .cer"),
+    ("/cps", 404, "no CPS is published yet"),
     ("/certs/nope/00.cer", 404, "unknown issuer 'nope'"),
     ("/certs/eCertCA2-17/00.cer", 404, "no certificate 00 from eCertCA2-17"),
     ("/certs/eCertCA2-17/01.pem", 404, "names end in .cer"),

@@ -92,6 +92,17 @@ def test_the_demo_cps_is_chinese_text(site):
         assert any("MSung-Light" in f for f in fonts), fonts
 
 
+@pytest.mark.parametrize("query, header, target", [
+    ("", None, "/documents/cps/1.1/zh-Hant.pdf"), ("", "en-GB", "/documents/cps/1.1/en.pdf"),
+    ("?lang=zh-Hant", "en", "/documents/cps/1.1/zh-Hant.pdf"), ("?lang=en", None, "/documents/cps/1.1/en.pdf"),
+])
+def test_the_certificates_cps_url_leads_to_the_current_cps(site, query, header, target):
+    """The demo certificates' CPS qualifier is <base>/cps: it redirects to the current CPS."""
+    status, headers, _ = get(site.http_port, f"/cps{query}", {"Accept-Language": header} if header else None)
+    assert (status, headers["location"]) == (302, target)
+    assert get(site.http_port, target)[0] == 200
+
+
 def test_list_all_keeps_the_withdrawn_notice(site):
     shown = json.loads(site.cli("notice", "list", "--json").stdout)
     every = json.loads(site.cli("notice", "list", "--all", "--json").stdout)
@@ -199,7 +210,8 @@ def test_the_pages_are_valid_html(site, path, lang):
     assert (p.returncode, p.stderr.decode()) == (0, ""), path
 
 
-ROUTES = st.sampled_from(["/", "/relying-parties", "/notices.atom", "/documents/", "/static/site.css", "/ca/x.pem"])
+ROUTES = st.sampled_from(["/", "/relying-parties", "/notices.atom", "/documents/", "/static/site.css", "/ca/x.pem",
+                          "/cps"])
 QUERY = st.lists(st.tuples(st.sampled_from(["lang", "LANG", "l", "lang[]", ""]) | st.text(max_size=8),
                            st.sampled_from(["en", "zh-Hant", "zh-hant", "", "en\x00"]) | st.text(max_size=20)),
                  max_size=4)
@@ -217,7 +229,8 @@ def test_the_pages_never_answer_a_server_error(site, route, query, accept, raw):
     # Sent as UTF-8 bytes: a header value out of Latin-1 reaches the server as a client would send it.
     status, headers, body = get(site.http_port, path,
                                 {"Accept-Language": accept.encode()} if accept is not None else None)
-    assert status in (200, 400, 404), (path, accept, status, body[:200])
+    assert status in (200, 302, 400, 404), (path, accept, status, body[:200])
+    assert (status == 302) == (route == "/cps")
     if status == 200 and route not in ("/static/site.css",):
         assert headers["content-language"] in i18n.PAGE_LANGUAGES
         assert headers["vary"] == "Accept-Language"
