@@ -284,6 +284,8 @@ class DirectoryProtocol(protocol.Protocol):
         so an entry and its SearchResultDone leave in one segment."""
         self._out.append(ber.message_header(message_id, len(op)))
         self._out.append(op)
+        if self.factory.observe is not None and op[0] != ber.SEARCH_RESULT_ENTRY:
+            self.factory.observe(op)
         self._out_len += len(op) + 8
         if self._out_len >= 65536:
             self._flush()
@@ -463,6 +465,8 @@ class DirectoryFactory(protocol.ServerFactory):
         self._closed_waiters: list[Callable[[], None]] = []
         self._cache_dir: Directory | None = None
         self.cache = ResponseCache(settings.cache_entries, settings.cache_bytes)
+        # Told of every response but search entries (the metrics count operations by result).
+        self.observe: Callable[[bytes], None] | None = None
 
     def cache_for(self, directory: Directory) -> tuple[Directory, ResponseCache]:
         """The response cache of this snapshot: a new snapshot starts an empty one."""

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Callable
 
 from aiohttp import web
 
+from publisher.readiness import Component, Readiness
 from publisher.store import Store
 from publisher.tasks import cancel_and_wait
 
@@ -139,7 +141,8 @@ class DirectoryService:
                 await asyncio.sleep(self.interval)
 
 
-def setup(app: web.Application, settings: LdapSettings, *, store: Store, base_url: str = "") -> list[str]:
+def setup(app: web.Application, settings: LdapSettings, *, store: Store, base_url: str = "",
+          readiness: Readiness | None = None, observe: Callable[[str, str], None] | None = None) -> list[str]:
     """Register the LDAP listener and the directory refresh; returns the line `pkirepo serve`
     prints for it (none when `settings.listen` is empty: no LDAP in this app). `base_url` is
     where HTTP serves the documents, named by each CA entry's labeledURI."""
@@ -154,6 +157,8 @@ def setup(app: web.Application, settings: LdapSettings, *, store: Store, base_ur
         await service.start()  # the small snapshot before the port opens; certificates are read later
         listener = await start_ldap(settings, holder)
         app[LDAP_LISTENER] = listener
+        if observe is not None:
+            listener.factory.observe = lambda op: observe(*operation_result(op))
         naming = holder.current.naming_contexts
         log.info("serving LDAP on %s:%d%s", listener.host, listener.port,
                  f" (naming context {naming[0]})" if naming else "")
@@ -173,7 +178,41 @@ def setup(app: web.Application, settings: LdapSettings, *, store: Store, base_ur
 
     app.cleanup_ctx.append(ldap_context)
     app.on_shutdown.append(stop_accepting)
+    if readiness is not None:
+        async def accepting(now) -> list[Component]:
+            # A real connection to our own port: the listener answers, not just exists.
+            listener = app.get(LDAP_LISTENER)
+            if listener is None:
+                return [Component("ldap", False, "starting", "LDAP listener not started")]
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(listener.host, listener.port), 2.0)
+            except (OSError, asyncio.TimeoutError) as e:
+                return [Component("ldap", False, "not accepting", f"{listener.host}:{listener.port}: {e}")]
+            writer.close()
+            figures = {"listen": f"{listener.host}:{listener.port}", "connections": len(listener.factory.connections),
+                       "entries": len(holder.current) if holder.current is not None else 0}
+            return [Component("ldap", True, "accepting", None, figures)]
+
+        readiness.register("ldap", accepting)
     host, port = settings.host_port
     shown = f"[{host}]" if ":" in host else (host or "0.0.0.0")
     base = settings.layout.suffix or settings.layout.base
     return [f"LDAP:         ldap://{shown}:{port}/" + (f" (base {base})" if base else "")]
+
+
+_OPERATIONS = {0x61: "bind", 0x65: "search", 0x67: "modify", 0x69: "add", 0x6B: "delete", 0x6D: "modify_dn",
+               0x6F: "compare", 0x78: "extended"}
+
+
+def operation_result(op: bytes) -> tuple[str, str]:
+    """(operation, result code) of an encoded LDAP response: the tag names the operation,
+    the ENUMERATED after the length its resultCode."""
+    name = _OPERATIONS.get(op[0], "other")
+    try:
+        first = op[1]
+        i = 2 + (first & 0x7F if first & 0x80 else 0)
+        if op[i] == 0x0A and op[i + 1] == 1:
+            return name, str(op[i + 2])
+    except IndexError:
+        pass
+    return name, "unknown"

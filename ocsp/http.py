@@ -13,13 +13,14 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from aiohttp import web
 
 from publisher.clock import Clock
 from publisher.httpedge import MAX_BODY_BYTES, body_unreadable, expect_handler
 from publisher.ratelimit import RateLimit, suffix
+from publisher.readiness import Component, Readiness
 from publisher.signer import Signer
 from publisher.store import PresignedPort, Store
 from publisher.tasks import cancel_and_wait
@@ -47,6 +48,8 @@ class OcspService:
     responder: OcspResponder | None = None
     # Requests refused at the HTTP level are the clients' mistakes: logged at a bounded rate.
     refusals: RateLimit = field(default_factory=lambda: RateLimit(rate=2.0, burst=10, clock=time.monotonic))
+    # Told of every answer: (responseStatus name, "presigned" | "fresh" | "error").
+    observe: Callable[[str, str], None] | None = None
 
     def client_mistake(self, msg: str, *args: object) -> None:
         dropped = self.refusals.allow()
@@ -67,6 +70,8 @@ def setup(
     ca_names: Sequence[str],
     clock: Clock,
     base_url: str,
+    readiness: Readiness | None = None,
+    observe: Callable[[str, str], None] | None = None,
 ) -> list[str]:
     """Register the OCSP routes and the responder's start-up / background context; returns
     the line `pkirepo serve` prints for it.
@@ -78,8 +83,10 @@ def setup(
     """
     if not settings.enabled:
         return []
-    service = OcspService(settings, clock)
+    service = OcspService(settings, clock, observe=observe)
     app[OCSP] = service
+    if readiness is not None:
+        readiness.register("ocsp", _readiness_check(service, readiness))
     # A body over the cap is refused before the client sends it, when it asks first.
     app.router.add_post("/ocsp", post_ocsp, expect_handler=expect_handler(settings.max_body_bytes))
     no_body = expect_handler(MAX_BODY_BYTES)
@@ -132,10 +139,48 @@ def _ocsp(body: bytes, *, status: int = 200, headers: dict[str, str] | None = No
 
 
 async def _answer(request: web.Request, data: bytes) -> Answer:
-    responder = request.app[OCSP].responder
+    service = request.app[OCSP]
+    responder = service.responder
     if responder is None:
-        return Answer(unsuccessful(ResponseStatus.TRY_LATER), ResponseStatus.TRY_LATER)
-    return await responder.answer(data)
+        answer = Answer(unsuccessful(ResponseStatus.TRY_LATER), ResponseStatus.TRY_LATER)
+    else:
+        answer = await responder.answer(data)
+    if service.observe is not None:
+        source = ("presigned" if answer.entry is not None else
+                  "fresh" if answer.status is ResponseStatus.SUCCESSFUL else "error")
+        service.observe(answer.status.name.lower(), source)
+    return answer
+
+
+def _readiness_check(service: OcspService, readiness: Readiness):
+    """One component per CA: its responder can sign, and its certificate stays valid for
+    more than the configured number of days; with the pre-signing figures."""
+    min_validity = readiness.settings.responder_min_validity
+
+    async def check(now) -> list[Component]:
+        responder = service.responder
+        if responder is None:
+            return [Component("ocsp", False, "starting", "OCSP responder not started")]
+        stats = dict(responder.stats)
+        out = []
+        for r in sorted(responder.responders.values(), key=lambda r: r.name):
+            figures: dict = {}
+            problem = r.problem_at(now)
+            if r.not_after is not None:
+                left = r.not_after - now
+                figures["responder_not_after"] = r.not_after.isoformat()
+                figures["responder_days_left"] = round(left.total_seconds() / 86400, 1)
+                if problem is None and left <= min_validity:
+                    problem = (f"responder certificate of {r.name} expires at {r.not_after.isoformat()}, "
+                               f"within {min_validity.days} days")
+            out.append(Component(f"ocsp:{r.name}", problem is None, "ok" if problem is None else "failing",
+                                 problem, figures))
+        save = responder.cache.save_problem
+        out.append(Component("ocsp:presigned", True, "ok" if save is None else "saving fails", None,
+                             {**stats, **({"save_problem": save} if save else {})}))
+        return out
+
+    return check
 
 
 async def _read_body(request: web.Request, cap: int) -> bytes | None:

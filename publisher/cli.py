@@ -18,6 +18,8 @@ from .config import parse_listen
 from .crl import EARLIEST_TIME, Reason
 from .errors import Conflict, MalformedInput, RepoError, StoreBehind
 from .files import read_input
+from .logs import configure as configure_logs
+from .maintenance import InMaintenance, active, minutes
 from .root import Backend, Settings, check_config, load_settings, open_backend, trust_list_service
 from .service import CertificateInfo, Repository, load_signers
 from .store import Action, CertRecord, Status
@@ -88,10 +90,12 @@ def config_path(args) -> Path:
 class Context:
     """Settings, an open store and a repository for one command."""
 
-    def __init__(self, args, *, signing: bool = False, create: bool = False) -> None:
+    def __init__(self, args, *, signing: bool = False, create: bool = False, writing: bool = False) -> None:
         self.settings: Settings = load_settings(config_path(args))
         self.signing = signing
         self.create = create
+        # A command that changes what is published: refused during a maintenance window.
+        self.writing = writing
         self.backend: Backend | None = None
 
     async def __aenter__(self) -> Repository:
@@ -99,6 +103,8 @@ class Context:
         self.backend = await open_backend(self.settings, create=self.create)
         try:
             self.repo = Repository(self.settings, store=self.backend.store, signers=signers, clock=SystemClock())
+            if self.writing:
+                await refuse_in_maintenance(self.backend.store, self.repo.clock.now())
             await self.repo.sync_issuers()
         except BaseException:
             # __aexit__ does not run when entering fails; the store's threads must still end.
@@ -156,7 +162,7 @@ async def cmd_demo_init(args) -> int:
 
 async def cmd_cert_add(args) -> int:
     items = [(read_input(f), f) for f in args.files]
-    async with Context(args) as repo:
+    async with Context(args, writing=True) as repo:
         n = await repo.add_certificates(items)
     print(f"added {n} certificate(s)")
     return 0
@@ -164,7 +170,7 @@ async def cmd_cert_add(args) -> int:
 
 def _status_command(action: Action):
     async def run(args) -> int:
-        async with Context(args) as repo:
+        async with Context(args, writing=not args.dry_run) as repo:
             rec = await repo.change_status(
                 args.issuer, args.serial, action,
                 reason=getattr(args, "reason", None),
@@ -310,7 +316,7 @@ async def cmd_config_check(args) -> int:
 
 
 async def cmd_ca_retire(args) -> int:
-    async with Context(args) as repo:
+    async with Context(args, writing=True) as repo:
         issuer = await repo.retire(args.name, keep_published=args.keep_published)
         current = [r for r in await repo.store.current_crls() if r.scope.issuer_id == issuer.id]
     print(f"CA {args.name} retired at {_utc(issuer.retired_at)}: its CRLs are no longer issued; its archive stays.")
@@ -321,7 +327,7 @@ async def cmd_ca_retire(args) -> int:
 
 
 async def cmd_publish(args) -> int:
-    async with Context(args, signing=True) as repo:
+    async with Context(args, signing=True, writing=True) as repo:
         issued = await repo.issue_due(force=not args.due, issuer_name=args.issuer)
     for i in issued:
         r = i.record
@@ -333,7 +339,7 @@ async def cmd_publish(args) -> int:
 
 async def cmd_crl_add(args) -> int:
     data = read_input(args.file)
-    async with Context(args) as repo:
+    async with Context(args, writing=True) as repo:
         rec = await repo.add_crl(data, args.file, force=args.force)
     print(f"published {rec.scope.name}: CRL number {rec.number}, {rec.entries} entries"
           + (f" ({rec.source})" if rec.source != "handed-in" else ""))
@@ -365,7 +371,7 @@ def parse_date(text: str) -> dt.date:
 
 async def cmd_doc_publish(args) -> int:
     data = read_input(args.file)
-    async with Context(args) as repo:
+    async with Context(args, writing=True) as repo:
         rec = await repo.publish_document(kind=args.kind, version=args.version, lang=args.lang,
                                           effective=args.effective, oid=args.oid, data=data, source=args.file)
         base = repo.settings.http.base_url
@@ -412,7 +418,7 @@ def _trust_list_issued(rec, base: str) -> int:
 
 
 async def cmd_trustlist_add(args) -> int:
-    ctx = Context(args)
+    ctx = Context(args, writing=True)
     async with ctx as repo:
         rec = await _trust_list(ctx, repo, signing=True).add(
             ca_name=args.ca, cert_type=args.type, policy_oids=args.policy, cps_url=args.cps,
@@ -424,7 +430,7 @@ def _trustlist_status_command(status_value: str):
     async def run(args) -> int:
         from .trustlist import Status
 
-        ctx = Context(args)
+        ctx = Context(args, writing=True)
         async with ctx as repo:
             rec = await _trust_list(ctx, repo, signing=True).change(
                 ca_name=args.ca, cert_type=args.type, status=Status(status_value), at=args.date)
@@ -433,7 +439,7 @@ def _trustlist_status_command(status_value: str):
 
 
 async def cmd_trustlist_reissue(args) -> int:
-    ctx = Context(args)
+    ctx = Context(args, writing=True)
     async with ctx as repo:
         rec = await _trust_list(ctx, repo, signing=True).reissue()
     return _trust_list_issued(rec, ctx.settings.http.base_url)
@@ -518,7 +524,7 @@ async def cmd_import_index(args) -> int:
     floor = None
     if args.crlnumber:
         floor = read_crlnumber(Path(args.crlnumber))
-    async with Context(args) as repo:
+    async with Context(args, writing=not args.dry_run) as repo:
         n, revoked = await import_openssl_index(
             repo, Path(args.index), Path(args.ca), Path(args.certs) if args.certs else None,
             progress=progress_printer("import"), crl_number_floor=floor, dry_run=args.dry_run)
@@ -578,7 +584,233 @@ async def cmd_check(args) -> int:
         except StoreBehind as e:
             print(f"published: {e.message}")
             problems.append(e.message)
+        version, known = await repo.store.schema_version()
+        if version != known:
+            problems.append(f"schema version {version}, this pkirepo expects {known}")
+            print(f"schema: {problems[-1]}")
+        else:
+            print(f"schema: version {version}: ok")
+        archive = await check_archive(repo.store)
+        for p in archive.problems:
+            print(f"archive: {p}")
+        problems += archive.problems
+        note = f" ({archive.unverifiable} with a signature algorithm not verified here)" if archive.unverifiable else ""
+        print(f"archive: {archive.checked} CRL(s) checked: SHA-256, signature, numbers increasing per scope"
+              + (": ok" if not archive.problems else f": {len(archive.problems)} problem(s)") + note)
     return 2 if problems else 0
+
+
+async def check_archive(store):
+    """Every archived CRL, a page at a time (memory stays flat however large the archive)."""
+    from cryptography import x509 as _x509
+
+    from .storecheck import ArchiveCheck
+
+    keys = {i.id: _x509.load_der_x509_certificate(i.cert_der).public_key() for i in await store.issuers()}
+    check = ArchiveCheck(keys)
+    after = 0
+    while True:
+        page = await store.archived_crls(after_id=after, limit=100)
+        for rec, der in page:
+            check.add(rec, der)
+        if len(page) < 100:
+            return check
+        after = page[-1][0].id
+
+
+async def refuse_in_maintenance(store, now: dt.datetime) -> None:
+    """Writes pause during a maintenance window: refused, saying until when."""
+    window = active(await store.maintenance_windows(since=now - dt.timedelta(days=7)), now)
+    if window is not None:
+        until = _utc(window.end) if window.end is not None else "`pkirepo maintenance end`"
+        raise InMaintenance(f"in maintenance until {until} ({window.kind} window {window.id}: {window.reason}): "
+                            f"changes are refused until it ends; reads go on")
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """`50m`, `2h`, `1h30m`, `90` (minutes), or ISO 8601 `PT50M`."""
+    import re
+
+    t = text.strip()
+    m = re.fullmatch(r"(?i)(?:PT)?(?:(\d{1,4})H)?(?:(\d{1,6})M?)?", t)
+    if not t or not m or not (m.group(1) or m.group(2)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (use 50m, 2h, 1h30m or minutes)")
+    value = dt.timedelta(hours=int(m.group(1) or 0), minutes=int(m.group(2) or 0))
+    if value <= dt.timedelta(0) or value > dt.timedelta(days=7):
+        raise argparse.ArgumentTypeError(f"{text!r}: a window lasts more than 0 and at most 7 days")
+    return value
+
+
+def parse_reason_text(text: str) -> str:
+    t = text.strip()
+    if not t or len(t) > 500 or not t.isprintable():
+        raise argparse.ArgumentTypeError(f"{text[:60]!r}: a reason is 1 to 500 printable characters")
+    return t
+
+
+def parse_window_id(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or len(text) > 12:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a window id (`pkirepo maintenance list` shows them)")
+    return int(text)
+
+
+async def cmd_maintenance_schedule(args) -> int:
+    async with Context(args) as repo:
+        budget = repo.settings.ops.maintenance_budget
+        now = repo.clock.now()
+        w = await repo.store.schedule_maintenance(args.start, args.start + args.duration, args.reason,
+                                                  budget=budget, at=now)
+        windows = await repo.store.maintenance_windows(since=now - dt.timedelta(days=7))
+    from .maintenance import busiest_week
+
+    use = busiest_week([x for x in windows if x.id != w.id], w.start, w.end, budget)
+    print(f"window {w.id}: {_utc(w.start)} to {_utc(w.end)} ({minutes(w.end - w.start):g} min): {w.reason}")
+    print(f"budget: the busiest 7 days around it use {minutes(use.used + (w.end - w.start)):g} of "
+          f"{minutes(budget):g} min, {minutes(max(dt.timedelta(0), use.left - (w.end - w.start))):g} min left; "
+          f"announced at /status")
+    return 0
+
+
+async def cmd_maintenance_list(args) -> int:
+    from .operations import window_json
+
+    async with Context(args) as repo:
+        now = repo.clock.now()
+        windows = await repo.store.maintenance_windows(since=None if args.all else now - dt.timedelta(days=7))
+        budget = repo.settings.ops.maintenance_budget
+    rows = [window_json(w, now) for w in windows]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for r in rows:
+        print(f"{r['id']}\t{r['kind']}\t{r['state']}\t{r['start']}\t{r['end'] or '-'}\t{r['minutes']:g} min\t{r['reason']}")
+    from .maintenance import used_in_last_week
+
+    print(f"{minutes(used_in_last_week(windows, now)):g} of {minutes(budget):g} min of scheduled maintenance "
+          f"in the last 7 days", file=sys.stderr)
+    return 0
+
+
+async def cmd_maintenance_cancel(args) -> int:
+    async with Context(args) as repo:
+        w = await repo.store.cancel_maintenance(args.id, at=repo.clock.now())
+    print(f"window {w.id} ({_utc(w.start)} to {_utc(w.end)}) cancelled; it stays on record")
+    return 0
+
+
+async def cmd_maintenance_start(args) -> int:
+    async with Context(args) as repo:
+        w = await repo.store.start_emergency_maintenance(args.reason, at=repo.clock.now())
+    print(f"emergency maintenance (window {w.id}) since {_utc(w.start)}: {w.reason}. Changes are refused and "
+          f"publication pauses until `pkirepo maintenance end`; reads go on")
+    return 0
+
+
+async def cmd_maintenance_end(args) -> int:
+    async with Context(args) as repo:
+        w = await repo.store.end_maintenance(args.reason, at=repo.clock.now())
+    print(f"window {w.id} ({w.kind}) ended at {_utc(w.end)} after {minutes(w.end - w.start):g} min; "
+          f"publication resumes")
+    return 0
+
+
+async def cmd_availability(args) -> int:
+    from .operations import availability
+
+    async with Context(args) as repo:
+        weeks = await availability(repo.store, now=repo.clock.now(), weeks=args.weeks,
+                                   budget=repo.settings.ops.maintenance_budget)
+        downtime = await repo.store.downtime(since=repo.clock.now() - dt.timedelta(days=7 * args.weeks + 7))
+    if args.json:
+        print(json.dumps({"weeks": weeks, "downtime": [
+            {"start": _utc(d.start), "end": _utc(d.end), "minutes": minutes((d.end or repo.clock.now()) - d.start),
+             "seconds": int(((d.end or repo.clock.now()) - d.start).total_seconds()), "cause": d.cause}
+            for d in downtime]}, indent=1))
+        return 0
+    print("week starting          availability  unplanned min  outages  maintenance min / budget  emergency min")
+    for w in weeks:
+        a = "-" if w["availability"] is None else f"{w['availability'] * 100:.3f}%"
+        print(f"{w['week_start'][:16]:22} {a:>12}  {w['unplanned_downtime_minutes']:>13g}  {w['outages']:>7}  "
+              f"{w['maintenance_minutes']:>11g} / {w['maintenance_budget_minutes']:<12g}  "
+              f"{w['emergency_maintenance_minutes']:>13g}")
+    for d in downtime:
+        print(f"down {_utc(d.start)} to {_utc(d.end) or 'now'}: {d.cause}")
+    return 0
+
+
+async def cmd_backup(args) -> int:
+    target = Path(args.file)
+    async with Context(args) as repo:
+        if target.resolve() == repo.settings.store_path.resolve():
+            raise MalformedInput(f"{target}: that is the store itself; back up to another file")
+        if not target.parent.is_dir():
+            raise MalformedInput(f"{target}: no directory {target.parent}")
+        pages = await repo.store.backup_to(target, progress=progress_printer(f"backup to {target}"))
+        version, _ = await repo.store.schema_version()
+    print(f"backed up {repo.settings.store_path} to {target}: {pages} pages, schema version {version}. "
+          f"To restore: stop the server, copy it to store.path, run `pkirepo check`, then `pkirepo recover` "
+          f"if check reports the store behind what was published")
+    return 0
+
+
+def _server_url(settings, url: str | None) -> str:
+    if url:
+        return url.rstrip("/")
+    host, port = settings.http.listen
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def cmd_health(args) -> int:
+    """The server's /readyz report, one line per component; exit 0 ready (or in maintenance),
+    1 not ready, 2 no answer."""
+    import urllib.error
+    import urllib.request
+
+    settings = load_settings(config_path(args))
+    url = _server_url(settings, args.url) + "/readyz"
+
+    def fetch() -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(url, timeout=args.timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    try:
+        status, body = await asyncio.to_thread(fetch)
+        report = json.loads(body)
+        components = report["components"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"pkirepo: error: {url}: no readiness report ({e})", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        for name, c in sorted(components.items(), key=lambda kv: (kv[1].get("ready", False), kv[0])):
+            figures = " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in c.items()
+                               if k not in ("ready", "state", "problem"))
+            print(f"{'OK  ' if c.get('ready') else 'FAIL'} {name}: {c.get('problem') or c.get('state')}"
+                  + (f" ({figures})" if figures else ""))
+        verdict = ("in maintenance" + (f" until {report['maintenance_until']}" if report.get("maintenance_until") else "")
+                   if report.get("maintenance") else "ready" if report.get("ready") else
+                   "NOT READY: " + "; ".join(report.get("failing", [])))
+        print(f"{url}: {verdict}")
+    return 0 if status == 200 else 1
+
+
+async def cmd_probe(args) -> int:
+    from .probe import ProbeSettings, run_probe
+
+    settings = ProbeSettings(urls=tuple(u.rstrip("/") for u in args.urls), ocsp=tuple(args.ocsp),
+                             ldap=args.ldap, state=Path(args.state) if args.state else None,
+                             warn=dt.timedelta(minutes=args.warn_minutes),
+                             critical=dt.timedelta(minutes=args.critical_minutes), timeout=args.timeout)
+    results = await asyncio.to_thread(run_probe, settings)
+    for r in results:
+        print(r.line())
+    return max((r.code for r in results), default=3)
+
 
 
 async def cmd_recover(args) -> int:
@@ -611,6 +843,22 @@ def package_version() -> str:
         return "unknown"
 
 
+def parse_ca_serial(text: str) -> tuple[str, int]:
+    name, sep, serial = text.partition(":")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not CA:SERIAL (e.g. eCertCA2-17:0A1B)")
+    try:
+        return name, parse_serial(serial)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+
+
+def _weeks(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 520:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of weeks (1 to 520)")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pkirepo", description="A CA repository: CRLs, certificates, OCSP, LDAP.",
@@ -621,6 +869,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the installed version and exit")
     p.add_argument("--config", help="config file (default: $PKIREPO_CONFIG, then ./pkirepo.toml)")
     p.add_argument("-v", "--verbose", action="store_true", help="log debugging detail to stderr")
+    p.add_argument("--log-format", choices=["human", "json"], default="human",
+                   help="log lines on stderr: human-readable (default) or one JSON object per line, with the "
+                        "request id of each request")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def cmd(name, func, help, parent=sub, example=None):
@@ -636,6 +887,60 @@ def build_parser() -> argparse.ArgumentParser:
         example="pkirepo --config pkirepo.toml init")
     cmd("check", cmd_check, "check the store's integrity and that it holds everything already published",
         example="pkirepo --config var/demo/pkirepo.toml check")
+    c = cmd("backup", cmd_backup, "copy the store to FILE while the server runs (SQLite's online backup), with "
+            "progress; restore by copying it to store.path with the server stopped",
+            example="pkirepo --config var/demo/pkirepo.toml backup var/backup.sqlite")
+    c.add_argument("file", metavar="FILE", help="the backup file to write (replaced whole when done)")
+    c = cmd("health", cmd_health, "the running server's readiness report (/readyz), one line per component; "
+            "exit 0 when ready or in maintenance, 1 when not ready, 2 when the server does not answer",
+            example="pkirepo --config var/demo/pkirepo.toml health")
+    c.add_argument("--url", help="the server's base URL (default: from http.listen)")
+    c.add_argument("--json", action="store_true", help="the report as /readyz gives it")
+    c.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer (default 10)")
+    c = cmd("probe", cmd_probe,
+            "check a repository from outside as a relying party would: every CRL in the index (signature, "
+            "CRL number growth, nextUpdate margin), OCSP for given serials, LDAP against HTTP; one line per "
+            "check; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios)",
+            example="pkirepo probe http://127.0.0.1:8080 --ocsp eCertCA2-17:0A1B --ldap ldap://127.0.0.1:1389 "
+                    "--state var/probe.json")
+    c.add_argument("urls", nargs="+", metavar="URL", help="base URL of a repository (its /crl/ index is read)")
+    c.add_argument("--ocsp", action="append", default=[], metavar="CA:SERIAL", type=parse_ca_serial,
+                   help="ask OCSP for this serial (hex) of this CA; repeat for several")
+    c.add_argument("--ldap", metavar="URL", help="also fetch each CRL over LDAP (ldap://host:port) and compare bytes")
+    c.add_argument("--state", metavar="FILE", help="remembers CRL numbers between runs, to check they grow")
+    c.add_argument("--warn-minutes", type=int, default=180, help="WARNING when a nextUpdate is closer (default 180)")
+    c.add_argument("--critical-minutes", type=int, default=60,
+                   help="CRITICAL when a nextUpdate is closer (default 60)")
+    c.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    c = cmd("availability", cmd_availability,
+            "availability per week: unplanned downtime, outages, maintenance minutes against the budget",
+            example="pkirepo --config var/demo/pkirepo.toml availability --weeks 4")
+    c.add_argument("--weeks", type=_weeks, default=4, help="how many weeks, the current one last (default 4)")
+    c.add_argument("--json", action="store_true", help="weeks and downtime intervals as JSON")
+
+    mnt = sub.add_parser("maintenance", help="maintenance windows (within the weekly budget)").add_subparsers(
+        dest="maintenance_command", required=True, metavar="SUB")
+    c = cmd("schedule", cmd_maintenance_schedule,
+            "announce a maintenance window; refused (exit 2) when scheduled maintenance in some rolling 7 days "
+            "would exceed policy.max_maintenance_minutes_per_week", mnt,
+            example='pkirepo maintenance schedule --start 2026-12-05T02:00:00Z --duration 50m --reason "store upgrade"')
+    c.add_argument("--start", required=True, type=parse_time, metavar="T", help="when it starts; " + TIME_HELP)
+    c.add_argument("--duration", required=True, type=parse_duration, metavar="D", help="50m, 2h, 1h30m or minutes")
+    c.add_argument("--reason", required=True, type=parse_reason_text, help="what is done (shown at /status)")
+    c = cmd("list", cmd_maintenance_list, "the windows of the last 7 days and those announced", mnt,
+            example="pkirepo maintenance list --json")
+    c.add_argument("--all", action="store_true", help="every window ever recorded")
+    c.add_argument("--json", action="store_true", help="a JSON array, as /status shows them")
+    c = cmd("cancel", cmd_maintenance_cancel, "cancel a window that has not started (it stays on record)", mnt,
+            example="pkirepo maintenance cancel 3")
+    c.add_argument("id", type=parse_window_id, metavar="ID", help="the window's id (maintenance list)")
+    c = cmd("start", cmd_maintenance_start, "start emergency maintenance now (recorded as such)", mnt,
+            example='pkirepo maintenance start --reason "disk replacement"')
+    c.add_argument("--reason", required=True, type=parse_reason_text, help="why")
+    c = cmd("end", cmd_maintenance_end, "end the window under way (emergency, or a scheduled one cut short)", mnt,
+            example='pkirepo maintenance end --reason "done"')
+    c.add_argument("--reason", type=parse_reason_text, help="what was done")
+
     c = cmd("recover", cmd_recover,
             "rebuild revocations and CRL numbers from published CRLs (default: the publication directory)",
             example="pkirepo --config var/demo/pkirepo.toml recover --from mirror/crl/")
@@ -824,8 +1129,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logs(logging.DEBUG if args.verbose else logging.INFO, args.log_format)
     # aiosqlite logs every database call at DEBUG: thousands of lines that drown -v.
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
     # pypdf logs each repair it attempts on a damaged PDF; `doc publish` gives one verdict.

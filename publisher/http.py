@@ -14,7 +14,7 @@ import logging
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Callable
+from typing import Any, Awaitable, Callable
 
 from aiohttp import hdrs, web
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
@@ -25,6 +25,8 @@ from .config import NAME_RE, HttpSettings
 from .documents import parse_document_path
 from .errors import MalformedInput, NotFound, RepoError
 from .health import PublicationHealth
+from .metrics import Metrics
+from .readiness import Readiness
 from .publication import Publication
 from .service import Repository
 from .notices import MAX_LISTED
@@ -43,6 +45,8 @@ class HttpDeps:
     publication: Publication
     clock: Clock
     health: PublicationHealth
+    readiness: Readiness | None = None
+    status: Callable[[dt.datetime], Awaitable[dict]] | None = None
     # The web pages name these: the OCSP URL, and a CRL's ldap:// URL (None: LDAP is off).
     ocsp_url: str | None = None
     crl_ldap_url: Callable[[CrlRecord], str | None] | None = None
@@ -54,13 +58,16 @@ DEPS = web.AppKey("publisher_http", HttpDeps)
 
 def setup(app: web.Application, settings: HttpSettings, *, repository: Repository,
           publication: Publication, clock: Clock, health: PublicationHealth | None = None,
-          ocsp_url: str | None = None, crl_ldap_url: Callable[[CrlRecord], str | None] | None = None) -> list[str]:
+          readiness: Readiness | None = None, status: Callable[[dt.datetime], Awaitable[Any]] | None = None,
+          metrics: Metrics | None = None, ocsp_url: str | None = None,
+          crl_ldap_url: Callable[[CrlRecord], str | None] | None = None) -> list[str]:
     """Register the repository's routes; returns the URL lines it serves. `health` is what
-    the publication loop reports (`/healthz/publication`); `ocsp_url` and `crl_ldap_url` are
-    what the web pages name for OCSP and for each CRL over LDAP."""
+    the publication loop reports (`/healthz/publication`); with `readiness`, `status` and
+    `metrics` it also serves `/readyz`, `/status` and `/metrics`; `ocsp_url` and
+    `crl_ldap_url` are what the web pages name for OCSP and for each CRL over LDAP."""
     stylesheet = resources.files("publisher").joinpath("static", "site.css").read_bytes()
-    app[DEPS] = HttpDeps(settings, repository, publication, clock, health or PublicationHealth(), ocsp_url,
-                         crl_ldap_url, stylesheet)
+    app[DEPS] = HttpDeps(settings, repository, publication, clock, health or PublicationHealth(), readiness, status,
+                         ocsp_url=ocsp_url, crl_ldap_url=crl_ldap_url, stylesheet=stylesheet)
     # These routes read no body; one announced with Expect is refused before it is sent if
     # it is larger than any the server reads.
     expect = httpedge.expect_handler(httpedge.MAX_BODY_BYTES)
@@ -83,13 +90,23 @@ def setup(app: web.Application, settings: HttpSettings, *, repository: Repositor
         ("/static/site.css", stylesheet_file),
     ]:
         app.router.add_get(path, handler, expect_handler=expect)
+    ops_lines = []
+    if readiness is not None:
+        app.router.add_get("/readyz", readyz, expect_handler=expect)
+        ops_lines.append(f"readiness:    {settings.base_url}/readyz")
+    if status is not None:
+        app.router.add_get("/status", status_json, expect_handler=expect)
+        ops_lines.append(f"status:       {settings.base_url}/status")
+    if metrics is not None:
+        app.router.add_get("/metrics", metrics.handler, expect_handler=expect)
+        ops_lines.append(f"metrics:      {settings.base_url}/metrics")
     base = settings.base_url
     lines = [f"CRL index:    {base}/crl/"]
     lines += [f"CA:           {base}/ca/{name}.cer  {base}/ca/{name}.p7c" for name in repository.ca_names]
     lines += [f"certificates: {base}/certs/<issuer>/<serial-hex>.cer"]
     lines += [f"documents:    {base}/documents/  (JSON: {base}/documents/index.json)"]
     lines += [f"web pages:    {base}/  {base}/relying-parties  notices: {base}/notices.atom"]
-    return lines
+    return lines + ops_lines
 
 
 @web.middleware
@@ -333,6 +350,23 @@ async def healthz_publication(request: web.Request) -> web.Response:
 
 def _dumps(obj) -> str:
     return json.dumps(obj, indent=1)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness as JSON, one entry per component with its state and figures: 200 when every
+    component is ready, 503 naming the failing ones; during maintenance 200 with
+    `"maintenance": true` (reads are served)."""
+    deps = request.app[DEPS]
+    report = await deps.readiness.report(deps.clock.now())
+    return web.json_response(report.as_json(), status=report.http_status, dumps=_dumps,
+                             headers={"Cache-Control": "no-store"})
+
+
+async def status_json(request: web.Request) -> web.Response:
+    """The machine-readable status: state, maintenance windows announced and under way, the
+    weekly budget, and availability per week."""
+    deps = request.app[DEPS]
+    return web.json_response(await deps.status(deps.clock.now()), dumps=_dumps, headers={"Cache-Control": "no-cache"})
 
 
 # The web pages (issue 11): server-rendered, no script, in zh-Hant or English.

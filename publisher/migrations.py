@@ -180,7 +180,36 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     INSERT OR IGNORE INTO meta (key, value) VALUES ('cert_names_upto', '0');
     """,
-    # 8: notices (CP 四.8, 六.26): CA-certificate suspension, revocation and non-renewal,
+    # 8: operations: maintenance windows, the heartbeat, and the availability ledger.
+    """
+    CREATE TABLE maintenance_windows (
+        id INTEGER PRIMARY KEY,
+        start INTEGER NOT NULL,             -- Unix seconds
+        "end" INTEGER,                      -- NULL: emergency maintenance still under way
+        reason TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('scheduled', 'emergency')),
+        created_at INTEGER NOT NULL,
+        cancelled_at INTEGER                -- a cancelled window stays on record
+    );
+    CREATE INDEX maintenance_by_time ON maintenance_windows (start);
+    -- One row per serving process: the last time it was alive. A start after a crash counts
+    -- the time from the last heartbeat as downtime.
+    CREATE TABLE heartbeats (
+        id INTEGER PRIMARY KEY,
+        started_at INTEGER NOT NULL,
+        beat_at INTEGER NOT NULL,
+        stopped_at INTEGER                  -- set by a clean shutdown
+    );
+    -- Every interval the service was not ready: unplanned (down, crashed, not ready) with its
+    -- cause. Windows are in maintenance_windows.
+    CREATE TABLE downtime (
+        id INTEGER PRIMARY KEY,
+        start INTEGER NOT NULL,
+        "end" INTEGER,                      -- NULL: still not ready
+        cause TEXT NOT NULL
+    );
+    CREATE INDEX downtime_by_time ON downtime (start);
+    # 9: notices (CP 四.8, 六.26): CA-certificate suspension, revocation and non-renewal,
     # incidents and scheduled maintenance, each in both languages of the web pages. Withdrawn
     # notices stay, marked, so what was announced is never lost.
     """

@@ -27,11 +27,15 @@ from ocsp.responders import load_responders
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import certs as certmod
-from . import http, httpedge, trustlist_web
+from . import http, httpedge, logs, trustlist_web
 from .clock import Clock
 from .config import RepositorySettings, read_config, repository_settings
 from .connections import ConnectionGuard, ServerLog
 from .health import PublicationHealth
+from .metrics import Metrics
+from .operations import (MaintenanceWatch, OpsSettings, heartbeat, load_ops_settings,
+                         register_repository_checks, status_document)
+from .readiness import Readiness
 from .publication import Publication
 from .scheduler import publishing
 from .errors import ConfigError, MalformedInput, RepoError
@@ -51,6 +55,7 @@ class Settings(RepositorySettings):
 
     ocsp: OcspSettings = field(default_factory=OcspSettings)
     ldap: LdapSettings = field(default_factory=LdapSettings)
+    ops: OpsSettings = field(default_factory=OpsSettings)
     trustlist: TrustListSettings | None = None  # None: no [trustlist] section, no trust list
 
 
@@ -61,10 +66,11 @@ def load_settings(path: Path) -> Settings:
     repo = repository_settings(top)
     ocsp_settings = load_ocsp_settings(top, repo.cas)
     ldap_settings = load_ldap_settings(top, repo.cas)
+    ops_settings = load_ops_settings(top, budget_minutes=repo.policy.max_maintenance_minutes_per_week)
     trustlist_settings = load_trustlist_settings(top)
     top.check_tree()
     core = {f.name: getattr(repo, f.name) for f in dataclasses.fields(RepositorySettings)}
-    return Settings(**core, ocsp=ocsp_settings, ldap=ldap_settings, trustlist=trustlist_settings)
+    return Settings(**core, ocsp=ocsp_settings, ldap=ldap_settings, ops=ops_settings, trustlist=trustlist_settings)
 
 
 def trust_list_service(settings: Settings, *, store: Store, repository: Repository, clock: Clock,
@@ -200,6 +206,8 @@ REPO = web.AppKey("repository", Repository)
 PUBLICATION = web.AppKey("publication", Publication)
 SERVED = web.AppKey("served_urls", tuple)
 CONNECTIONS = web.AppKey("connections", ConnectionGuard)
+READINESS = web.AppKey("readiness", Readiness)
+METRICS = web.AppKey("metrics", Metrics)
 
 
 def create_app(
@@ -215,33 +223,80 @@ def create_app(
     OCSP pre-signs in this process only. LDAP listens only when `ldap_listen` is given
     (`pkirepo serve` passes the configured or command-line address; "" turns it off)."""
     guard = ConnectionGuard(settings.http)
-    app = web.Application(middlewares=[guard.middleware, http.errors_middleware],
+    metrics = Metrics()
+    app = web.Application(middlewares=[logs.request_ids, guard.middleware, metrics.middleware(),
+                                       http.errors_middleware],
                           client_max_size=httpedge.MAX_BODY_BYTES)
     app[CONNECTIONS] = guard
+    app[METRICS] = metrics
     repo = Repository(settings, store=store, signers=signers, clock=clock)
     publication = Publication(repo)
     health = PublicationHealth()
     app[REPO] = repo
     app[PUBLICATION] = publication
+    ops = settings.ops
+    readiness = Readiness(ops.readiness)
+    app[READINESS] = readiness
+    watch = MaintenanceWatch(store, clock)
+    register_repository_checks(readiness, store=store, publication=publication, health=health, signers=signers,
+                               watch=watch)
 
     async def repository_context(app: web.Application):
         # First of the contexts: the issuers are in the store before OCSP and LDAP start.
-        async with publishing(repo, publication, health=health):
+        # During a maintenance window publication pauses; reads go on.
+        async with publishing(repo, publication, health=health, paused=watch.paused):
             yield
 
+    async def ledger_context(app: web.Application):
+        async with heartbeat(store, clock, readiness, ops.heartbeat):
+            yield
+
+    async def status(now):
+        return await status_document(store, now=now, budget=ops.maintenance_budget,
+                                     report=await readiness.report(now))
+
+    async def sample(m: Metrics) -> None:
+        now = clock.now()
+        for name, p in publication.crls.items():
+            if p.served(now):
+                m.crl_seconds.labels(name).set((p.record.next_update - now).total_seconds())
+                m.crl_number.labels(name).set(p.record.number)
+        report = await readiness.report(now)
+        m.ready.set(1 if report.ready else 0)
+        for c in report.components:
+            m.component.labels(c.name).set(1 if c.ready else 0)
+            if c.name == "ocsp:presigned":
+                # Whatever figures the responder reports (hits, signed, loaded, nonce; coverage
+                # and backlog once it reports them).
+                for figure, value in c.figures.items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        m.presign.labels(figure).set(value)
+        m.maintenance_active.set(1 if report.maintenance else 0)
+        doc = await status_document(store, now=now, budget=ops.maintenance_budget, report=report, weeks=1)
+        m.maintenance_minutes.labels("scheduled").set(doc["maintenance"]["used_minutes_last_7_days"])
+        m.maintenance_minutes.labels("emergency").set(doc["maintenance"]["emergency_minutes_last_7_days"])
+        m.maintenance_budget.set(doc["maintenance"]["budget_minutes_per_7_days"])
+
+    metrics.add_sampler(sample)
     app.cleanup_ctx.append(repository_context)
     ldap_settings = settings.ldap.listening_on(ldap_listen) if ldap_listen is not None else None
     lines = http.setup(app, settings.http, repository=repo, publication=publication, clock=clock,
-                       health=health, ocsp_url=f"{settings.http.base_url}/ocsp" if settings.ocsp.enabled else None,
+                       health=health, readiness=readiness, status=status, metrics=metrics,
+                       ocsp_url=f"{settings.http.base_url}/ocsp" if settings.ocsp.enabled else None,
                        crl_ldap_url=(crl_ldap_urls(ldap_settings, settings.http.base_url, repo)
                                      if ldap_settings is not None and ldap_settings.enabled else None))
     lines += ocsp.http.setup(app, settings.ocsp, store=store, presigned=presigned, signers=signers,
-                             ca_names=repo.ca_names, clock=clock, base_url=settings.http.base_url)
+                             ca_names=repo.ca_names, clock=clock, base_url=settings.http.base_url,
+                             readiness=readiness, observe=metrics.observe_ocsp)
     if ldap_settings is not None:
         lines += ldap.service.setup(app, ldap_settings, store=store,
-                                    base_url=settings.http.base_url)
+                                    base_url=settings.http.base_url, readiness=readiness,
+                                    observe=metrics.observe_ldap)
     lines += trustlist_web.setup(app, settings.trustlist, clock=clock, base_url=settings.http.base_url,
                                  service=trust_list_service(settings, store=store, repository=repo, clock=clock))
+    # Last of the contexts: the ledger counts the service up once every front-end listens,
+    # and its heartbeat stops first at shutdown.
+    app.cleanup_ctx.append(ledger_context)
     app[SERVED] = tuple(lines)
     return app
 

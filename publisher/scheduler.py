@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable
 
 from .errors import RepoError
 from .health import PublicationHealth
@@ -22,15 +22,17 @@ log = logging.getLogger("pkirepo.http")
 
 @contextlib.asynccontextmanager
 async def publishing(repo: Repository, publication: Publication, *, interval: float = 1.0,
-                     health: PublicationHealth | None = None) -> AsyncIterator[None]:
+                     health: PublicationHealth | None = None,
+                     paused: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[None]:
     """Start-up, then the publication loop in the background until the block ends; `health`
-    receives how each round went."""
+    receives how each round went; while `paused()` (a maintenance window) nothing is issued."""
     await repo.sync_issuers()
     # Refuses to start (StoreBehind) when the store is older than what was published.
     await repo.check_published()
     await _repair(repo)
     await publication.refresh(force=True)
-    task = asyncio.create_task(publication_loop(repo, publication, interval=interval, health=health),
+    task = asyncio.create_task(publication_loop(repo, publication, interval=interval, health=health,
+                                                paused=paused),
                                name="pkirepo-publication")
     try:
         yield
@@ -46,7 +48,8 @@ async def _repair(repo: Repository) -> None:
 
 
 async def publication_loop(repo: Repository, pub: Publication, *, interval: float = 1.0,
-                           health: PublicationHealth | None = None) -> None:
+                           health: PublicationHealth | None = None,
+                           paused: Callable[[], Awaitable[bool]] | None = None) -> None:
     """Once a second: notice changes from any process, issue what is due (catch-up on the
     first pass), prune the archive daily. Each scope is issued on its own: one that fails is
     reported in `health` and the log, and the others go on."""
@@ -56,6 +59,12 @@ async def publication_loop(repo: Repository, pub: Publication, *, interval: floa
         problems: dict[str, str] = {}
         errors: dict[str, BaseException] = {}
         try:
+            if paused is not None and await paused():
+                # Maintenance: what is due is issued once the window ends. The publication
+                # shown stays current with other processes' changes meanwhile.
+                await pub.refresh()
+                await asyncio.sleep(interval)
+                continue
             result = await repo.publish_due()
             for name, e in result.failed.items():
                 problems[name], errors[name] = _cause(e), e

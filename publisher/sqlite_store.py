@@ -7,8 +7,10 @@ read never waits behind a write and never sees a half-finished one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import datetime as dt
+import os
 import operator
 import sqlite3
 from contextlib import asynccontextmanager
@@ -19,6 +21,7 @@ import aiosqlite
 
 from .crl import Reason, ScopeKind
 from .errors import Conflict, NotFound, StoreCorrupt, StoreMissing, Unavailable
+from .maintenance import EMERGENCY, SCHEDULED, Downtime, Window, active, check_schedule
 from .migrations import MIGRATIONS
 from . import trustlist as tlmod
 from .notices import NewNotice
@@ -850,3 +853,157 @@ class SQLiteStore(Store):
     async def log_event(self, kind: str, *, at: dt.datetime, issuer_id: int | None = None, detail: str | None = None) -> int:
         async with self._write() as w:
             return await self._event(w, kind, at, issuer_id, detail=detail)
+
+    # Operations: maintenance windows, heartbeats, the availability ledger, backup.
+
+    _WINDOW_COLS = 'id, start, "end", reason, kind, created_at, cancelled_at'
+
+    @staticmethod
+    def _window(row) -> Window:
+        return Window(row[0], _dt(row[1]), _dt(row[2]), row[3], row[4], _dt(row[5]), _dt(row[6]))
+
+    async def maintenance_windows(self, *, since: dt.datetime | None = None) -> list[Window]:
+        rows = await self._all(f'SELECT {self._WINDOW_COLS} FROM maintenance_windows'
+                               f' WHERE "end" IS NULL OR "end" > ? ORDER BY start, id', (_ts(since) or 0,))
+        return [self._window(r) for r in rows]
+
+    async def _windows_in(self, w) -> list[Window]:
+        rows = await (await w.execute(f"SELECT {self._WINDOW_COLS} FROM maintenance_windows ORDER BY start, id")).fetchall()
+        return [self._window(r) for r in rows]
+
+    async def schedule_maintenance(self, start, end, reason, *, budget, at) -> Window:
+        async with self._write() as w:
+            check_schedule(await self._windows_in(w), start, end, budget, at)
+            cur = await w.execute('INSERT INTO maintenance_windows (start, "end", reason, kind, created_at)'
+                                  ' VALUES (?, ?, ?, ?, ?)', (_ts(start), _ts(end), reason, SCHEDULED, _ts(at)))
+            await self._event(w, "maintenance", at, detail=f"scheduled {start.isoformat()} to {end.isoformat()}")
+            return Window(cur.lastrowid, start, end, reason, SCHEDULED, at)
+
+    async def cancel_maintenance(self, window_id: int, *, at: dt.datetime) -> Window:
+        async with self._write() as w:
+            row = await (await w.execute(f"SELECT {self._WINDOW_COLS} FROM maintenance_windows WHERE id = ?",
+                                         (window_id,))).fetchone()
+            if row is None:
+                raise NotFound(f"no maintenance window {window_id} (`pkirepo maintenance list` shows them)")
+            win = self._window(row)
+            if win.cancelled_at is not None:
+                raise Conflict(f"maintenance window {window_id} was already cancelled at {win.cancelled_at.isoformat()}")
+            if win.start <= at:
+                raise Conflict(f"maintenance window {window_id} started at {win.start.isoformat()}: "
+                               f"end it with `pkirepo maintenance end` instead")
+            await w.execute("UPDATE maintenance_windows SET cancelled_at = ? WHERE id = ?", (_ts(at), window_id))
+            await self._event(w, "maintenance", at, detail=f"cancelled window {window_id}")
+        return dataclasses.replace(win, cancelled_at=at)
+
+    async def start_emergency_maintenance(self, reason: str, *, at: dt.datetime) -> Window:
+        async with self._write() as w:
+            current = active(await self._windows_in(w), at)
+            if current is not None:
+                raise Conflict(f"maintenance window {current.id} is under way ({current.kind}, since "
+                               f"{current.start.isoformat()}: {current.reason})")
+            cur = await w.execute('INSERT INTO maintenance_windows (start, "end", reason, kind, created_at)'
+                                  ' VALUES (?, NULL, ?, ?, ?)', (_ts(at), reason, EMERGENCY, _ts(at)))
+            await self._event(w, "maintenance", at, detail=f"emergency maintenance started: {reason}")
+            return Window(cur.lastrowid, at, None, reason, EMERGENCY, at)
+
+    async def end_maintenance(self, reason: str | None, *, at: dt.datetime) -> Window:
+        async with self._write() as w:
+            current = active(await self._windows_in(w), at)
+            if current is None:
+                raise NotFound("no maintenance window is under way")
+            text = current.reason if not reason else f"{current.reason}; ended: {reason}"
+            await w.execute('UPDATE maintenance_windows SET "end" = ?, reason = ? WHERE id = ?',
+                            (_ts(at), text, current.id))
+            await self._event(w, "maintenance", at, detail=f"window {current.id} ended")
+        return dataclasses.replace(current, end=at, reason=text)
+
+    async def start_heartbeat(self, *, at: dt.datetime, alive_within: dt.timedelta) -> tuple[int, Downtime | None]:
+        now = _ts(at)
+        async with self._write() as w:
+            rows = await (await w.execute("SELECT beat_at, stopped_at FROM heartbeats")).fetchall()
+            alive = [b for b, s in rows if s is None and b >= now - alive_within.total_seconds()]
+            gap = None
+            if rows and not alive:
+                last = max(s if s is not None else b for b, s in rows)
+                crashed = [b for b, s in rows if s is None and b == last]
+                if last < now:
+                    cause = (f"not running: crashed (last heartbeat {_dt(last).isoformat()})" if crashed
+                             else f"not running: stopped at {_dt(last).isoformat()}")
+                    cur = await w.execute('INSERT INTO downtime (start, "end", cause) VALUES (?, ?, ?)',
+                                          (last, now, cause))
+                    gap = Downtime(cur.lastrowid, _dt(last), at, cause)
+            # A process that died without stopping is now accounted for.
+            await w.execute("UPDATE heartbeats SET stopped_at = beat_at WHERE stopped_at IS NULL AND beat_at < ?",
+                            (now - alive_within.total_seconds(),))
+            cur = await w.execute("INSERT INTO heartbeats (started_at, beat_at) VALUES (?, ?)", (now, now))
+            return cur.lastrowid, gap
+
+    async def beat(self, heartbeat_id: int, *, at: dt.datetime, stopped: bool = False) -> None:
+        async with self._write() as w:
+            await w.execute("UPDATE heartbeats SET beat_at = ?, stopped_at = ? WHERE id = ?",
+                            (_ts(at), _ts(at) if stopped else None, heartbeat_id))
+
+    async def open_downtime(self, cause: str, *, at: dt.datetime) -> int:
+        async with self._write() as w:
+            cur = await w.execute('INSERT INTO downtime (start, "end", cause) VALUES (?, NULL, ?)', (_ts(at), cause))
+            return cur.lastrowid
+
+    async def close_downtime(self, downtime_id: int, *, at: dt.datetime) -> None:
+        async with self._write() as w:
+            await w.execute('UPDATE downtime SET "end" = ? WHERE id = ? AND "end" IS NULL', (_ts(at), downtime_id))
+
+    async def downtime(self, *, since: dt.datetime | None = None) -> list[Downtime]:
+        rows = await self._all('SELECT id, start, "end", cause FROM downtime WHERE "end" IS NULL OR "end" > ?'
+                               ' ORDER BY start, id', (_ts(since) or 0,))
+        return [Downtime(r[0], _dt(r[1]), _dt(r[2]), r[3]) for r in rows]
+
+    async def first_start(self) -> dt.datetime | None:
+        (first,) = await self._one("SELECT min(started_at) FROM heartbeats")
+        return _dt(first)
+
+    async def backup_to(self, path, *, progress=None, pages: int = 1024) -> int:
+        """SQLite's online backup API, a few pages at a time: the server's writes go on between
+        steps (a write restarts the copy of what changed). The copy goes to a temporary file
+        beside `path`, then is renamed, so an interrupted backup never leaves a partial file
+        under the name given."""
+        target = Path(path)
+        tmp = target.with_name(target.name + ".partial")
+        tmp.unlink(missing_ok=True)
+        done = {"pages": 0}
+
+        def run() -> None:
+            src = sqlite3.connect(self.path)
+            dst = sqlite3.connect(tmp)
+            try:
+                src.execute(f"PRAGMA busy_timeout = {int(self._busy)}")
+
+                def step(status, remaining, total):
+                    done["pages"] = total
+                    if progress is not None:
+                        progress(total - remaining, total)
+
+                src.backup(dst, pages=pages, progress=step, sleep=0.005)
+                dst.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+            finally:
+                dst.close()
+                src.close()
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+
+        try:
+            await asyncio.to_thread(run)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return done["pages"]
+
+    async def schema_version(self) -> tuple[int, int]:
+        (version,) = await self._one("PRAGMA user_version")
+        return version, len(MIGRATIONS)
+
+    async def archived_crls(self, *, after_id: int = 0, limit: int = 100) -> list[tuple[CrlRecord, bytes]]:
+        rows = await self._all(
+            f"SELECT {_CRL_COLS}, c.der FROM crls c JOIN scopes s ON s.id = c.scope_id WHERE c.id > ?"
+            " ORDER BY c.id LIMIT ?", (after_id, limit))
+        return [(_crl(r[:-1]), r[-1]) for r in rows]

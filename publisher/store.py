@@ -14,6 +14,7 @@ from typing import AsyncIterable, Mapping, NamedTuple, Protocol, Sequence
 
 from .crl import Reason, ScopeKind
 from .errors import Conflict
+from .maintenance import Downtime, Window
 from .trustlist import Entry as TrustEntry
 from .notices import NewNotice
 
@@ -498,3 +499,64 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def log_event(self, kind: str, *, at: dt.datetime, issuer_id: int | None = None, detail: str | None = None) -> int: ...
+
+    # Operations: maintenance windows, the heartbeat and the availability ledger. Not
+    # abstract: a backend without them serves, and the commands that need them say so.
+
+    async def maintenance_windows(self, *, since: dt.datetime | None = None) -> "list[Window]":
+        """Every window (cancelled ones too) that ends after `since` or is still open, by start."""
+        raise NotImplementedError
+
+    async def schedule_maintenance(self, start: dt.datetime, end: dt.datetime, reason: str, *,
+                                   budget: dt.timedelta, at: dt.datetime) -> "Window":
+        """Record a scheduled window after `maintenance.check_schedule`, in one transaction
+        with the windows it was checked against; Conflict when it does not fit."""
+        raise NotImplementedError
+
+    async def cancel_maintenance(self, window_id: int, *, at: dt.datetime) -> "Window":
+        """Cancel a window that has not started; NotFound, Conflict."""
+        raise NotImplementedError
+
+    async def start_emergency_maintenance(self, reason: str, *, at: dt.datetime) -> "Window":
+        """Open emergency maintenance now; Conflict when a window is already under way."""
+        raise NotImplementedError
+
+    async def end_maintenance(self, reason: str | None, *, at: dt.datetime) -> "Window":
+        """End the window under way now (emergency, or a scheduled one cut short); NotFound."""
+        raise NotImplementedError
+
+    async def start_heartbeat(self, *, at: dt.datetime, alive_within: dt.timedelta) -> "tuple[int, Downtime | None]":
+        """Register a serving process. When no other process beat within `alive_within`, the
+        time since the last sign of life of any earlier one is recorded as downtime (a
+        crash: from its last heartbeat; a clean stop: from its stop) and returned."""
+        raise NotImplementedError
+
+    async def beat(self, heartbeat_id: int, *, at: dt.datetime, stopped: bool = False) -> None:
+        raise NotImplementedError
+
+    async def open_downtime(self, cause: str, *, at: dt.datetime) -> int:
+        raise NotImplementedError
+
+    async def close_downtime(self, downtime_id: int, *, at: dt.datetime) -> None:
+        raise NotImplementedError
+
+    async def downtime(self, *, since: dt.datetime | None = None) -> "list[Downtime]":
+        """Unplanned downtime intervals that end after `since` (or are open), by start."""
+        raise NotImplementedError
+
+    async def first_start(self) -> dt.datetime | None:
+        """When a server first ran on this store (the start of the availability ledger)."""
+        raise NotImplementedError
+
+    async def backup_to(self, path, *, progress=None) -> int:
+        """Copy the whole store to `path` while it serves (a consistent snapshot); returns
+        the pages copied. `progress(done, total)` is called as it goes."""
+        raise NotImplementedError
+
+    async def schema_version(self) -> tuple[int, int]:
+        """(the store's schema version, the version this code knows)."""
+        raise NotImplementedError
+
+    async def archived_crls(self, *, after_id: int = 0, limit: int = 100) -> "list[tuple[CrlRecord, bytes]]":
+        """A page of archived CRLs with their DER, in id (issuance) order."""
+        raise NotImplementedError

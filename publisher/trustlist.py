@@ -12,6 +12,7 @@ import datetime as dt
 import enum
 import hashlib
 import re
+import urllib.parse
 from dataclasses import dataclass
 
 from .errors import Conflict, MalformedInput, NotFound
@@ -160,9 +161,25 @@ def is_plain_text(value: str) -> bool:
                    or c in "\u2028\u2029" for c in value)
 
 
+# RFC 3986 characters only (percent signs only as escapes), so that the XML's anyURI type
+# (libxml2 parses it as a URI) accepts every URL we accept.
+_URL = re.compile(r"https?://(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%%[0-9A-Fa-f]{2}){1,%d}" % MAX_URL)
+
+_AUTHORITY = re.compile(r"(?:[A-Za-z0-9\-._~%!$&'()*+,;=:]*@)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]+)(?::[0-9]{1,5})?")
+
+
 def check_url(url: str, what: str) -> str:
-    if not re.fullmatch(r"https?://[!#-&(-;=?-~]{1,%d}" % MAX_URL, url or ""):
-        raise MalformedInput(f"{what} {url!r} is not an http:// or https:// URL")
+    bad = MalformedInput(f"{what} {url!r} is not an http:// or https:// URL")
+    if not _URL.fullmatch(url or ""):
+        raise bad
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # a port that is not a number raises here
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise bad from None
+    rest = parts.path + parts.query + parts.fragment
+    if not _AUTHORITY.fullmatch(parts.netloc) or any(c in rest for c in "[]#"):
+        raise bad
     return url
 
 
