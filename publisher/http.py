@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import hdrs, web
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
-from . import atom, httpedge, i18n, pages
+from . import atom, httpedge, i18n, maintenance, pages
 from .clock import Clock, http_date
 from .config import NAME_RE, HttpSettings
 from .documents import parse_document_path
@@ -409,7 +409,8 @@ async def home(request: web.Request) -> web.Response:
     cas = [pages.ca_view(name, repo.issuer_certificate(name)) for name in repo.ca_names]
     crls = _crl_views(deps, now)
     notices = await repo.notices(limit=MAX_LISTED)
-    status = pages.service_status(crls, pages.announced_maintenance(notices, lang, now))
+    windows = await repo.store.maintenance_windows(since=now - maintenance.WEEK)
+    status = pages.service_status(crls, pages.announced_maintenance(notices, lang, now, windows))
     documents = pages.current_documents(await repo.documents())
     return _page(pages.render_home(lang=lang, cas=cas, crls=crls, ocsp_url=deps.ocsp_url, documents=documents,
                                    notices=notices, status=status, now=now), lang)

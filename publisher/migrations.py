@@ -209,6 +209,7 @@ MIGRATIONS: list[str] = [
         cause TEXT NOT NULL
     );
     CREATE INDEX downtime_by_time ON downtime (start);
+    """,
     # 9: notices (CP 四.8, 六.26): CA-certificate suspension, revocation and non-renewal,
     # incidents and scheduled maintenance, each in both languages of the web pages. Withdrawn
     # notices stay, marked, so what was announced is never lost.

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes
 
 from .atom import KIND_LABEL
 from .i18n import PAGE_LANGUAGES
+from .maintenance import Window
 from .notices import NoticeKind
 from .store import CrlRecord, DocumentRecord, NoticeRecord
 
@@ -85,9 +86,9 @@ class CrlView:
 @dataclass(frozen=True)
 class MaintenanceWindow:
     starts: dt.datetime
-    ends: dt.datetime
+    ends: dt.datetime | None  # None: emergency maintenance under way, until it is ended
     title: str
-    notice_id: int | None
+    notice_id: int | None  # the notice announcing it, if one does
 
 
 @dataclass(frozen=True)
@@ -100,11 +101,16 @@ class ServiceStatus:
     maintenance: tuple[MaintenanceWindow, ...]
 
 
-def announced_maintenance(notices: Sequence[NoticeRecord], lang: str, now: dt.datetime) -> list[MaintenanceWindow]:
-    """The hook for maintenance windows: today the maintenance notices not yet over. The
-    maintenance schedule (CPS 2.5, at most two hours a week) is to add its windows here."""
+def announced_maintenance(notices: Sequence[NoticeRecord], lang: str, now: dt.datetime,
+                          windows: Sequence[Window] = ()) -> list[MaintenanceWindow]:
+    """The maintenance windows not yet over: those of the maintenance schedule (`pkirepo
+    maintenance`, CPS 2.5), and those announced by maintenance notices. A window a notice
+    announces (same start) is shown once, with the notice's bilingual title."""
     out = [MaintenanceWindow(n.starts, n.ends, n.title[lang], n.id) for n in notices
            if n.kind == NoticeKind.MAINTENANCE.value and n.ends is not None and n.ends > now]
+    noticed = {w.starts for w in out}
+    out += [MaintenanceWindow(w.start, w.end, w.reason, None) for w in windows
+            if w.counts and (w.end is None or w.end > now) and w.start not in noticed]
     return sorted(out, key=lambda w: w.starts)
 
 

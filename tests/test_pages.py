@@ -9,6 +9,7 @@ import pytest
 
 from publisher import pages
 from publisher.crl import ScopeKind
+from publisher.maintenance import Window
 from publisher.store import CrlRecord, NoticeRecord, Scope
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -55,6 +56,24 @@ def test_only_maintenance_not_yet_over_is_announced():
     status = page[page.index('id="status"'):page.index('id="notices"')]
     assert "Now window" in status and "Later window" in status and "Past window" not in status
     assert "Past window" in page  # still a notice until withdrawn
+
+
+def test_the_maintenance_schedule_is_announced_with_the_notices():
+    """Windows of `pkirepo maintenance` show beside the notices' own: not cancelled or over,
+    emergency maintenance under way without an end, a window a notice announces once."""
+    windows = [Window(1, NOW + 24 * HOUR, NOW + 25 * HOUR, "Scheduled <db>", "scheduled", NOW),
+               Window(2, NOW + 30 * HOUR, NOW + 31 * HOUR, "Cancelled", "scheduled", NOW, cancelled_at=NOW),
+               Window(3, NOW - 2 * HOUR, NOW - HOUR, "Over", "scheduled", NOW),
+               Window(4, NOW - HOUR, None, "Emergency", "emergency", NOW),
+               Window(5, NOW + 48 * HOUR, NOW + 49 * HOUR, "Same as the notice", "scheduled", NOW)]
+    notices = [notice(1, "maintenance", NOW + 48 * HOUR, NOW + 49 * HOUR, "Notice window")]
+    got = pages.announced_maintenance(notices, "en", NOW, windows)
+    assert [(w.title, w.notice_id) for w in got] == [
+        ("Emergency", None), ("Scheduled <db>", None), ("Notice window", 1)]
+    status = pages.service_status([], got)
+    page = pages.render_home(lang="zh-Hant", cas=[], crls=[], ocsp_url=None, documents=[], notices=notices,
+                             status=status, now=NOW)
+    assert "Scheduled &lt;db&gt;" in page and "進行中，直至結束" in page and "Cancelled" not in page
 
 
 def test_a_page_language_is_required():
