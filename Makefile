@@ -6,8 +6,10 @@ DEMO    ?= var/demo
 HTTP    ?= 127.0.0.1:8080
 LDAP    ?= 127.0.0.1:1389
 # Debian packages the interop tests and benchmarks drive as real clients.
-SYSPKGS := openssl curl ldap-utils apache2-utils libnss3-tools xmlsec1 nginx
-SYSBINS := openssl curl ldapsearch ab certutil crlutil vfychain xmlsec1 nginx
+SYSPKGS := openssl curl ldap-utils apache2-utils libnss3-tools xmlsec1 nginx gnutls-bin chromium fonts-noto-cjk fontconfig tidy
+SYSBINS := openssl curl ldapsearch ab certutil crlutil vfychain xmlsec1 nginx certtool chromium fc-list tidy
+# The browser tests' screenshots draw Chinese with this font family (fonts-noto-cjk).
+SYSFONT := Noto Sans CJK
 
 .PHONY: venv demo test sysdeps benchdeps bench bench-crl bench-ocsp bench-ldap bench-scale clean
 
@@ -23,11 +25,13 @@ venv: $(BIN)/pkirepo
 # tools the tests drive is still missing (a test never skips for want of its client).
 sysdeps:
 	@missing=""; for b in $(SYSBINS); do command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	fc-list 2>/dev/null | grep -qi "$(SYSFONT)" || missing="$$missing font:$(SYSFONT)"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
 	  echo "installing system packages for:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSPKGS) >/dev/null; \
 	fi; \
 	missing=""; for b in $(SYSBINS); do command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	fc-list 2>/dev/null | grep -qi "$(SYSFONT)" || missing="$$missing font:$(SYSFONT)"; \
 	if [ -n "$$missing" ]; then \
 	  echo "missing system tools:$$missing (install: apt-get install $(SYSPKGS))" >&2; exit 1; \
 	fi

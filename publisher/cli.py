@@ -178,7 +178,7 @@ async def cmd_demo_init(args) -> int:
     config, pki, repo = await init_demo(
         Path(args.directory), http=args.http, ldap=args.ldap, subscribers=args.subscribers, clock=SystemClock(),
         progress=progress_printer("subscriber certificates"), issuing_key=args.issuing_key,
-        revoke_every=args.revoke_every)
+        revoke_every=args.revoke_every, bare=args.bare)
     print(demo_summary(config, pki, repo.settings))
     return 0
 
@@ -498,6 +498,47 @@ async def cmd_trustlist_show(args) -> int:
         print(f"{e.ca_name}\t{e.cert_type.value}\t{e.status.status.value} since {_utc(e.status.start)}\t"
               f"{' '.join(e.policy_oids)}\t{e.name('zh-Hant')} / {e.name('en')}")
     return 0
+
+
+def _notice_json(n) -> dict:
+    return {"id": n.id, "kind": n.kind, "title": dict(n.title), "body": dict(n.body), "starts": _utc(n.starts),
+            "ends": _utc(n.ends), "published_at": _utc(n.published_at), "withdrawn_at": _utc(n.withdrawn_at)}
+
+
+async def cmd_notice_add(args) -> int:
+    async with Context(args) as repo:
+        n = await repo.add_notice(kind=args.kind, titles=[tuple(t) for t in args.title or []],
+                                  bodies=[tuple(b) for b in args.body or []], starts=args.start, ends=args.end)
+        base = repo.settings.http.base_url
+    print(f"published notice {n.id} ({n.kind}): {n.title['en']}")
+    print(f"  on {base}/ and in {base}/notices.atom")
+    return 0
+
+
+async def cmd_notice_withdraw(args) -> int:
+    async with Context(args) as repo:
+        n = await repo.withdraw_notice(args.id)
+    print(f"withdrew notice {n.id} ({n.kind}): {n.title['en']}; its record stays (`notice list --all`)")
+    return 0
+
+
+async def cmd_notice_list(args) -> int:
+    async with Context(args) as repo:
+        found = await repo.notices(withdrawn=args.all)
+    if args.json:
+        print(json.dumps([_notice_json(n) for n in found], indent=1, ensure_ascii=False))
+        return 0
+    for n in found:
+        print(f"{n.id}\t{n.kind}\t{_utc(n.starts)}\t{_utc(n.ends) or '-'}\t"
+              f"{'withdrawn ' + _utc(n.withdrawn_at) if n.withdrawn_at else 'shown'}\t{n.title['zh-Hant']}\t"
+              f"{n.title['en']}")
+    return 0
+
+
+def parse_notice_id(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a notice number (see `pkirepo notice list`)")
+    return int(text)
 
 
 async def cmd_import_index(args) -> int:
@@ -948,6 +989,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the issuing CA's key: RSA-2048 (default) or EC P-256, much faster for large demos")
     c.add_argument("--revoke-every", type=int, default=20, metavar="K",
                    help="revoke about one subscriber in K (default 20: 5%%; at least 4)")
+    c.add_argument("--bare", action="store_true",
+                   help="the PKI, store and CRLs only: no documents or notices (for tests that publish their own)")
 
     cert = sub.add_parser("cert", help="certificates").add_subparsers(dest="cert_command", required=True, metavar="SUB")
     c = cmd("add", cmd_cert_add, "add certificates (PEM or DER, bundles and chains allowed); all or nothing", cert,
@@ -1075,6 +1118,29 @@ def build_parser() -> argparse.ArgumentParser:
     out = c.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="one JSON object")
     out.add_argument("--xml", action="store_true", help="the signed XML as published")
+    notice = sub.add_parser("notice", help="notices on the home page and in /notices.atom").add_subparsers(
+        dest="notice_command", required=True, metavar="SUB")
+    c = cmd("add", cmd_notice_add,
+            "publish a notice (CA certificate suspension, revocation or non-renewal, incident, maintenance) with its "
+            "title and body in zh-Hant and en", notice,
+            example='pkirepo notice add --kind maintenance --start 2026-12-05T18:00:00Z --end 2026-12-05T19:00:00Z '
+                    '--title zh-Hant "系統維護" --title en "Maintenance" --body zh-Hant "..." --body en "..."')
+    c.add_argument("--kind", required=True,
+                   help="ca-suspension, ca-revocation, ca-non-renewal, incident or maintenance")
+    c.add_argument("--title", action="append", nargs=2, metavar=("LANG", "TEXT"),
+                   help="the title in one language; give it for zh-Hant and for en")
+    c.add_argument("--body", action="append", nargs=2, metavar=("LANG", "TEXT"),
+                   help="the text in one language; give it for zh-Hant and for en")
+    c.add_argument("--start", type=parse_time, metavar="T",
+                   help="when it takes effect, or a maintenance window starts (default: now); " + TIME_HELP)
+    c.add_argument("--end", type=parse_time, metavar="T",
+                   help="when a maintenance window (required) or an incident ends; " + TIME_HELP)
+    c = cmd("withdraw", cmd_notice_withdraw, "take a notice off the pages and the feed (its record stays)", notice,
+            example="pkirepo notice withdraw 3")
+    c.add_argument("id", type=parse_notice_id, metavar="ID", help="the notice's number (`pkirepo notice list`)")
+    c = cmd("list", cmd_notice_list, "the notices shown, newest first", notice, example="pkirepo notice list --all")
+    c.add_argument("--all", action="store_true", help="withdrawn notices too")
+    c.add_argument("--json", action="store_true", help="a JSON array, one object per notice")
 
     imp = sub.add_parser("import", help="migrate from other CA software").add_subparsers(
         dest="import_command", required=True, metavar="SUB")

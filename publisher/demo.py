@@ -10,6 +10,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import AsyncIterator, Callable, Sequence
 
+from . import demo_documents
 from .clock import Clock
 from .config import parse_listen
 from .crl import Reason, encode_entry
@@ -105,7 +106,10 @@ async def init_demo(
     progress: Callable[[int, int], object] | None = None,
     issuing_key: str = "rsa",
     revoke_every: int = 20,
+    bare: bool = False,
 ) -> tuple[Path, DemoPki, Repository]:
+    """Make the demo in `directory`: PKI, config, store and CRLs, then (unless `bare`) the
+    documents and notices that fill the web pages."""
     directory = Path(directory)
     if (directory / "pkirepo.toml").exists():
         raise ConfigError(f"{directory / 'pkirepo.toml'} exists already: choose an empty directory")
@@ -140,7 +144,19 @@ async def init_demo(
                             cps_url=f"{settings.http.base_url}/cps", names={"zh-Hant": zh, "en": en})
         if bundle is not None:
             pki = dataclasses.replace(pki, subscribers=bundle)
+        if not bare:
+            await publish_samples(repo, clock)
     return config, pki, repo
+
+
+async def publish_samples(repo: Repository, clock: Clock) -> None:
+    """The demo's documents (CPS 1.0 and 1.1, the CP) and notices, through the same service
+    calls as `pkirepo doc publish` and `pkirepo notice add`."""
+    for d in demo_documents.documents():
+        await repo.publish_document(kind=d.kind, version=d.version, lang=d.lang, effective=d.effective, oid=d.oid,
+                                    data=d.data, source=d.name)
+    for n in demo_documents.notices(clock.now()):
+        await repo.add_notice(kind=n.kind, titles=n.titles, bodies=n.bodies, starts=n.starts, ends=n.ends)
 
 
 async def add_subscribers(repo: Repository, pki: DemoPki, *, progress: Callable[[int, int], object] | None = None,
@@ -231,6 +247,7 @@ def demo_summary(config: Path, pki: DemoPki, settings) -> str:
         f"  samples: {pki.good} (good), {pki.revoked} (revoked), {pki.held} (on hold)",
         f"  CAs:     {pki.root.parent / 'root.pem'} (root), {pki.ca.parent / 'ca.pem'} (issuing CA)",
         f"  trust list: {base}/trustlist/  (XML: {base}/trustlist/current.xml)",
+        f"  pages:   {base}/  {base}/relying-parties  {base}/documents/  {base}/notices.atom",
     ]
     return "\n".join(lines)
 

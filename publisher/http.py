@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import html
 import json
 import logging
 import re
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, Awaitable, Callable
 
 from aiohttp import hdrs, web
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
-from . import httpedge
+from . import atom, httpedge, i18n, maintenance, pages
 from .clock import Clock, http_date
 from .config import NAME_RE, HttpSettings
 from .documents import parse_document_path
@@ -30,6 +30,7 @@ from .readiness import Readiness
 from .looplag import LoopLag
 from .publication import Publication
 from .service import Repository
+from .notices import MAX_LISTED
 from .store import CrlRecord, DocumentRecord
 
 log = logging.getLogger("pkirepo.http")
@@ -48,6 +49,10 @@ class HttpDeps:
     readiness: Readiness | None = None
     status: Callable[[dt.datetime], Awaitable[dict]] | None = None
     loop_probe: LoopLag | None = None
+    # The web pages name these: the OCSP URL, and a CRL's ldap:// URL (None: LDAP is off).
+    ocsp_url: str | None = None
+    crl_ldap_url: Callable[[CrlRecord], str | None] | None = None
+    stylesheet: bytes = b""
 
 
 DEPS = web.AppKey("publisher_http", HttpDeps)
@@ -56,13 +61,16 @@ DEPS = web.AppKey("publisher_http", HttpDeps)
 def setup(app: web.Application, settings: HttpSettings, *, repository: Repository,
           publication: Publication, clock: Clock, health: PublicationHealth | None = None,
           readiness: Readiness | None = None, status: Callable[[dt.datetime], Awaitable[Any]] | None = None,
-          metrics: Metrics | None = None, loop_probe: LoopLag | None = None) -> list[str]:
+          metrics: Metrics | None = None, loop_probe: LoopLag | None = None, ocsp_url: str | None = None,
+          crl_ldap_url: Callable[[CrlRecord], str | None] | None = None) -> list[str]:
     """Register the repository's routes; returns the URL lines it serves. `health` is what
     the publication loop reports (`/healthz/publication`); with `readiness`, `status` and
     `metrics` it also serves `/readyz`, `/status` and `/metrics`; `loop_probe`, when given,
-    is served read-only at `/healthz/loop`."""
+    is served read-only at `/healthz/loop`; `ocsp_url` and `crl_ldap_url` are what the web
+    pages name for OCSP and for each CRL over LDAP."""
+    stylesheet = resources.files("publisher").joinpath("static", "site.css").read_bytes()
     app[DEPS] = HttpDeps(settings, repository, publication, clock, health or PublicationHealth(), readiness, status,
-                         loop_probe)
+                         loop_probe=loop_probe, ocsp_url=ocsp_url, crl_ldap_url=crl_ldap_url, stylesheet=stylesheet)
     # These routes read no body; one announced with Expect is refused before it is sent if
     # it is larger than any the server reads.
     expect = httpedge.expect_handler(httpedge.MAX_BODY_BYTES)
@@ -80,6 +88,10 @@ def setup(app: web.Application, settings: HttpSettings, *, repository: Repositor
         ("/documents/", documents_index),
         ("/documents/index.json", documents_json),
         ("/documents/{kind}/{version}/{file}", get_document),
+        ("/relying-parties", relying_parties),
+        ("/cps", current_cps),
+        ("/notices.atom", notices_feed),
+        ("/static/site.css", stylesheet_file),
     ]:
         app.router.add_get(path, handler, expect_handler=expect)
     ops_lines = []
@@ -97,6 +109,7 @@ def setup(app: web.Application, settings: HttpSettings, *, repository: Repositor
     lines += [f"CA:           {base}/ca/{name}.cer  {base}/ca/{name}.p7c" for name in repository.ca_names]
     lines += [f"certificates: {base}/certs/<issuer>/<serial-hex>.cer"]
     lines += [f"documents:    {base}/documents/  (JSON: {base}/documents/index.json)"]
+    lines += [f"web pages:    {base}/  {base}/relying-parties  notices: {base}/notices.atom"]
     return lines + ops_lines
 
 
@@ -253,6 +266,10 @@ async def get_ca(request: web.Request) -> web.Response:
         name = _split(file, ".p7c", "CA certificate")
         body = pkcs7.serialize_certificates(repo.chain(name), Encoding.DER)
         ctype = "application/pkcs7-mime"
+    elif file.endswith(".pem"):
+        name = _split(file, ".pem", "CA certificate")
+        body = repo.issuer_certificate(name).public_bytes(Encoding.PEM)
+        ctype = "application/x-pem-file"
     else:
         name = _split(file, ".cer", "CA certificate")
         body = repo.issuer_certificate(name).public_bytes(Encoding.DER)
@@ -304,23 +321,9 @@ async def documents_index(request: web.Request) -> web.Response:
     if _wants_json(request):
         return await documents_json(request)
     deps = request.app[DEPS]
+    lang = _page_language(request)
     records = await deps.repository.documents()
-    base = deps.settings.base_url
-    rows = []
-    for r in records:
-        cells = [r.kind, r.version, r.lang, r.effective.isoformat(), r.oid or "", r.media_type.split(";")[0],
-                 str(r.size), r.sha256, r.published_at.isoformat()]
-        link = f'<a href="{html.escape(f"{base}/{r.path}", quote=True)}">{html.escape(r.path)}</a>'
-        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + f"<td>{link}</td></tr>")
-    head = "".join(f"<th>{h}</th>" for h in
-                   ("kind", "version", "language", "effective", "OID", "type", "bytes", "SHA-256", "published", "file"))
-    body = (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Disclosure record</title></head><body>\n"
-        "<h1>Disclosure record</h1>\n<p>Every publication and revision of the repository's documents, "
-        "in the order published (<a href=\"index.json\">JSON</a>).</p>\n"
-        f"<table>\n<tr>{head}</tr>\n" + "\n".join(rows) + "\n</table>\n</body></html>\n"
-    )
-    return web.Response(text=body, content_type="text/html", headers={"Cache-Control": "no-cache"})
+    return _page(pages.render_documents(lang=lang, records=records, base_url=deps.settings.base_url), lang)
 
 
 async def get_document(request: web.Request) -> web.Response:
@@ -334,16 +337,6 @@ async def get_document(request: web.Request) -> web.Response:
     # The type was checked at publication; browsers must not guess another from the bytes.
     return web.Response(body=data, headers={**headers, "Content-Type": rec.media_type,
                                             "X-Content-Type-Options": "nosniff"})
-
-
-async def home(request: web.Request) -> web.Response:
-    deps = request.app[DEPS]
-    base = deps.settings.base_url
-    lines = ["pkirepo: certificate repository", "", "CRLs and ARLs:"]
-    lines += [f"  {base}/crl/{n}.crl" for n in sorted(deps.publication.crls)]
-    lines += ["", f"Index (JSON): {base}/crl/", "", "CA certificates:"]
-    lines += [f"  {base}/ca/{name}.cer  (chain: {base}/ca/{name}.p7c)" for name in deps.repository.ca_names]
-    return web.Response(text="\n".join(lines) + "\n")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -387,3 +380,89 @@ async def status_json(request: web.Request) -> web.Response:
     weekly budget, and availability per week."""
     deps = request.app[DEPS]
     return web.json_response(await deps.status(deps.clock.now()), dumps=_dumps, headers={"Cache-Control": "no-cache"})
+
+
+# The web pages (issue 11): server-rendered, no script, in zh-Hant or English.
+
+def _page_language(request: web.Request) -> str:
+    return i18n.choose(request.query.get("lang"), request.headers.get(hdrs.ACCEPT_LANGUAGE))
+
+
+def _page(html_text: str, lang: str) -> web.Response:
+    """A page with the headers every page carries: its language, that the language follows
+    Accept-Language, and a Content-Security-Policy that allows no script at all."""
+    return web.Response(text=html_text, content_type="text/html", charset="utf-8", headers={
+        "Content-Language": lang,
+        "Vary": "Accept-Language",
+        "Content-Security-Policy": pages.CONTENT_SECURITY_POLICY,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-cache",
+    })
+
+
+def _crl_views(deps: HttpDeps, now: dt.datetime) -> list[pages.CrlView]:
+    out = []
+    for name, p in sorted(deps.publication.crls.items()):
+        if not p.served(now):
+            continue
+        r = p.record
+        ldap_url = deps.crl_ldap_url(r) if deps.crl_ldap_url is not None else None
+        out.append(pages.CrlView(name, r.scope.kind.value, p.issuer_name, r, f"{deps.settings.base_url}/crl/{name}.crl",
+                                 ldap_url, r.next_update > now))
+    return out
+
+
+async def home(request: web.Request) -> web.Response:
+    """The repository's home page: status, notices, CA certificates, CRLs, OCSP, documents."""
+    deps = request.app[DEPS]
+    lang = _page_language(request)
+    now = deps.clock.now()
+    repo = deps.repository
+    cas = [pages.ca_view(name, repo.issuer_certificate(name)) for name in repo.ca_names]
+    crls = _crl_views(deps, now)
+    notices = await repo.notices(limit=MAX_LISTED)
+    windows = await repo.store.maintenance_windows(since=now - maintenance.WEEK)
+    status = pages.service_status(crls, pages.announced_maintenance(notices, lang, now, windows))
+    documents = pages.current_documents(await repo.documents())
+    return _page(pages.render_home(lang=lang, cas=cas, crls=crls, ocsp_url=deps.ocsp_url, documents=documents,
+                                   notices=notices, status=status, now=now), lang)
+
+
+async def relying_parties(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    lang = _page_language(request)
+    full = next((v.http_url for v in _crl_views(deps, deps.clock.now()) if v.kind == "full"), None)
+    return _page(pages.render_relying_parties(lang=lang, base_url=deps.settings.base_url, ocsp_url=deps.ocsp_url,
+                                              full_crl=full), lang)
+
+
+async def notices_feed(request: web.Request) -> web.Response:
+    """The notices as Atom, in the language asked for (`?lang=`, else Accept-Language)."""
+    deps = request.app[DEPS]
+    lang = _page_language(request)
+    notices = await deps.repository.notices(limit=MAX_LISTED)
+    body = atom.feed(notices, lang=lang, base_url=deps.settings.base_url, now=deps.clock.now())
+    return web.Response(body=body, headers={
+        "Content-Type": "application/atom+xml; charset=utf-8", "Content-Language": lang,
+        "Vary": "Accept-Language", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
+
+
+async def stylesheet_file(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[DEPS].stylesheet, headers={
+        "Content-Type": "text/css; charset=utf-8", "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "public, max-age=3600"})
+
+
+async def current_cps(request: web.Request) -> web.Response:
+    """`/cps`, the CPS URL the certificates' policy qualifier names: a redirect to the current
+    version in the language asked for (`?lang=`, else Accept-Language), else in zh-Hant, the
+    authoritative text; 404 while no CPS is published."""
+    lang = _page_language(request)
+    current = {d.lang: d for d in pages.current_documents(await request.app[DEPS].repository.documents())
+               if d.kind == "cps"}
+    doc = current.get(lang) or current.get("zh-Hant") or next(iter(current.values()), None)
+    if doc is None:
+        raise NotFound("no CPS is published yet (see /documents/)")
+    return web.Response(status=302, headers={"Location": f"/{doc.path}", "Vary": "Accept-Language",
+                                             "Cache-Control": "no-cache"})

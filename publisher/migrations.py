@@ -238,5 +238,21 @@ MIGRATIONS: list[str] = [
     # seconds. The distinct values are walked by skipping along this index.
     """
     CREATE INDEX certificates_dp ON certificates (issuer_id, dp_url) WHERE is_ca = 0 AND dp_url IS NOT NULL;
+    # 11: notices (CP 四.8, 六.26): CA-certificate suspension, revocation and non-renewal,
+    # incidents and scheduled maintenance, each in both languages of the web pages. Withdrawn
+    # notices stay, marked, so what was announced is never lost.
+    """
+    CREATE TABLE notices (
+        id INTEGER PRIMARY KEY,             -- publication order
+        kind TEXT NOT NULL,                 -- ca-suspension, ca-revocation, ca-non-renewal, incident, maintenance
+        title_zh_hant TEXT NOT NULL,
+        title_en TEXT NOT NULL,
+        body_zh_hant TEXT NOT NULL,
+        body_en TEXT NOT NULL,
+        starts INTEGER NOT NULL,            -- Unix seconds: takes effect (a maintenance window's start)
+        ends INTEGER,                       -- Unix seconds: a window's or an incident's end; NULL: none
+        published_at INTEGER NOT NULL,
+        withdrawn_at INTEGER                -- NULL: shown
+    );
     """,
 ]

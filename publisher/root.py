@@ -14,10 +14,11 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from aiohttp import web
 
+import ldap.build
 import ldap.service
 import ocsp.http
 from ldap.settings import LdapSettings, load_ldap_settings
@@ -41,14 +42,15 @@ from .readiness import Readiness
 from .looplag import LoopLag, LoopProbeSettings, load_loop_probe_settings
 from .publication import Publication
 from .scheduler import publishing
-from .errors import ConfigError, MalformedInput
+from .errors import ConfigError, MalformedInput, RepoError
 from .service import Repository
 from .signer import Signer, load_key_signer
 from .sqlite_presigned import SQLitePresignedPort
 from .sqlite_store import SQLiteStore
 from .startup import DeferredStart
 from .tasks import cancel_and_wait
-from .store import Issuer, PresignedPort, Store
+from .crl import ScopeKind
+from .store import CrlRecord, Issuer, PresignedPort, Store
 from .trustlist_service import TrustListService
 from .trustlist_settings import TrustListSettings, load_trustlist_settings, load_trustlist_signer
 
@@ -316,16 +318,20 @@ def create_app(
 
         app.cleanup_ctx.append(loop_probe_context)
     app.cleanup_ctx.append(repository_context)
+    ldap_settings = settings.ldap.listening_on(ldap_listen) if ldap_listen is not None else None
     lines = http.setup(app, settings.http, repository=repo, publication=publication, clock=clock,
                        health=health, readiness=readiness, status=status, metrics=metrics,
-                       loop_probe=loop_probe)
+                       loop_probe=loop_probe,
+                       ocsp_url=f"{settings.http.base_url}/ocsp" if settings.ocsp.enabled else None,
+                       crl_ldap_url=(crl_ldap_urls(ldap_settings, settings.http.base_url, repo)
+                                     if ldap_settings is not None and ldap_settings.enabled else None))
     own = len(app.cleanup_ctx)
     lines += ocsp.http.setup(app, settings.ocsp, store=store, presigned=presigned, signers=signers,
                              ca_names=repo.ca_names, clock=clock, base_url=settings.http.base_url,
                              readiness=readiness, observe=metrics.observe_ocsp,
                              leading=None if leader is None else leader.try_acquire)
-    if ldap_listen is not None:
-        lines += ldap.service.setup(app, settings.ldap.listening_on(ldap_listen), store=store,
+    if ldap_settings is not None:
+        lines += ldap.service.setup(app, ldap_settings, store=store,
                                     base_url=settings.http.base_url, readiness=readiness,
                                     observe=metrics.observe_ldap, listen_fd=ldap_fd)
     if deferred is not None:
@@ -341,3 +347,37 @@ def create_app(
     app.cleanup_ctx.append(ledger_context)
     app[SERVED] = tuple(lines)
     return app
+
+
+def crl_ldap_urls(ldap_settings: LdapSettings, base_url: str, repo: Repository) -> Callable[[CrlRecord], str | None]:
+    """The ldap:// URL (RFC 4516) of each CRL's directory entry, for the web pages: the same
+    DN the directory gives it, on the HTTP host name and the LDAP port."""
+    from urllib.parse import quote, urlsplit
+
+    host = urlsplit(base_url).hostname or ldap_settings.host_port[0]
+    shown = f"[{host}]" if ":" in host else host
+    port = ldap_settings.host_port[1]
+    layout = ldap_settings.layout
+    # A scope's entry never moves while the process runs (its CA's certificate and the
+    # layout are fixed at start): computed once per scope, not on every page view.
+    known: dict[int, str] = {}
+
+    def url(record: CrlRecord) -> str | None:
+        if record.scope.id in known:
+            return known[record.scope.id]
+        try:
+            issuers = ldap.build.configured_issuers(layout, [repo.issuer(n) for n in repo.ca_names])
+        except RepoError:  # a CA not in the store yet: the page shows the CRL without it
+            return None
+        _, base = ldap.build.default_suffix_base(layout, issuers)
+        info = next((i for i in ldap.build.ca_infos(layout, issuers, base) if i.issuer.id == record.scope.issuer_id),
+                    None)
+        if info is None:
+            return None
+        dn = ldap.build.crl_dn(layout, info, record, base)
+        attr = ("authorityRevocationList;binary" if record.scope.kind is ScopeKind.ARL
+                else "certificateRevocationList;binary")
+        known[record.scope.id] = f"ldap://{shown}:{port}/{quote(dn, safe='=,')}?{quote(attr, safe=';')}?base"
+        return known[record.scope.id]
+
+    return url

@@ -21,6 +21,7 @@ from . import certs as certmod
 from . import crl as crlmod
 from . import documents as docmod
 from . import faults, witness
+from . import notices as noticemod
 from .clock import Clock
 from .config import NAME_RE, CaSettings, RepositorySettings
 from .crl import Reason, ScopeKind
@@ -30,6 +31,7 @@ from .schedule import STATUS_EVENTS, Due, due, next_update_for
 from .signer import Signer, load_key_signer
 from .store import (Action, CertRecord, CrlRecord, DocumentRecord, Issuer, NewCert, Scope, Status, StatusChange, Store,
                     serial_hex, transition)
+from .store import NoticeRecord
 from .witness import Watermark
 
 log = logging.getLogger("pkirepo")
@@ -847,6 +849,21 @@ class Repository:
         if found is None or found[0].ext != path.ext:
             raise NotFound(f"no document {path.relative}")
         return found
+
+    # Notices (CP 四.8, 六.26)
+
+    async def add_notice(self, *, kind: str, titles: list[tuple[str, str]], bodies: list[tuple[str, str]],
+                         starts: dt.datetime | None, ends: dt.datetime | None) -> NoticeRecord:
+        """Publish a notice, checked whole first; `starts` defaults to now."""
+        notice = noticemod.check_notice(kind=kind, titles=titles, bodies=bodies,
+                                        starts=starts or self.clock.now(), ends=ends)
+        return await self.store.add_notice(notice, at=self.clock.now())
+
+    async def withdraw_notice(self, notice_id: int) -> NoticeRecord:
+        return await self.store.withdraw_notice(notice_id, at=self.clock.now())
+
+    async def notices(self, *, withdrawn: bool = False, limit: int | None = None) -> list[NoticeRecord]:
+        return await self.store.notices(withdrawn=withdrawn, limit=limit)
 
 
 def _new_cert(cert: x509.Certificate, issuer_id: int) -> NewCert:

@@ -24,11 +24,13 @@ from .errors import Conflict, NotFound, StoreCorrupt, StoreMissing, Unavailable
 from .maintenance import EMERGENCY, SCHEDULED, Downtime, Window, active, check_schedule
 from .migrations import MIGRATIONS
 from . import trustlist as tlmod
+from .notices import NewNotice
 from .store import (
     CertRecord,
     TrustListRecord,
     CrlRecord,
     DocumentRecord,
+    NoticeRecord,
     EntrySnapshot,
     Event,
     Issuer,
@@ -797,6 +799,47 @@ class SQLiteStore(Store):
         else:
             row = await self._one(f"SELECT {self._TL_COLUMNS}, xml FROM trustlists WHERE seq = ?", (seq,))
         return None if row is None else (self._trustlist(row[:5]), row[5])
+    # Notices
+
+    _NOTICE_COLUMNS = ("id, kind, title_zh_hant, title_en, body_zh_hant, body_en, starts, ends, published_at, "
+                       "withdrawn_at")
+
+    @staticmethod
+    def _notice(row) -> NoticeRecord:
+        return NoticeRecord(row[0], row[1], {"zh-Hant": row[2], "en": row[3]}, {"zh-Hant": row[4], "en": row[5]},
+                            _dt(row[6]), _dt(row[7]), _dt(row[8]), _dt(row[9]))
+
+    async def add_notice(self, notice: NewNotice, *, at: dt.datetime) -> NoticeRecord:
+        async with self._write() as w:
+            cur = await w.execute(
+                "INSERT INTO notices (kind, title_zh_hant, title_en, body_zh_hant, body_en, starts, ends, published_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (notice.kind.value, notice.title["zh-Hant"], notice.title["en"], notice.body["zh-Hant"],
+                 notice.body["en"], _ts(notice.starts), _ts(notice.ends), _ts(at)))
+            await self._event(w, "notice", at, detail=f"{notice.kind.value} #{cur.lastrowid}")
+            row = await (await w.execute(f"SELECT {self._NOTICE_COLUMNS} FROM notices WHERE id = ?",
+                                         (cur.lastrowid,))).fetchone()
+        return self._notice(row)
+
+    async def withdraw_notice(self, notice_id: int, *, at: dt.datetime) -> NoticeRecord:
+        async with self._write() as w:
+            row = await (await w.execute(f"SELECT {self._NOTICE_COLUMNS} FROM notices WHERE id = ?",
+                                         (notice_id,))).fetchone()
+            if row is None:
+                raise NotFound(f"no notice {notice_id}")
+            if row[9] is not None:
+                raise Conflict(f"notice {notice_id} was withdrawn already, at {_dt(row[9]).isoformat()}")
+            await w.execute("UPDATE notices SET withdrawn_at = ? WHERE id = ?", (_ts(at), notice_id))
+            await self._event(w, "notice", at, detail=f"withdrawn #{notice_id}")
+            row = await (await w.execute(f"SELECT {self._NOTICE_COLUMNS} FROM notices WHERE id = ?",
+                                         (notice_id,))).fetchone()
+        return self._notice(row)
+
+    async def notices(self, *, withdrawn: bool = False, limit: int | None = None) -> list[NoticeRecord]:
+        where = "" if withdrawn else " WHERE withdrawn_at IS NULL"
+        rows = await self._all(f"SELECT {self._NOTICE_COLUMNS} FROM notices{where} ORDER BY id DESC LIMIT ?",
+                               (-1 if limit is None else limit,))
+        return [self._notice(r) for r in rows]
 
     # Change log
 

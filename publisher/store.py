@@ -10,12 +10,13 @@ import abc
 import datetime as dt
 import enum
 from dataclasses import dataclass
-from typing import AsyncIterable, NamedTuple, Protocol, Sequence
+from typing import AsyncIterable, Mapping, NamedTuple, Protocol, Sequence
 
 from .crl import Reason, ScopeKind
 from .errors import Conflict
 from .maintenance import Downtime, Window
 from .trustlist import Entry as TrustEntry
+from .notices import NewNotice
 
 
 class Status(enum.IntEnum):
@@ -188,6 +189,20 @@ class TrustListRecord:
     next_update: dt.datetime
     sha256: str
     size: int
+
+
+@dataclass(frozen=True)
+class NoticeRecord:
+    """A published notice; a withdrawn one keeps its record, marked with when."""
+
+    id: int
+    kind: str
+    title: Mapping[str, str]  # by language (zh-Hant, en)
+    body: Mapping[str, str]
+    starts: dt.datetime
+    ends: dt.datetime | None
+    published_at: dt.datetime
+    withdrawn_at: dt.datetime | None = None
 
 
 # The port beside the store: pre-signed OCSP answers and a commit probe. The composition
@@ -485,6 +500,19 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def trustlist_bytes(self, seq: int | None = None) -> tuple[TrustListRecord, bytes] | None:
         """List `seq` (None: the newest) and its signed bytes."""
+    # Notices
+    @abc.abstractmethod
+    async def add_notice(self, notice: NewNotice, *, at: dt.datetime) -> NoticeRecord:
+        """Publish a notice, with an event."""
+
+    @abc.abstractmethod
+    async def withdraw_notice(self, notice_id: int, *, at: dt.datetime) -> NoticeRecord:
+        """Mark a notice withdrawn, with an event; NotFound for an unknown id, Conflict
+        when it was withdrawn already."""
+
+    @abc.abstractmethod
+    async def notices(self, *, withdrawn: bool = False, limit: int | None = None) -> list[NoticeRecord]:
+        """Notices, newest first: those shown, or with `withdrawn` every one."""
 
     # Change log
     @abc.abstractmethod

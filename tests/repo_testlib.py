@@ -61,10 +61,12 @@ class Demo:
         self.config.write_text(text.replace(old, new, 1))
 
 
-def make_demo(directory: Path, *, subscribers: int = 40, delay: int = 0) -> Demo:
+def make_demo(directory: Path, *, subscribers: int = 40, delay: int = 0, bare: bool = True) -> Demo:
+    """A demo made by `pkirepo demo init`; `bare` (the default) leaves out the sample documents
+    and notices, for tests that publish their own."""
     http, ldap = free_port(), free_port()
     run_cli("demo", "init", str(directory), "--subscribers", str(subscribers),
-            "--http", f"127.0.0.1:{http}", "--ldap", f"127.0.0.1:{ldap}")
+            "--http", f"127.0.0.1:{http}", "--ldap", f"127.0.0.1:{ldap}", *(["--bare"] if bare else []))
     demo = Demo(directory, directory / "pkirepo.toml", http, ldap)
     demo.set_config("supplementary_delay_seconds = 60", f"supplementary_delay_seconds = {delay}")
     # One daily issuance 12 h away: no scheduled CRL falls due while a test compares what
