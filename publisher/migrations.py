@@ -238,6 +238,7 @@ MIGRATIONS: list[str] = [
     # seconds. The distinct values are walked by skipping along this index.
     """
     CREATE INDEX certificates_dp ON certificates (issuer_id, dp_url) WHERE is_ca = 0 AND dp_url IS NOT NULL;
+    """,
     # 11: notices (CP 四.8, 六.26): CA-certificate suspension, revocation and non-renewal,
     # incidents and scheduled maintenance, each in both languages of the web pages. Withdrawn
     # notices stay, marked, so what was announced is never lost.
