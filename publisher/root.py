@@ -42,6 +42,8 @@ from .scheduler import publishing
 from .errors import ConfigError, MalformedInput
 from .service import Repository
 from .signer import Signer, load_key_signer
+from .pg_presigned import PgPresignedPort
+from .pg_store import PgStore
 from .sqlite_presigned import SQLitePresignedPort
 from .sqlite_store import SQLiteStore
 from .store import Issuer, PresignedPort, Store
@@ -189,6 +191,11 @@ class Backend:
 async def open_backend(settings: RepositorySettings, *, create: bool = False) -> Backend:
     """Open the configured store; a missing one is an error unless `create` (explicit
     commands only: `pkirepo init`, `recover`)."""
+    if settings.database is not None:
+        db = settings.database
+        pg = PgStore(db.url, password=db.password(), create=create, max_size=db.pool_size)
+        await pg.open()
+        return Backend(pg, PgPresignedPort(pg))
     store = SQLiteStore(settings.store_path, create=create)
     await store.open()
     return Backend(store, SQLitePresignedPort(settings.store_path))
