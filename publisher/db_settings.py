@@ -44,6 +44,15 @@ class DatabaseSettings:
         return None  # trust, peer or a ~/.pgpass / PGPASSWORD of the server's user
 
 
+def redact(dsn: str) -> str:
+    """The URL without a password, for messages."""
+    if "@" not in dsn or "://" not in dsn:
+        return dsn
+    scheme, rest = dsn.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
+
+
 def database_settings(store) -> DatabaseSettings | None:
     """Read the database keys of the `[store]` table (a config.Table); None without `url`."""
     url = store.str("url", None)

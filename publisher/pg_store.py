@@ -26,6 +26,7 @@ from typing import AsyncIterable, AsyncIterator, Sequence
 import asyncpg
 
 from .crl import Reason, ScopeKind
+from .db_settings import redact
 from .errors import Conflict, NotAllowed, NotFound, StoreMissing, Unavailable
 from .maintenance import EMERGENCY, SCHEDULED, Downtime, Window, active, check_schedule
 from .pg_migrations import PG_MIGRATIONS
@@ -64,15 +65,6 @@ def _ts(when: dt.datetime | int | None) -> int | None:
 
 def _dt(ts: int | None) -> dt.datetime | None:
     return None if ts is None else dt.datetime.fromtimestamp(ts, UTC)
-
-
-def redact(dsn: str) -> str:
-    """The URL without a password, for messages."""
-    if "@" not in dsn or "://" not in dsn:
-        return dsn
-    scheme, rest = dsn.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
 
 
 class _DryRun(Exception):

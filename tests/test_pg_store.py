@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import itertools
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,11 @@ from hypothesis import given, settings, strategies as st
 from pg_testlib import PASSWORD
 
 from publisher.crl import Reason, ScopeKind, encode_entry
-from publisher.db_settings import _PASSWORD_IN_URL
+from publisher.db_settings import _PASSWORD_IN_URL, redact
 from publisher.errors import ConfigError, Conflict, NotAllowed, StoreMissing, Unavailable
 from publisher.pg_migrations import PG_MIGRATIONS
 from publisher.pg_presigned import PgPresignedPort
-from publisher.pg_store import PgStore, redact
+from publisher.pg_store import PgStore
 from publisher.root import load_settings, open_backend
 from publisher.store import Action, NewCert, PresignedResponse, Status, StatusChange
 
@@ -237,3 +238,53 @@ async def test_a_stale_presigned_answer_never_replaces_a_revocation(nodes):
     assert await table.coverage(["sha1", "sha256"], NOW) == (2, 4, 2)
     missing = await table.missing(i.id, "sha256", -1, 10)
     assert [m.serial for m in missing] == [5, 6]
+
+
+# The whole service on PostgreSQL, through the CLI and a served node
+
+
+def test_init_serve_and_revoke_on_postgresql(shared_demo, pg_server, tmp_path):
+    """`pkirepo init` makes the schema (and refuses a second time), certificates go in, a
+    server runs on the database, and a revocation made by another process (the CLI) is
+    answered by OCSP over HTTP (checked by openssl) and appears in the next CRL."""
+    from repo_testlib import Demo, Server, free_port
+
+    url = pg_server.create_database(f"pg_{next(_names)}")
+    node = tmp_path / "node"
+    shutil.copytree(shared_demo.pki, node / "pki")
+    (node / "db-password").write_text(PASSWORD + "\n")
+    text = shared_demo.config.read_text().replace(
+        'path = "pkirepo.sqlite"', f'path = "node.sqlite"\nurl = "{url}"\npassword_file = "db-password"', 1)
+    (node / "pkirepo.toml").write_text(text)
+    demo = Demo(node, node / "pkirepo.toml", free_port(), free_port())
+    assert "created an empty store at postgresql://postgres@" in demo.cli("init").stdout
+    again = demo.cli("init", check=False)
+    assert again.returncode == 2 and "a store is already there" in again.stderr
+    assert not (node / "node.sqlite").exists()
+    demo.cli("cert", "add", str(node / "pki" / "good.pem"))
+    demo.cli("publish")
+    good = node / "pki" / "good.pem"
+    serial = subprocess.run(["openssl", "x509", "-in", str(good), "-noout", "-serial"], capture_output=True,
+                            text=True, check=True).stdout.strip().split("=")[1]
+
+    def ocsp() -> str:
+        r = subprocess.run(["openssl", "ocsp", "-issuer", str(node / "pki" / "ca.pem"), "-cert", str(good),
+                            "-url", f"{demo.base_url}/ocsp", "-CAfile", str(node / "pki" / "root.pem")],
+                           capture_output=True, text=True, timeout=30)
+        assert "Response verify OK" in r.stderr + r.stdout, r.stderr
+        return r.stdout
+
+    server = Server(demo)
+    try:
+        assert f"{good}: good" in ocsp()
+        demo.cli("revoke", "--issuer", "eCertCA2-17", "--serial", serial, "--reason", "keyCompromise")
+        # The responder follows the change log before answering: no wait, no retry.
+        assert f"{good}: revoked" in ocsp()
+        assert "Reason: keyCompromise" in ocsp()
+    finally:
+        server.stop()
+    demo.cli("publish")
+    crl = subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(node / "pub" / "crl" / "eCertCA2-17CRL1.crl"),
+                          "-noout", "-text"], capture_output=True, text=True, check=True).stdout
+    assert f"Serial Number: {serial}" in crl and "Key Compromise" in crl
+    assert "store: postgresql://postgres@" in demo.cli("check").stdout
