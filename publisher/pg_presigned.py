@@ -14,7 +14,7 @@ from typing import Sequence
 import asyncpg
 
 from .errors import Unavailable
-from .pg_store import PgStore, _dt, _ts
+from .pg_store import GONE, PgStore, _dt, _ts
 from .store import ChangeProbe, DueAnswer, PresignedResponse, from_serial_key, serial_key
 
 _PRESIGNED_COLS = ("issuer_id, serial, hash, status, reason, revoked_at, responder_key_hash, this_update,"
@@ -90,9 +90,15 @@ class PgPresignedResponses:
     async def close(self) -> None:
         """The pool belongs to the store."""
 
+    async def _read(self, how: str, sql: str, *args):
+        try:
+            return await getattr(self._pool, how)(sql, *args)
+        except GONE as e:
+            raise Unavailable(f"{self._store.where}: pre-signed OCSP answers unavailable: {e}") from e
+
     async def get(self, issuer_id: int, serial: int, hash_name: str) -> PresignedResponse | None:
-        row = await self._pool.fetchrow(
-            f"SELECT {_PRESIGNED_COLS} FROM ocsp_responses WHERE issuer_id = $1 AND serial = $2 AND hash = $3",
+        row = await self._read(
+            "fetchrow", f"SELECT {_PRESIGNED_COLS} FROM ocsp_responses WHERE issuer_id = $1 AND serial = $2 AND hash = $3",
             issuer_id, serial_key(serial), hash_name)
         return None if row is None else _presigned(row)
 
@@ -117,12 +123,12 @@ class PgPresignedResponses:
                   limit: int) -> list[DueAnswer]:
         if not issuers or not hashes:
             return []
-        rows = await self._pool.fetch(_DUE, _ts(now), list(issuers), list(hashes), limit)
+        rows = await self._read("fetch", _DUE, _ts(now), list(issuers), list(hashes), limit)
         return [DueAnswer(r[0], from_serial_key(r[1]), r[2], r[3], r[4], _dt(r[5])) for r in rows]
 
     async def missing(self, issuer_id: int, hash_name: str, after_serial: int, limit: int) -> list[DueAnswer]:
         after = b"" if after_serial < 0 else serial_key(after_serial)
-        rows = await self._pool.fetch(_MISSING, issuer_id, after, hash_name, limit)
+        rows = await self._read("fetch", _MISSING, issuer_id, after, hash_name, limit)
         return [DueAnswer(issuer_id, from_serial_key(r[0]), hash_name, r[1], r[2], _dt(r[3])) for r in rows]
 
     async def mark_stale(self, issuer_id: int, key_hash: bytes) -> int:
@@ -135,8 +141,8 @@ class PgPresignedResponses:
     async def coverage(self, hashes: Sequence[str], now: dt.datetime) -> tuple[int, int, int]:
         if not hashes:
             return 0, 0, 0
-        answers, certs, due = await self._pool.fetchrow(
-            "SELECT (SELECT count(*) FROM ocsp_responses WHERE hash = ANY($1::text[])),"
+        answers, certs, due = await self._read(
+            "fetchrow", "SELECT (SELECT count(*) FROM ocsp_responses WHERE hash = ANY($1::text[])),"
             " (SELECT count(*) FROM certificates),"
             " (SELECT count(*) FROM ocsp_responses WHERE refresh_at <= $2 AND hash = ANY($1::text[]))",
             list(hashes), _ts(now))

@@ -143,8 +143,11 @@ def _rows(chunk: Sequence[NewCert], first_id: int, now: int, counts: dict) -> tu
     return rows, revoked
 
 
-def _missing_db(e: BaseException) -> bool:
-    return isinstance(e, asyncpg.InvalidCatalogNameError)
+# The server went away, was shut down or restarted, ran out of resources, or a statement
+# timed out: the store is unavailable for now (503 / tryLater / unavailable), the pool
+# reconnects on the next call.
+GONE = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+        asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError)
 
 
 class PgStore(Store):
@@ -224,27 +227,29 @@ class PgStore(Store):
                 async with conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
                     yield conn
-        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-                asyncpg.CannotConnectNowError) as e:
+        except GONE as e:
             raise Unavailable(f"{self.where}: store unavailable: {e}") from e
 
     @asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[asyncpg.Connection]:
         """A read transaction: every statement inside sees the same committed state."""
-        async with self._pool.acquire() as conn:
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                yield conn
+        try:
+            async with self._pool.acquire() as conn:
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    yield conn
+        except GONE as e:
+            raise Unavailable(f"{self.where}: store unavailable: {e}") from e
 
     async def _one(self, sql: str, *args):
         try:
             return await self._pool.fetchrow(sql, *args)
-        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as e:
+        except GONE as e:
             raise Unavailable(f"{self.where}: store unavailable: {e}") from e
 
     async def _all(self, sql: str, *args):
         try:
             return await self._pool.fetch(sql, *args)
-        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as e:
+        except GONE as e:
             raise Unavailable(f"{self.where}: store unavailable: {e}") from e
 
     @staticmethod
@@ -254,9 +259,24 @@ class PgStore(Store):
             _ts(at), kind, issuer_id, cert_id, detail)
 
     async def check(self) -> list[str]:
-        """Amcheck would need an extension and rights; for now, the schema version."""
-        version, known = await self.schema_version()
-        return [] if version == known else [f"schema version {version}, this pkirepo knows {known}"]
+        """The server checksums and recovers its own pages; what is checked here is what
+        the store promises on top: the CRL-ready view agrees with the certificates' status
+        (every revoked or held certificate has its entry, no other has one). Runs on the
+        server, in one snapshot."""
+        async with self._snapshot() as r:
+            missing = await r.fetchval(
+                "SELECT count(*) FROM certificates c WHERE c.status <> 0"
+                " AND NOT EXISTS (SELECT 1 FROM revoked v WHERE v.cert_id = c.id)")
+            extra = await r.fetchval(
+                "SELECT count(*) FROM revoked v JOIN certificates c ON c.id = v.cert_id"
+                " WHERE c.status = 0 OR v.serial <> c.serial OR v.issuer_id <> c.issuer_id")
+        problems = []
+        if missing:
+            problems.append(f"{missing} revoked or held certificate(s) have no CRL entry")
+        if extra:
+            problems.append(f"{extra} CRL entr(y/ies) for certificates that are not revoked or held, or that "
+                            f"name another serial")
+        return problems
 
     # Issuers
 
@@ -517,12 +537,21 @@ class PgStore(Store):
             where.append(f"(not_after IS NULL OR not_after >= ${len(args)})")
         cond = " AND ".join(where)
         # Joined on the server (one bytea crosses the wire instead of a row per entry);
-        # string_agg's ORDER BY fixes the order. PostgreSQL caps a value at 1 GB (about 18M
-        # entries): beyond that, a later session reads with a cursor.
+        # string_agg's ORDER BY fixes the order.
         async with self._snapshot() as r:
             covered = await r.fetchval("SELECT coalesce(max(id), 0) FROM events")
-            entries, count = await r.fetchrow(
-                f"SELECT string_agg(entry, ''::bytea ORDER BY serial), count(*) FROM revoked WHERE {cond}", *args)
+            try:
+                async with r.transaction():  # a savepoint: the fallback reads in the same snapshot
+                    entries, count = await r.fetchrow(
+                        f"SELECT string_agg(entry, ''::bytea ORDER BY serial), count(*) FROM revoked WHERE {cond}",
+                        *args)
+            except (asyncpg.ProgramLimitExceededError, asyncpg.exceptions.OutOfMemoryError):
+                # Beyond PostgreSQL's 1 GB value limit (about 18M entries): in batches.
+                parts: list[bytes] = []
+                async for row in r.cursor(f"SELECT entry FROM revoked WHERE {cond} ORDER BY serial", *args,
+                                          prefetch=10_000):
+                    parts.append(row[0])
+                entries, count = b"".join(parts), len(parts)
         return EntrySnapshot(bytes(entries or b""), count, covered)
 
     async def reserve_crl_number(self, scope: Scope) -> int:

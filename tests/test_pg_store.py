@@ -288,3 +288,30 @@ def test_init_serve_and_revoke_on_postgresql(shared_demo, pg_server, tmp_path):
                           "-noout", "-text"], capture_output=True, text=True, check=True).stdout
     assert f"Serial Number: {serial}" in crl and "Key Compromise" in crl
     assert "store: postgresql://postgres@" in demo.cli("check").stdout
+
+
+async def test_check_finds_a_crl_view_out_of_step(nodes, pg_server, db_url):
+    a, _ = nodes
+    i = await a.put_issuer("CA", b"cert", b"subject", b"kid")
+    await a.add_certificates([cert(i.id, 1), cert(i.id, 2)], at=NOW)
+    await a.change_status(revoke(i.id, 1))
+    assert await a.check() == []
+    pg_server.psql("DELETE FROM revoked", db_url.rsplit("/", 1)[1])
+    assert await a.check() == ["1 revoked or held certificate(s) have no CRL entry"]
+
+
+async def test_a_lost_connection_is_unavailable_then_recovers(nodes, pg_server, db_url):
+    a, _ = nodes
+    await a.put_issuer("CA", b"cert", b"subject", b"kid")
+    name = db_url.rsplit("/", 1)[1]
+    # The server ends every session of the database, as a restart or failover would.
+    pg_server.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+                   " AND pid <> pg_backend_pid()")
+    outcomes = []
+    for _ in range(3):  # bounded: the pool replaces a dead connection on the next acquire
+        try:
+            outcomes.append(len(await a.issuers()))
+        except Unavailable as e:
+            outcomes.append(str(e))
+    assert outcomes[-1] == 1
+    assert all(o == 1 or "store unavailable" in o for o in outcomes)
