@@ -16,7 +16,7 @@ from pg_testlib import PASSWORD
 
 from publisher.crl import Reason, ScopeKind, encode_entry
 from publisher.db_settings import _PASSWORD_IN_URL, redact
-from publisher.errors import ConfigError, Conflict, NotAllowed, StoreMissing, Unavailable
+from publisher.errors import ConfigError, Conflict, NotAllowed, NotFound, StoreMissing, Unavailable
 from publisher.pg_migrations import PG_MIGRATIONS
 from publisher.pg_presigned import PgPresignedPort
 from publisher.pg_store import PgStore
@@ -315,3 +315,61 @@ async def test_a_lost_connection_is_unavailable_then_recovers(nodes, pg_server, 
             outcomes.append(str(e))
     assert outcomes[-1] == 1
     assert all(o == 1 or "store unavailable" in o for o in outcomes)
+
+
+# The same operations give the same results on both backends
+
+_OPS = st.lists(st.tuples(st.sampled_from(["add", "revoke", "hold", "release", "add-revoked"]),
+                          st.sampled_from([1, 2, 255, 256, 2**64, 2**159 - 1]),
+                          st.booleans()), max_size=12)
+
+
+async def _apply(store, name: str, ops) -> list:
+    i = await store.put_issuer(name, b"cert", b"subject", b"kid")
+    seen = []
+    for op, serial, is_ca in ops:
+        try:
+            if op.startswith("add"):
+                extra = {}
+                if op == "add-revoked":
+                    extra = dict(status=Status.REVOKED, reason=Reason.superseded, revoked_at=NOW,
+                                 entry=encode_entry(serial, NOW, Reason.superseded))
+                seen.append(await store.add_certificates([cert(i.id, serial, is_ca=is_ca, **extra)], at=NOW))
+            else:
+                action = Action(op)
+                reason = {Action.REVOKE: Reason.keyCompromise, Action.HOLD: Reason.certificateHold}.get(action)
+                entry = None if action is Action.RELEASE else encode_entry(serial, NOW, reason)
+                rec = await store.change_status(StatusChange(i.id, serial, action, reason, NOW, None, entry))
+                seen.append((rec.status, rec.reason, rec.revoked_at))
+        except (Conflict, NotFound) as e:
+            seen.append((type(e).__name__, e.message, e.detail))
+    certs = [(c.serial, c.status, c.reason, c.is_ca, c.revoked_at) for c in await store.certificates(i.id)]
+    snaps = []
+    for kind, dp in ((ScopeKind.FULL, ""), (ScopeKind.PARTITION, "http://x/crl/P1.crl"), (ScopeKind.ARL, "")):
+        scope = await store.ensure_scope(i.id, kind, dp, f"{name}-{kind.value}")
+        snap = await store.snapshot_entries(scope)
+        snaps.append((snap.entries, snap.count))
+    events = [(e.kind, e.detail) for e in await store.events_since(0, limit=10_000) if e.issuer_id == i.id]
+    return [seen, certs, snaps, events]
+
+
+@settings(max_examples=25, deadline=None)
+@given(ops=_OPS)
+def test_both_backends_agree(ops, pg_server, tmp_path_factory):
+    """A differential test: any sequence of additions and status changes leaves the same
+    outcomes, certificates, CRL entries and change log in SQLite and in PostgreSQL."""
+    from publisher.sqlite_store import SQLiteStore
+
+    name = f"CA{next(_names)}"
+    url = _shared_db.get("url") or _shared_db.setdefault("url", pg_server.create_database("differential"))
+
+    async def run():
+        async with SQLiteStore(tmp_path_factory.mktemp("diff") / "r.sqlite") as s, \
+                PgStore(url, password=PASSWORD, max_size=2) as p:
+            return await _apply(s, name, ops), await _apply(p, name, ops)
+
+    lite, pg = asyncio.run(run())
+    assert lite == pg
+
+
+_shared_db: dict[str, str] = {}
