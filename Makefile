@@ -6,7 +6,7 @@ DEMO    ?= var/demo
 HTTP    ?= 127.0.0.1:8080
 LDAP    ?= 127.0.0.1:1389
 # Debian packages the interop tests and benchmarks drive as real clients.
-SYSPKGS := openssl curl ldap-utils apache2-utils libnss3-tools xmlsec1 nginx gnutls-bin chromium fonts-noto-cjk fontconfig tidy
+SYSPKGS := openssl curl ldap-utils apache2-utils libnss3-tools xmlsec1 nginx gnutls-bin chromium fonts-noto-cjk fontconfig tidy postgresql
 SYSBINS := openssl curl ldapsearch ab certutil crlutil vfychain xmlsec1 nginx certtool chromium fc-list tidy
 # The browser tests' screenshots draw Chinese with this font family (fonts-noto-cjk).
 SYSFONT := Noto Sans CJK
@@ -34,6 +34,19 @@ sysdeps:
 	fc-list 2>/dev/null | grep -qi "$(SYSFONT)" || missing="$$missing font:$(SYSFONT)"; \
 	if [ -n "$$missing" ]; then \
 	  echo "missing system tools:$$missing (install: apt-get install $(SYSPKGS))" >&2; exit 1; \
+	fi
+
+# The PostgreSQL server the store tests start (tests/pg_testlib.py). Its binaries are not on
+# PATH (Debian keeps them in /usr/lib/postgresql/VERSION/bin), so SYSBINS cannot check them.
+.PHONY: pgserver
+sysdeps: pgserver
+pgserver:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing the PostgreSQL server"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi; \
+	if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "missing the PostgreSQL server (install: apt-get install postgresql)" >&2; exit 1; \
 	fi
 
 # HTTP and LDAP go to `serve` too, so that they move the listeners of a demo made earlier

@@ -22,6 +22,7 @@ from .files import read_input
 from .logs import configure as configure_logs
 from .maintenance import InMaintenance, active, minutes
 from .root import Backend, Settings, check_config, load_settings, open_backend, trust_list_service
+from .root import repository_exists, store_location
 from .service import CertificateInfo, Repository, load_signers
 from .store import Action, CertRecord, Status
 
@@ -580,8 +581,9 @@ def read_crlnumber(path: Path) -> int:
 async def cmd_init(args) -> int:
     settings = load_settings(config_path(args))
     path = settings.store_path
-    if path.exists() and path.stat().st_size > 0:
-        raise Conflict(f"{path}: a store is already there; `pkirepo init` only ever starts a new, empty one")
+    existing = await repository_exists(settings)
+    if existing is not None:
+        raise Conflict(f"{existing}: a store is already there; `pkirepo init` only ever starts a new, empty one")
     published = witness.floors(witness.read_directory(settings.publication_dir / "crl"),
                                witness.Watermark.beside(path).read())
     if published:
@@ -590,7 +592,7 @@ async def cmd_init(args) -> int:
                           f"them. Run `pkirepo recover` to rebuild the store from them instead")
     async with Context(args, create=True):
         settings.publication_dir.mkdir(parents=True, exist_ok=True)
-    print(f"created an empty store at {path}; next: `pkirepo cert add` or `pkirepo import openssl-index`")
+    print(f"created an empty store at {store_location(settings)}; next: `pkirepo cert add` or `pkirepo import openssl-index`")
     return 0
 
 
@@ -600,7 +602,7 @@ async def cmd_check(args) -> int:
         for p in problems:
             print(f"store: {p}")
         if not problems:
-            print(f"store: {repo.settings.store_path}: ok")
+            print(f"store: {store_location(repo.settings)}: ok")
         try:
             await repo.check_published()
             print(f"published: {repo.settings.publication_dir}: the store holds everything published")

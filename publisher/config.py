@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .crl import ReasonPolicy
+from .db_settings import DatabaseSettings, database_settings
 from .documents import DEFAULT_KINDS, KIND_RE
 from .errors import ConfigError
 
@@ -228,6 +229,9 @@ class RepositorySettings:
     policy: PolicySettings = PolicySettings()
     # Disclosure document kinds: the CP's and CPS's own, plus `[documents] kinds`.
     document_kinds: tuple[str, ...] = DEFAULT_KINDS
+    # A shared PostgreSQL store (`store.url`); None: the SQLite file at store_path. With a
+    # database, store_path still names where this node keeps the files beside its store.
+    database: DatabaseSettings | None = None
 
     def ca(self, name: str) -> CaSettings:
         for ca in self.cas:
@@ -387,6 +391,7 @@ def repository_settings(top: Table) -> RepositorySettings:
     path = top.source
     store = top.table("store")
     store_path = store.path("path", "pkirepo.sqlite")
+    database = database_settings(store)
     store.check_unknown()
 
     http = top.table("http")
@@ -446,4 +451,5 @@ def repository_settings(top: Table) -> RepositorySettings:
         cas=cas,
         policy=policy,
         document_kinds=tuple(kinds),
+        database=database,
     )

@@ -42,9 +42,12 @@ from .readiness import Readiness
 from .looplag import LoopLag, LoopProbeSettings, load_loop_probe_settings
 from .publication import Publication
 from .scheduler import publishing
-from .errors import ConfigError, MalformedInput, RepoError
+from .errors import ConfigError, MalformedInput, RepoError, StoreMissing
 from .service import Repository
 from .signer import Signer, load_key_signer
+from .pg_presigned import PgPresignedPort
+from .pg_store import PgStore
+from .db_settings import redact
 from .sqlite_presigned import SQLitePresignedPort
 from .sqlite_store import SQLiteStore
 from .startup import DeferredStart
@@ -180,7 +183,7 @@ def check_config(path: Path, now) -> ConfigReport:
     summary.append(f"policy: nextUpdate <= {p.max_next_update_hours} h, revocations published within "
                    f"{p.max_revocation_publication_hours} h, ARL at least every {p.min_arl_frequency_days} days, "
                    f"archive >= {p.min_archive_years} years")
-    summary.append(f"HTTP {settings.http.base_url}; LDAP {settings.ldap.listen or 'off'}; store {settings.store_path}")
+    summary.append(f"HTTP {settings.http.base_url}; LDAP {settings.ldap.listen or 'off'}; store {store_location(settings)}")
     return ConfigReport(settings, problems, summary)
 
 
@@ -198,9 +201,35 @@ class Backend:
 async def open_backend(settings: RepositorySettings, *, create: bool = False) -> Backend:
     """Open the configured store; a missing one is an error unless `create` (explicit
     commands only: `pkirepo init`, `recover`)."""
+    if settings.database is not None:
+        db = settings.database
+        pg = PgStore(db.url, password=db.password(), create=create, max_size=db.pool_size)
+        await pg.open()
+        return Backend(pg, PgPresignedPort(pg))
     store = SQLiteStore(settings.store_path, create=create)
     await store.open()
     return Backend(store, SQLitePresignedPort(settings.store_path))
+
+
+def store_location(settings: RepositorySettings) -> str:
+    """The store as messages name it: the SQLite file, or the database URL (no password)."""
+    return str(settings.store_path) if settings.database is None else redact(settings.database.url)
+
+
+async def repository_exists(settings: RepositorySettings) -> str | None:
+    """Where the configured store already holds a repository (for `pkirepo init`, which
+    only ever starts a new one), or None. SQLite: a non-empty file at store.path."""
+    if settings.database is None:
+        path = settings.store_path
+        return str(path) if path.exists() and path.stat().st_size > 0 else None
+    db = settings.database
+    store = PgStore(db.url, password=db.password(), create=False, max_size=1)
+    try:
+        await store.open()
+    except StoreMissing:
+        return None
+    await store.close()
+    return store.where
 
 
 def make_runner(app: web.Application, settings: Settings, *, shutdown_timeout: float = 10.0) -> web.AppRunner:

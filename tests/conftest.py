@@ -46,3 +46,14 @@ def server_factory():
 def demo_factory():
     """make_demo(directory, subscribers=..., delay=...) for fixtures of other scopes."""
     return make_demo
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One real PostgreSQL server for the session (starting one takes a couple of seconds);
+    each test makes its own database on it."""
+    from pg_testlib import PgServer
+
+    server = PgServer().start()
+    yield server
+    server.stop()

@@ -1,0 +1,76 @@
+"""The `[store]` keys of a shared server database: `url`, where the password comes from,
+and the pool size. The password itself is never in the TOML (configs get copied, printed
+and committed): it is read from `password_file` or the environment variable named by
+`password_env` when the store is opened, and never kept in the settings.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+URL_RE = re.compile(r"^postgres(?:ql)?://")
+# user:password@ in the URL's authority.
+_PASSWORD_IN_URL = re.compile(r"^postgres(?:ql)?://[^/@]*:[^/@]*@")
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str  # postgresql://user@host:port/database (libpq URL, without a password)
+    password_file: Path | None = None
+    password_env: str | None = None
+    pool_size: int = 10  # connections of this process to the server, at most
+    source: str = ""  # the config file, for messages
+
+    def password(self) -> str | None:
+        """Read the password now; ConfigError names the key and the file or variable."""
+        if self.password_file is not None:
+            try:
+                text = self.password_file.read_text(encoding="utf-8")
+            except OSError as e:
+                raise ConfigError(f"{self.source}: store.password_file: cannot read {self.password_file}: "
+                                  f"{e.strerror or e}") from None
+            # A trailing newline (echo > file) is not part of the password.
+            return text.rstrip("\r\n")
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(f"{self.source}: store.password_env: the environment variable "
+                                  f"{self.password_env} is not set")
+            return value
+        return None  # trust, peer or a ~/.pgpass / PGPASSWORD of the server's user
+
+
+def redact(dsn: str) -> str:
+    """The URL without a password, for messages."""
+    if "@" not in dsn or "://" not in dsn:
+        return dsn
+    scheme, rest = dsn.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
+
+
+def database_settings(store) -> DatabaseSettings | None:
+    """Read the database keys of the `[store]` table (a config.Table); None without `url`."""
+    url = store.str("url", None)
+    password_file = store.path("password_file", None)
+    password_env = store.str("password_env", None)
+    pool_size = store.int("pool_size", 10, min=1, max=1000)
+    if url is None:
+        for key, value in (("password_file", password_file), ("password_env", password_env)):
+            if value is not None:
+                raise store.error(key, "only applies with store.url (a PostgreSQL store)")
+        return None
+    if not URL_RE.match(url):
+        raise store.error("url", f"{url!r} must start with postgresql:// (the SQLite store is store.path)")
+    if _PASSWORD_IN_URL.match(url) or re.search(r"[?&]password=", url):
+        raise store.error("url", "must not hold the password: put it in the file named by store.password_file "
+                                 "or the environment variable named by store.password_env")
+    if password_file is not None and password_env is not None:
+        raise store.error("password_env", "give store.password_file or store.password_env, not both")
+    if password_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", password_env):
+        raise store.error("password_env", f"{password_env!r} is not an environment variable name")
+    return DatabaseSettings(url, password_file, password_env, pool_size, str(store.source))
