@@ -153,9 +153,12 @@ def setup(app: web.Application, settings: LdapSettings, *, store: Store, base_ur
     holder = DirectoryHolder()
     app[LDAP_DIRECTORY] = holder
 
+    started: list[DirectoryService] = []
+
     async def ldap_context(app: web.Application):
         service = DirectoryService(store, settings.layout, holder, settings.poll_interval, base_url=base_url,
                                    entry_cache=settings.entry_cache)
+        started.append(service)
         await service.start()  # the small snapshot before the port opens; certificates are read later
         listener = await start_ldap(settings, holder, fd=listen_fd)
         app[LDAP_LISTENER] = listener
@@ -192,7 +195,9 @@ def setup(app: web.Application, settings: LdapSettings, *, store: Store, base_ur
                 return [Component("ldap", False, "not accepting", f"{listener.host}:{listener.port}: {e}")]
             writer.close()
             figures = {"listen": f"{listener.host}:{listener.port}", "connections": len(listener.factory.connections),
-                       "entries": len(holder.current) if holder.current is not None else 0}
+                       "entries": len(holder.current) if holder.current is not None else 0,
+                       # Until it is complete, cn/mail searches over subscribers answer unavailable.
+                       "name_index": "complete" if started and started[-1].names_ready else "catching up"}
             return [Component("ldap", True, "accepting", None, figures)]
 
         readiness.register("ldap", accepting)

@@ -2,6 +2,7 @@
 PgStore on a real PostgreSQL server (one per session, a fresh database per test)."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
 import sqlite3
@@ -213,3 +214,27 @@ def dataclasses_replace(obj, **kw):
     import dataclasses
 
     return dataclasses.replace(obj, **kw)
+
+
+async def test_presigned_saves_go_through_while_reads_and_other_writers_interleave(make_store):
+    """Reads of the pre-signed table made while a save is under way, with the repository's
+    writer committing at the same time (as the LDAP name index does while it fills), never
+    make a save fail: every round's rows are stored."""
+    from publisher.store import PresignedResponse
+
+    async with make_store() as s:
+        i = await issuer(s)
+        await s.add_certificates([cert(i.id, n) for n in range(1, 41)], at=NOW)
+        table = await presigned_port(s).open_table()
+        try:
+            for n in range(1, 41):
+                row = PresignedResponse(i.id, n, "sha1", 0, None, None, b"k", NOW, NOW + dt.timedelta(hours=8),
+                                        NOW + dt.timedelta(hours=4), b"signed %d" % n)
+                saved, *_ = await asyncio.gather(
+                    table.put_many([row]),
+                    table.coverage(["sha1"], NOW), table.missing(i.id, "sha1", -1, 10), table.get(i.id, n, "sha1"),
+                    s.add_cert_names([("cn", f"name {n}", n)], upto=n))
+                assert saved == 1
+            assert (await table.coverage(["sha1"], NOW))[0] == 40
+        finally:
+            await table.close()
