@@ -6,8 +6,8 @@ DEMO    ?= var/demo
 HTTP    ?= 127.0.0.1:8080
 LDAP    ?= 127.0.0.1:1389
 # Debian packages the interop tests and benchmarks drive as real clients.
-SYSPKGS := openssl curl ldap-utils apache2-utils libnss3-tools xmlsec1 nginx gnutls-bin chromium fonts-noto-cjk fontconfig tidy postgresql
-SYSBINS := openssl curl ldapsearch ab certutil crlutil vfychain xmlsec1 nginx certtool chromium fc-list tidy
+SYSPKGS := openssl curl ldap-utils apache2-utils libnss3-tools xmlsec1 nginx gnutls-bin chromium fonts-noto-cjk fontconfig tidy postgresql default-jdk-headless
+SYSBINS := openssl curl ldapsearch ab certutil crlutil vfychain xmlsec1 nginx certtool chromium fc-list tidy javac
 # The browser tests' screenshots draw Chinese with this font family (fonts-noto-cjk).
 SYSFONT := Noto Sans CJK
 
