@@ -23,7 +23,7 @@ from typing import Callable
 from aiohttp import web
 
 from publisher.readiness import Component, Readiness
-from publisher.store import Store
+from publisher.store import CERT_EVENTS, Store
 from publisher.tasks import cancel_and_wait
 
 from . import name_index
@@ -39,7 +39,6 @@ LDAP_LISTENER = web.AppKey("ldap_listener", LdapListener)
 LDAP_DIRECTORY = web.AppKey("ldap_directory", DirectoryHolder)
 
 # Change-log kinds that change one certificate's entry (detail: its serial in hex).
-CERT_EVENTS = frozenset({"revoke", "hold", "release"})
 # Kinds that add certificates: the name index has new rows to read.
 ADD_EVENTS = frozenset({"cert-add", "import-revoked"})
 _EVENT_PAGE = 1000
@@ -111,15 +110,12 @@ class DirectoryService:
             for ev in events:
                 self._event_id = ev.id
                 if ev.kind in CERT_EVENTS:
-                    try:
-                        serial = int(ev.detail or "", 16)
-                    except ValueError:
-                        serial = None
-                    if ev.issuer_id is None or serial is None:
+                    cert = ev.certificate()
+                    if cert is None:
                         log.warning("LDAP: change-log event %d (%s) names no certificate", ev.id, ev.kind)
                         self.cache.clear()
                     else:
-                        self.cache.drop((ev.issuer_id, serial))
+                        self.cache.drop(cert)
                 elif ev.kind in ADD_EVENTS:
                     self.names_ready = False  # read the new certificates into the index
                 else:

@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import logging
 
-from publisher.store import ChangeProbe, Store
+from publisher.store import CERT_EVENTS, ChangeProbe, Store
 
 from .answer_cache import AnswerCache
 from .answer_signer import AnswerSigner
@@ -21,7 +21,6 @@ from .answer_signer import AnswerSigner
 log = logging.getLogger("pkirepo.ocsp")
 
 # Change-log kinds that alter what an OCSP answer says.
-CERT_EVENTS = frozenset({"revoke", "hold", "release"})
 ISSUER_EVENTS = frozenset({"cert-add", "import-revoked", "issuer-update"})
 _PAGE = 1000
 
@@ -81,17 +80,14 @@ class ChangeFollower:
             for ev in events:
                 self._event_id = ev.id
                 if ev.kind in CERT_EVENTS:
-                    try:
-                        serial = int(ev.detail or "", 16)
-                    except ValueError:
-                        serial = None
-                    if ev.issuer_id is None or serial is None:
+                    cert = ev.certificate()
+                    if cert is None:
                         # The log does not say which certificate: forget every answer.
                         log.warning("OCSP: change-log event %d (%s) names no certificate", ev.id, ev.kind)
                         cache.drop_all()
                     else:
-                        cache.drop_cert(ev.issuer_id, serial)
-                        self.changed.add((ev.issuer_id, serial))
+                        cache.drop_cert(*cert)
+                        self.changed.add(cert)
                     dropped = True
                 elif ev.kind in ISSUER_EVENTS:
                     # Added certificates (imported revoked or not) were "unknown" a moment ago:

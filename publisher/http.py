@@ -382,7 +382,7 @@ async def status_json(request: web.Request) -> web.Response:
     return web.json_response(await deps.status(deps.clock.now()), dumps=_dumps, headers={"Cache-Control": "no-cache"})
 
 
-# The web pages (issue 11): server-rendered, no script, in zh-Hant or English.
+# The web pages: server-rendered, no script, in zh-Hant or English.
 
 def _page_language(request: web.Request) -> str:
     return i18n.choose(request.query.get("lang"), request.headers.get(hdrs.ACCEPT_LANGUAGE))

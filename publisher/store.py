@@ -156,6 +156,19 @@ class Event:
     cert_id: int | None
     detail: str | None
 
+    def certificate(self) -> tuple[int, int] | None:
+        """(issuer id, serial) of a status change (`detail` holds the serial in hex), or None
+        when the event does not say which certificate."""
+        try:
+            serial = int(self.detail or "", 16)
+        except ValueError:
+            return None
+        return None if self.issuer_id is None else (self.issuer_id, serial)
+
+
+#: Change-log kinds that change one certificate's status.
+CERT_EVENTS = frozenset({"revoke", "hold", "release"})
+
 
 @dataclass(frozen=True)
 class DocumentRecord:
