@@ -22,6 +22,7 @@ from . import crl as crlmod
 from . import documents as docmod
 from . import faults, witness
 from . import notices as noticemod
+from .actor import SYSTEM, Actor
 from .clock import Clock
 from .config import NAME_RE, CaSettings, RepositorySettings
 from .crl import Reason, ScopeKind
@@ -423,7 +424,7 @@ class Repository:
 
     # Certificates
 
-    async def add_certificates(self, items: Iterable[tuple[bytes, str]]) -> int:
+    async def add_certificates(self, items: Iterable[tuple[bytes, str]], *, actor: Actor = SYSTEM) -> int:
         """Add certificates from (file content, file name) pairs, all or none. A configured
         CA certificate in a chain file is skipped, self-signed roots too."""
         new: list[NewCert] = []
@@ -472,6 +473,7 @@ class Repository:
         at: dt.datetime | None = None,
         invalidity: dt.datetime | None = None,
         dry_run: bool = False,
+        actor: Actor = SYSTEM,
     ) -> CertRecord:
         """Revoke, hold or release. With `dry_run`, every check runs and the record is
         returned as it would become, but nothing is written."""
@@ -579,7 +581,8 @@ class Repository:
         log.info("issued %s #%d (%s): %d entries, %d bytes", scope.name, number, why, snap.count, len(der))
         return IssuedCrl(record, der, why)
 
-    async def issue_due(self, *, force: bool = False, issuer_name: str | None = None) -> list[IssuedCrl]:
+    async def issue_due(self, *, force: bool = False, issuer_name: str | None = None,
+                        actor: Actor = SYSTEM) -> list[IssuedCrl]:
         """Issue every CRL that is due (or, with force, every CRL we can sign)."""
         await self._ensure_checked()
         async with self._issue_lock:
@@ -703,7 +706,7 @@ class Repository:
         self._file_state[path] = (st.st_mtime_ns, st.st_size, sha)
         return sha
 
-    async def add_crl(self, der: bytes, source: str, *, force: bool = False) -> CrlRecord:
+    async def add_crl(self, der: bytes, source: str, *, force: bool = False, actor: Actor = SYSTEM) -> CrlRecord:
         """Publish a CRL signed elsewhere (an offline root's ARL): verified against its
         issuer, its scope found from its IDP, its number required to increase, and refused
         when it omits a revocation the store holds for its scope (dated before its
@@ -802,7 +805,8 @@ class Repository:
     # Disclosure documents (CPS 8, CP 四.9)
 
     async def publish_document(self, *, kind: str, version: str, lang: str, effective: dt.date,
-                               oid: str | None, data: bytes, source: str) -> DocumentRecord:
+                               oid: str | None, data: bytes, source: str,
+                               actor: Actor = SYSTEM) -> DocumentRecord:
         """Publish one version of a document: checked whole, stored (with an event), then
         written to the publication directory. Earlier versions are never touched."""
         doc = docmod.check_document(kind=kind, version=version, lang=lang, effective=effective, oid=oid,
@@ -853,13 +857,14 @@ class Repository:
     # Notices (CP 四.8, 六.26)
 
     async def add_notice(self, *, kind: str, titles: list[tuple[str, str]], bodies: list[tuple[str, str]],
-                         starts: dt.datetime | None, ends: dt.datetime | None) -> NoticeRecord:
+                         starts: dt.datetime | None, ends: dt.datetime | None,
+                         actor: Actor = SYSTEM) -> NoticeRecord:
         """Publish a notice, checked whole first; `starts` defaults to now."""
         notice = noticemod.check_notice(kind=kind, titles=titles, bodies=bodies,
                                         starts=starts or self.clock.now(), ends=ends)
         return await self.store.add_notice(notice, at=self.clock.now())
 
-    async def withdraw_notice(self, notice_id: int) -> NoticeRecord:
+    async def withdraw_notice(self, notice_id: int, *, actor: Actor = SYSTEM) -> NoticeRecord:
         return await self.store.withdraw_notice(notice_id, at=self.clock.now())
 
     async def notices(self, *, withdrawn: bool = False, limit: int | None = None) -> list[NoticeRecord]:

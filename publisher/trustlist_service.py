@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 
 from . import trustlist as tl
 from . import trustlist_xml
+from .actor import SYSTEM, Actor
 from .clock import Clock
 from .errors import Conflict, MalformedInput, NotFound
 from .store import Store, TrustListRecord
@@ -51,7 +52,8 @@ class TrustListService:
         return at
 
     async def add(self, *, ca_name: str, cert_type: str, policy_oids: list[str] | None, cps_url: str,
-                  names: dict[str, str | None], at: dt.datetime | None = None) -> TrustListRecord:
+                  names: dict[str, str | None], at: dt.datetime | None = None,
+                  actor: Actor = SYSTEM) -> TrustListRecord:
         """List a certificate type of a CA as granted; the next list is issued."""
         ctype = tl.parse_type(cert_type)
         ca_der = self._ca(ca_name)
@@ -66,7 +68,7 @@ class TrustListService:
         return await self._issue(seq, entries, entry, now)
 
     async def change(self, *, ca_name: str, cert_type: str, status: tl.Status,
-                     at: dt.datetime | None = None) -> TrustListRecord:
+                     at: dt.datetime | None = None, actor: Actor = SYSTEM) -> TrustListRecord:
         """Suspend, withdraw or reinstate an entry; the next list is issued."""
         ctype = tl.parse_type(cert_type)
         now = tl.utc_seconds(self.clock.now())
@@ -75,7 +77,7 @@ class TrustListService:
         entry = tl.change_status(entries, ca_name=ca_name, cert_type=ctype, status=status, at=when)
         return await self._issue(seq, entries, entry, now)
 
-    async def reissue(self) -> TrustListRecord:
+    async def reissue(self, *, actor: Actor = SYSTEM) -> TrustListRecord:
         """The same entries in a new list, before the current one's next update passes."""
         now = tl.utc_seconds(self.clock.now())
         seq, entries = await self.store.trustlist_state()
