@@ -28,7 +28,7 @@ from .root import (CONNECTIONS, PUBLICATION, SERVED, Settings, create_app, load_
                    make_runner, open_backend)
 from .service import load_signers
 from .startup import DeferredStart
-from .supervisor import HEARTBEAT_SECONDS, LISTEN_BACKLOG, Supervisor, SupervisorSettings, bind_listener
+from .supervisor import HEARTBEAT_SECONDS, LISTEN_BACKLOG, Supervisor, SupervisorSettings, bind_listeners
 from .worker_status import status_path
 
 # How long a worker leaving a rolling restart waits for connections it accepted to send
@@ -175,15 +175,18 @@ async def supervise(settings: Settings, *, config: Path, http: tuple[str, int], 
     """`pkirepo serve --workers N`: bind the listeners, then run the supervisor."""
     ldap_settings = settings.ldap.listening_on(ldap)
     load_signers(settings)  # a bad key refuses to start before anything listens
-    listeners = {"http": bind_listener(http[0], http[1], what="HTTP")}
+    https = bind_listeners(http[0], http[1], what="HTTP", count=workers)
+    listeners = [{"http": sock} for sock in https]
     try:
         if ldap_settings.listen:
             host, port = ldap_settings.host_port
-            listeners["ldap"] = bind_listener(host, port, what="LDAP")
+            for slot, sock in zip(listeners, bind_listeners(host, port, what="LDAP", count=workers)):
+                slot["ldap"] = sock
     except BaseException:
-        listeners["http"].close()
+        for sock in https:
+            sock.close()
         raise
-    http_port = listeners["http"].getsockname()[1]
+    http_port = https[0].getsockname()[1]
     shown = f"[{http[0]}]" if ":" in http[0] else http[0]
     config = config.resolve()
     argv = [sys.executable, "-m", "publisher.cli", *(["-v"] if verbose else []), "--config", str(config),
