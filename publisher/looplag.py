@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .config import Table
+from .gcpause import GcPauses
 from .ratelimit import RateLimit, suffix
 
 log = logging.getLogger("pkirepo.loop")
@@ -54,8 +55,11 @@ class LoopLag:
 
     def __init__(self, settings: LoopProbeSettings = LoopProbeSettings(), *,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> None:
+                 wall: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+                 gc_pauses: GcPauses | None = None) -> None:
         self.settings = settings
+        # The collector's pauses, reported beside the lag they cause.
+        self.gc = gc_pauses
         self._clock = clock
         self._since = wall()
         self._start = clock()
@@ -110,6 +114,7 @@ class LoopLag:
             "p99_ms": _histogram_p99(self._histogram, self._count),
             "samples": self._count,
             "windows": windows,
+            **({"gc": self.gc.snapshot()} if self.gc is not None else {}),
         }
 
 

@@ -39,6 +39,7 @@ from .metrics import Metrics
 from .operations import (MaintenanceWatch, OpsSettings, heartbeat, load_ops_settings,
                          register_repository_checks, status_document)
 from .readiness import Readiness
+from .gcpause import GcPauses
 from .looplag import LoopLag, LoopProbeSettings, load_loop_probe_settings
 from .publication import Publication
 from .scheduler import publishing
@@ -243,7 +244,11 @@ def make_runner(app: web.Application, settings: Settings, *, shutdown_timeout: f
 def make_loop_probe(settings: Settings) -> LoopLag | None:
     """The event-loop lag probe `pkirepo serve` runs, or None when `[loop_probe] enabled`
     is false."""
-    return LoopLag(settings.loop_probe) if settings.loop_probe.enabled else None
+    if not settings.loop_probe.enabled:
+        return None
+    pauses = GcPauses()
+    pauses.install()
+    return LoopLag(settings.loop_probe, gc_pauses=pauses)
 
 
 REPO = web.AppKey("repository", Repository)

@@ -66,10 +66,12 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
     watchdog = heartbeat = None
     started = time.monotonic()
     deferred = DeferredStart()
+    loop_probe = None
     try:
+        loop_probe = make_loop_probe(settings)
         app = create_app(settings, store=backend.store, signers=signers, clock=SystemClock(),
                          presigned=backend.presigned, ldap_listen=ldap_listen, leader=leader, ldap_fd=ldap_fd,
-                         loop_probe=make_loop_probe(settings), deferred=deferred)
+                         loop_probe=loop_probe, deferred=deferred)
         runner = make_runner(app, settings, shutdown_timeout=shutdown_timeout)
         # Runs the contexts' start-up: the repository's own (issuers, the published files
         # checked) to the end; OCSP's and LDAP's, which load from the whole store, only begin.
@@ -97,6 +99,8 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
             return 0
         log.info("started in %.1f s (%s)", time.monotonic() - started,
                  ", ".join(f"{name} {s:.1f} s" for name, s in deferred.durations.items()) or "nothing deferred")
+        if loop_probe is not None and loop_probe.gc is not None:
+            loop_probe.gc.settle()
         for line in served_urls(app, settings.http.base_url):
             print(line, flush=True)
         if inherited is not None:
@@ -126,6 +130,8 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
         await backend.close()
         if leader is not None:
             leader.release()
+        if loop_probe is not None and loop_probe.gc is not None:
+            loop_probe.gc.uninstall()
     return 0
 
 

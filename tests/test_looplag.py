@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from publisher.gcpause import GcPauses
 from publisher.looplag import LoopLag, LoopProbeSettings
 from publisher.startup import DeferredStart
 
@@ -172,6 +173,9 @@ def test_healthz_loop_reports_and_nothing_resets_it(shared_server):
     assert status == 200
     assert {"since", "max_ms", "p99_ms", "samples", "windows"} <= first.keys()
     assert set(first["windows"]) == {"10s", "60s"}
+    # pkirepo serve froze its start-up objects out of the collector's walks, and times collections.
+    assert first["gc"]["frozen_objects"] > 10_000
+    assert [g["generation"] for g in first["gc"]["generations"]] == [0, 1, 2]
     _, second = _get(f"{shared_server.url}/healthz/loop?reset=1")
     assert second["samples"] >= first["samples"] and second["max_ms"] >= first["max_ms"]
     assert second["since"] == first["since"]
@@ -182,3 +186,30 @@ def test_healthz_loop_reports_and_nothing_resets_it(shared_server):
 def test_healthz_loop_any_query_is_the_same_read_only_answer(shared_server, query):
     status, body = _get(f"{shared_server.url}/healthz/loop?{urllib.parse.quote(query, safe='=&')}")
     assert status == 200 and body["samples"] >= 0 and "windows" in body
+
+
+class TestGcPauses:
+    def test_collections_are_counted_and_timed_by_generation(self):
+        import gc
+
+        clock = HandClock()
+        pauses = GcPauses(clock=clock)
+        pauses.install()
+        try:
+            pauses._callback("start", {"generation": 2})
+            clock.t += 0.031
+            pauses._callback("stop", {"generation": 2})
+            before = pauses.count[0] + pauses.count[1] + pauses.count[2]
+            gc.collect(0)  # a real one, through the installed callback
+        finally:
+            pauses.uninstall()
+        assert pauses.count[2] >= 1 and pauses.worst[2] >= 0.030
+        assert sum(pauses.count) == before + 1
+        gens = pauses.snapshot()["generations"]
+        assert gens[2]["worst_ms"] >= 30.0
+        assert pauses._callback not in gc.callbacks
+
+    def test_a_stop_without_a_start_is_ignored(self):
+        pauses = GcPauses(clock=HandClock())
+        pauses._callback("stop", {"generation": 1})
+        assert pauses.count == [0, 0, 0]
