@@ -40,6 +40,7 @@ from .operations import (MaintenanceWatch, OpsSettings, heartbeat, load_ops_sett
                          register_repository_checks, status_document)
 from .readiness import Readiness
 from .gcpause import GcPauses
+from .stallwatch import StallWatch
 from .looplag import LoopLag, LoopProbeSettings, load_loop_probe_settings
 from .publication import Publication
 from .scheduler import publishing
@@ -248,7 +249,9 @@ def make_loop_probe(settings: Settings) -> LoopLag | None:
         return None
     pauses = GcPauses()
     pauses.install()
-    return LoopLag(settings.loop_probe, gc_pauses=pauses)
+    stall_ms = settings.loop_probe.stall_ms
+    stalls = StallWatch(stall_ms, period_ms=max(1, min(10, stall_ms // 4))) if stall_ms else None
+    return LoopLag(settings.loop_probe, gc_pauses=pauses, stalls=stalls)
 
 
 REPO = web.AppKey("repository", Repository)

@@ -213,3 +213,50 @@ class TestGcPauses:
         pauses = GcPauses(clock=HandClock())
         pauses._callback("stop", {"generation": 1})
         assert pauses.count == [0, 0, 0]
+
+
+class TestStallWatch:
+    def test_a_stall_is_sampled_once_with_the_loop_threads_stack(self):
+        import threading
+
+        from publisher.stallwatch import StallWatch
+
+        clock = HandClock()
+        watch = StallWatch(40, clock=clock)
+        watch._loop_thread = threading.get_ident()  # this thread plays the loop
+        watch.beat()
+        clock.t += 0.030
+        assert watch.check() is None  # not over the threshold yet
+        clock.t += 0.020
+        stack = watch.check()
+        assert stack is not None and "test_looplag.py" in stack and "test_a_stall_is_sampled_once" in stack
+        assert watch.check() is None  # the same stall is sampled once
+        watch.beat()
+        clock.t += 0.050
+        again = watch.check()
+        assert again is not None and "test_a_stall_is_sampled_once" in again
+        snap = watch.snapshot()
+        assert snap["stalls"] == 2 and sum(w["count"] for w in snap["where"]) == 2
+
+    def test_the_watcher_thread_names_a_blocking_step_on_a_real_loop(self):
+        import time
+
+        from publisher.stallwatch import StallWatch
+
+        def blocking_step():
+            time.sleep(0.3)  # holds the loop, as a slow synchronous call would
+
+        async def main():
+            p = LoopLag(LoopProbeSettings(interval_ms=5), stalls=StallWatch(50, period_ms=5))
+            task = asyncio.create_task(p.run())
+            await asyncio.sleep(0.05)
+            blocking_step()
+            await asyncio.sleep(0.05)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return p
+
+        p = asyncio.run(main())
+        where = p.snapshot()["stalls"]["where"]
+        assert any("blocking_step" in w["stack"] for w in where), where
+        assert p.stalls._thread is None  # stopped with the probe
