@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
@@ -39,6 +40,7 @@ from .metrics import Metrics
 from .operations import (MaintenanceWatch, OpsSettings, heartbeat, load_ops_settings,
                          register_repository_checks, status_document)
 from .readiness import Readiness
+from . import prewarm
 from .gcpause import GcPauses
 from .stallwatch import StallWatch
 from .looplag import LoopLag, LoopProbeSettings, load_loop_probe_settings
@@ -354,6 +356,8 @@ def create_app(
                 await cancel_and_wait(task)
 
         app.cleanup_ctx.append(loop_probe_context)
+    if settings.database is None and settings.store_prewarm:
+        app.cleanup_ctx.append(store_prewarm_context(settings.store_path))
     app.cleanup_ctx.append(repository_context)
     ldap_settings = settings.ldap.listening_on(ldap_listen) if ldap_listen is not None else None
     lines = http.setup(app, settings.http, repository=repo, publication=publication, clock=clock,
@@ -384,6 +388,25 @@ def create_app(
     app.cleanup_ctx.append(ledger_context)
     app[SERVED] = tuple(lines)
     return app
+
+
+def store_prewarm_context(store_path: Path):
+    """Reads the store file into the page cache in a thread while the server serves."""
+    async def store_prewarm(app: web.Application):
+        stop = threading.Event()
+
+        async def run() -> None:
+            n, seconds = await asyncio.to_thread(prewarm.timed, prewarm.store_files(store_path), stop)
+            logging.getLogger("pkirepo").info("store file read into the page cache: %.0f MB in %.1f s",
+                                              n / 1e6, seconds)
+
+        task = asyncio.create_task(run(), name="pkirepo-store-prewarm")
+        try:
+            yield
+        finally:
+            stop.set()
+            await cancel_and_wait(task)
+    return store_prewarm
 
 
 def crl_ldap_urls(ldap_settings: LdapSettings, base_url: str, repo: Repository) -> Callable[[CrlRecord], str | None]:

@@ -260,3 +260,20 @@ class TestStallWatch:
         where = p.snapshot()["stalls"]["where"]
         assert any("blocking_step" in w["stack"] for w in where), where
         assert p.stalls._thread is None  # stopped with the probe
+
+
+def test_prewarm_reads_every_byte_of_the_store_files_and_stops_when_told(tmp_path):
+    import threading
+
+    from publisher import prewarm
+
+    db = tmp_path / "s.sqlite"
+    db.write_bytes(b"x" * (prewarm.CHUNK * 2 + 5))
+    (tmp_path / "s.sqlite-wal").write_bytes(b"y" * 7)
+    files = prewarm.store_files(db)
+    assert prewarm.read_into_cache(files) == prewarm.CHUNK * 2 + 5 + 7
+    assert prewarm.read_into_cache([tmp_path / "missing"]) == 0
+    stop = threading.Event()
+    seen = []
+    stop_after_one = lambda n: (seen.append(n), stop.set())  # noqa: E731
+    assert prewarm.read_into_cache(files, stop=stop, progress=stop_after_one) == prewarm.CHUNK
