@@ -38,6 +38,9 @@ DRAIN_GRACE = 3.0
 log = logging.getLogger("pkirepo")
 
 
+SWITCH_INTERVAL = 0.001
+
+
 async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None = None,
                 shutdown_timeout: float = 10.0, inherited: dict[str, int] | None = None) -> int:
     """Serve until SIGTERM or SIGINT. `ldap` overrides `[ldap] listen` ("" turns LDAP off).
@@ -45,6 +48,11 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
     sockets ("http", "ldap") and of the readiness pipe ("ready") it got from the supervisor."""
     # Twisted's asyncio reactor must be this loop before anything imports the reactor.
     install_reactor(asyncio.get_running_loop())
+    # The loop shares the interpreter with threads that run Python code (SQLite's row
+    # conversion, the signing pool's result handling, name parsing): each time it returns
+    # from a system call it may wait a whole switch interval for the lock they hold. The
+    # stall watch found it waiting there; 1 ms instead of 5 bounds each of those waits.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     if inherited is not None:
         _name_worker_in_logs()
     raise_open_file_limit()
