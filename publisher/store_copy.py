@@ -214,8 +214,11 @@ class _SQLite(_Side):
         await self.conn.execute("COMMIT")
 
     async def unmark(self) -> None:
-        # FULL: this commit syncs the write-ahead log, and with it every row written before.
+        # Everything written so far reaches the disk before the marker goes: a checkpoint
+        # with synchronous FULL syncs the database file (earlier checkpoints, made while
+        # synchronous was OFF, did not), then the commit that removes the marker syncs the log.
         await self.conn.execute("PRAGMA synchronous = FULL")
+        await self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         await self.conn.execute("DELETE FROM meta WHERE key = ?", (COPY_MARKER,))
 
     async def snapshot(self) -> None:
@@ -225,7 +228,9 @@ class _SQLite(_Side):
         await self._all("SELECT count(*) FROM sqlite_master")
 
     async def finish_writes(self) -> None:
-        await self.conn.execute("ANALYZE")
+        # No ANALYZE: the SQLite store never keeps statistics, and its queries are written
+        # for the planner's choices without them; a copy must plan as the original does.
+        pass
 
     async def close(self) -> None:
         if self.conn is not None:
