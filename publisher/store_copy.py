@@ -87,15 +87,21 @@ class Endpoint:
 def endpoint(option: str, text: str, *, password_file: str | None = None,
              password_env: str | None = None) -> Endpoint:
     """Parse one side; ConfigError names the option and the value at fault."""
+    if not text.strip():
+        raise ConfigError(f"{option}: empty: give a SQLite file or a postgresql:// URL")
     if URL_RE.match(text):
         if url_holds_password(text):
             raise ConfigError(f"{option}: the URL must not hold the password (command lines are seen by others): "
                               f"give {option}-password-file or {option}-password-env")
+        if "\0" in text:
+            raise ConfigError(f"{option}: the URL holds a NUL character")
         if password_file is not None and password_env is not None:
             raise ConfigError(f"{option}-password-env: give {option}-password-file or {option}-password-env, "
                               f"not both")
         return Endpoint(option, url=text, password_file=None if password_file is None else Path(password_file),
                         password_env=password_env)
+    if "\0" in text:
+        raise ConfigError(f"{option} {text!r}: a file name cannot hold a NUL character")
     if "://" in text:
         raise ConfigError(f"{option} {text}: not a SQLite file or a postgresql:// URL")
     for name, value in ((f"{option}-password-file", password_file), (f"{option}-password-env", password_env)):
@@ -410,12 +416,15 @@ async def copy_store(source: Endpoint, target: Endpoint, *, presigned: bool = Tr
     if source.where == target.where or (source.path and target.path
                                         and source.path.resolve() == target.path.resolve()):
         raise ConfigError(f"--to {target.where}: that is the source itself")
-    if source.path is not None and not source.path.is_file():
-        raise ConfigError(f"{source.label}: no such file")
     started = time.monotonic()
-    await _open_store(source, create=False)
-    await _refuse_unless_empty(target)
-    await _open_store(target, create=True)
+    try:
+        if source.path is not None and not source.path.is_file():
+            raise ConfigError(f"{source.label}: no such file")
+        await _open_store(source, create=False)
+        await _refuse_unless_empty(target)
+        await _open_store(target, create=True)
+    except OSError as e:  # a name too long, a directory we may not read
+        raise ConfigError(f"{e.filename or source.where}: {e.strerror or e}") from None
     tables = [t for t in TABLES if presigned or not t.optional]
     report = CopyReport(source.where, target.where, skipped=tuple(t.name for t in TABLES if t not in tables))
     src = await _connect(source)

@@ -269,3 +269,42 @@ def test_random_contents_survive_the_round_trip(ops, pg_server, tmp_path_factory
 
     asyncio.run(run())
     assert dump(d / "b.sqlite") == dump(d / "a.sqlite")
+
+
+# The command line's two values, parsed
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=60), user=st.from_regex(r"[a-z]{1,8}", fullmatch=True),
+       password=st.text(st.characters(blacklist_characters="@/:?&#", blacklist_categories=("Cs",)), min_size=1,
+                        max_size=12),
+       file=st.none() | st.just("pw"), env=st.none() | st.just("PW"))
+def test_endpoints_parse_or_are_refused_naming_the_option(text, user, password, file, env):
+    for value in (text, f"postgresql://{user}:{password}@db/x", f"postgresql://{user}@db/x?password={password}"):
+        try:
+            ep = endpoint("--to", value, password_file=file, password_env=env)
+        except ConfigError as e:
+            assert e.message.startswith("--to") and e.cli_exit == 2
+            if value != text:  # refused for the password, and the URL holding it never shown
+                assert "must not hold the password" in e.message and value not in e.message
+            continue
+        assert value == text, "a URL holding a password was accepted"
+        assert (ep.url is None) == (ep.path is not None)
+        if ep.url is None:
+            assert file is None and env is None and str(ep.path) == str(Path(text))
+
+
+def test_differences_name_every_mismatch():
+    from publisher.copy_plan import LatestCrl, Summary, differences
+    a = Summary({"certificates": 3, "events": 5}, (LatestCrl("CRL1", b"\x01\x02", "aa"), LatestCrl("ARL", b"\x01\x01", "bb")), 5)
+    assert differences(a, a) == []
+    b = Summary({"certificates": 2, "events": 5}, (LatestCrl("CRL1", b"\x01\x03", "aa"), LatestCrl("X", b"\x01\x01", "cc")), 4)
+    assert differences(a, b) == [
+        "table certificates: 3 row(s) in the source, 2 in the destination",
+        "scope CRL1: latest CRL number differs",
+        "scope ARL: no CRL in the destination",
+        "scope X: a CRL in the destination only",
+        "change log: at event 5 in the source, 4 in the destination",
+    ]
+    c = Summary(a.counts, (LatestCrl("CRL1", b"\x01\x02", "zz"), a.latest[1]), 5)
+    assert differences(a, c) == ["scope CRL1: latest CRL bytes differ"]
