@@ -308,3 +308,25 @@ def test_differences_name_every_mismatch():
     ]
     c = Summary(a.counts, (LatestCrl("CRL1", b"\x01\x02", "zz"), a.latest[1]), 5)
     assert differences(a, c) == ["scope CRL1: latest CRL bytes differ"]
+
+
+def test_presigned_answers_go_along_unless_left_out(tmp_path):
+    from publisher.store_copy import summary_lines
+
+    async def run():
+        async with SQLiteStore(tmp_path / "a.sqlite") as s:
+            i = await s.put_issuer("CA", b"cert", b"subject", b"kid")
+            await s.add_certificates([NewCert(issuer_id=i.id, serial=7, der=b"d", subject="CN=7", not_before=NOW,
+                                              not_after=NOW, dp_url=None, is_ca=False)], at=NOW)
+        with sqlite3.connect(tmp_path / "a.sqlite") as conn:
+            conn.execute("INSERT INTO ocsp_responses VALUES (1, x'0107', 'sha1', 0, NULL, NULL, x'00', 1, 2, 3, x'30')")
+        whole = await copy_store(endpoint("--from", str(tmp_path / "a.sqlite")), endpoint("--to", str(tmp_path / "b.sqlite")))
+        lean = await copy_store(endpoint("--from", str(tmp_path / "a.sqlite")), endpoint("--to", str(tmp_path / "c.sqlite")),
+                                presigned=False)
+        return whole, lean
+
+    whole, lean = asyncio.run(run())
+    assert dump(tmp_path / "b.sqlite") == dump(tmp_path / "a.sqlite")
+    assert dump(tmp_path / "c.sqlite")["ocsp_responses"] == [] and dump(tmp_path / "c.sqlite")["certificates"]
+    assert any(line.strip().startswith("ocsp_responses") and "not copied" in line for line in summary_lines(lean))
+    assert any(line.strip().startswith("ocsp_responses") and " 1 rows" in line for line in summary_lines(whole))
