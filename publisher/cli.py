@@ -784,7 +784,7 @@ async def cmd_store_copy(args) -> int:
     source = endpoint("--from", args.source, password_file=args.from_password_file,
                       password_env=args.from_password_env)
     target = endpoint("--to", args.target, password_file=args.to_password_file, password_env=args.to_password_env)
-    report = await copy_store(source, target, presigned=not args.no_presigned,
+    report = await copy_store(source, target, presigned=not args.no_presigned, now=SystemClock().now(),
                               progress=lambda line: print(line, file=sys.stderr, flush=True))
     print("\n".join(summary_lines(report)))
     return 0

@@ -17,9 +17,6 @@ from dataclasses import dataclass
 # open()), so an interrupted copy can never be served as if it were whole.
 COPY_MARKER = "copy_incomplete"
 
-# Meta rows the migrations seed on a new store; a store holding only these is still empty.
-SEEDED_META = frozenset({"cert_names_upto"})
-
 
 @dataclass(frozen=True)
 class Table:

@@ -28,7 +28,6 @@ import asyncpg
 
 from .copy_plan import (
     COPY_MARKER,
-    SEEDED_META,
     TABLES,
     LatestCrl,
     Summary,
@@ -47,7 +46,6 @@ from .pg_store import PgStore
 from .sqlite_store import SQLiteStore
 from .store import from_serial_key
 
-UTC = dt.timezone.utc
 
 
 @dataclass(frozen=True)
@@ -408,9 +406,8 @@ async def _check_schemas(src: _Side, dst: _Side, tables: list[Table]) -> None:
                                f"{dst.where} ({', '.join(b)}): both stores must be at this pkirepo's schema")
 
 
-async def copy_store(source: Endpoint, target: Endpoint, *, presigned: bool = True,
-                     progress: Callable[[str], None] = lambda line: None,
-                     now: dt.datetime | None = None, interval: float = 1.0) -> CopyReport:
+async def copy_store(source: Endpoint, target: Endpoint, *, now: dt.datetime, presigned: bool = True,
+                     progress: Callable[[str], None] = lambda line: None, interval: float = 1.0) -> CopyReport:
     """Copy everything `source` holds into the empty `target`, then verify; StoreProblem
     when the two differ (the target then stays marked incomplete)."""
     if source.where == target.where or (source.path and target.path
@@ -432,7 +429,7 @@ async def copy_store(source: Endpoint, target: Endpoint, *, presigned: bool = Tr
         dst = await _connect(target)
         try:
             await _check_schemas(src, dst, tables)
-            await dst.mark(marker_value(source.where, now or dt.datetime.now(UTC)))
+            await dst.mark(marker_value(source.where, now))
             await src.snapshot()
             expected = await src.summary(tables)
             for t in tables:

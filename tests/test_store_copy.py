@@ -51,6 +51,11 @@ def pw_file(tmp_path) -> Path:
     return f
 
 
+def copy(source, target, **kw):
+    """copy_store in this process, at the tests' fixed time."""
+    return copy_store(source, target, now=NOW, **kw)
+
+
 def store_copy(src: str, dst: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
     return run_cli("store", "copy", "--from", src, "--to", dst, *extra, check=check, timeout=120)
 
@@ -126,7 +131,7 @@ def test_refusals_name_what_is_at_fault(shared_demo, pg_server, tmp_path, pw_fil
 
     async def refused(a, b) -> str:
         try:
-            await copy_store(endpoint(*a[:2], **(a[2] if len(a) > 2 else {})),
+            await copy(endpoint(*a[:2], **(a[2] if len(a) > 2 else {})),
                              endpoint(*b[:2], **(b[2] if len(b) > 2 else {})))
         except RepoError as e:
             assert e.cli_exit == 2, e.message
@@ -166,12 +171,12 @@ def test_a_copy_cut_short_is_refused_everywhere(shared_demo, pg_server, tmp_path
 
     async def cut_both_ways():
         with pytest.raises(_Cut):
-            await copy_store(endpoint("--from", str(src)), endpoint("--to", url, password_file=str(pw_file)),
+            await copy(endpoint("--from", str(src)), endpoint("--to", url, password_file=str(pw_file)),
                              progress=_cut_after("certificates"), interval=0.0)
         whole = pg_server.create_database(f"copy_{next(_names)}")
-        await copy_store(endpoint("--from", str(src)), endpoint("--to", whole, password_file=str(pw_file)))
+        await copy(endpoint("--from", str(src)), endpoint("--to", whole, password_file=str(pw_file)))
         with pytest.raises(_Cut):
-            await copy_store(endpoint("--from", whole, password_file=str(pw_file)), endpoint("--to", str(half_sqlite)),
+            await copy(endpoint("--from", whole, password_file=str(pw_file)), endpoint("--to", str(half_sqlite)),
                              progress=_cut_after("revoked"), interval=0.0)
         with pytest.raises(StoreIncomplete):
             await SQLiteStore(half_sqlite, create=False).open()
@@ -181,7 +186,7 @@ def test_a_copy_cut_short_is_refused_everywhere(shared_demo, pg_server, tmp_path
     for a, b in ((("--from", url, pw), ("--to", str(tmp_path / "again.sqlite"))),
                  (("--from", str(src)), ("--to", str(half_sqlite)))):
         with pytest.raises(StoreIncomplete, match="did not finish .* copy again"):
-            asyncio.run(copy_store(endpoint(*a[:2], **(a[2] if len(a) > 2 else {})), endpoint(*b)))
+            asyncio.run(copy(endpoint(*a[:2], **(a[2] if len(a) > 2 else {})), endpoint(*b)))
     for args in ((str(src), url, "--to-password-file", str(pw_file)), (str(half_sqlite), str(tmp_path / "a2.sqlite"))):
         r = store_copy(*args, check=False)
         assert r.returncode == 2 and "did not finish" in r.stderr and "copy again" in r.stderr, (args, r.stderr)
@@ -264,8 +269,8 @@ def test_random_contents_survive_the_round_trip(ops, pg_server, tmp_path_factory
     async def run():
         async with SQLiteStore(d / "a.sqlite") as s:
             await _fill(s, ops)
-        await copy_store(endpoint("--from", str(d / "a.sqlite")), endpoint("--to", url, password_file=str(pw)))
-        await copy_store(endpoint("--from", url, password_file=str(pw)), endpoint("--to", str(d / "b.sqlite")))
+        await copy(endpoint("--from", str(d / "a.sqlite")), endpoint("--to", url, password_file=str(pw)))
+        await copy(endpoint("--from", url, password_file=str(pw)), endpoint("--to", str(d / "b.sqlite")))
 
     asyncio.run(run())
     assert dump(d / "b.sqlite") == dump(d / "a.sqlite")
@@ -320,8 +325,8 @@ def test_presigned_answers_go_along_unless_left_out(tmp_path):
                                               not_after=NOW, dp_url=None, is_ca=False)], at=NOW)
         with sqlite3.connect(tmp_path / "a.sqlite") as conn:
             conn.execute("INSERT INTO ocsp_responses VALUES (1, x'0107', 'sha1', 0, NULL, NULL, x'00', 1, 2, 3, x'30')")
-        whole = await copy_store(endpoint("--from", str(tmp_path / "a.sqlite")), endpoint("--to", str(tmp_path / "b.sqlite")))
-        lean = await copy_store(endpoint("--from", str(tmp_path / "a.sqlite")), endpoint("--to", str(tmp_path / "c.sqlite")),
+        whole = await copy(endpoint("--from", str(tmp_path / "a.sqlite")), endpoint("--to", str(tmp_path / "b.sqlite")))
+        lean = await copy(endpoint("--from", str(tmp_path / "a.sqlite")), endpoint("--to", str(tmp_path / "c.sqlite")),
                                 presigned=False)
         return whole, lean
 
