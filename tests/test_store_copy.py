@@ -335,3 +335,38 @@ def test_presigned_answers_go_along_unless_left_out(tmp_path):
     assert dump(tmp_path / "c.sqlite")["ocsp_responses"] == [] and dump(tmp_path / "c.sqlite")["certificates"]
     assert any(line.strip().startswith("ocsp_responses") and "not copied" in line for line in summary_lines(lean))
     assert any(line.strip().startswith("ocsp_responses") and " 1 rows" in line for line in summary_lines(whole))
+
+
+def test_the_copy_is_one_snapshot_of_a_source_written_meanwhile(pg_server, tmp_path):
+    """A node goes on writing to the source during the copy: the copy is the source as it
+    was when the copy began, whole and verified, without the later rows."""
+    url = pg_server.create_database(f"copy_{next(_names)}")
+    pw = tmp_path / "pw"
+    pw.write_text(PASSWORD)
+    name = url.rsplit("/", 1)[1]
+
+    async def fill():
+        async with SQLiteStore(tmp_path / "a.sqlite") as s:
+            await _fill(s, [("add", 1), ("add", 2), ("revoke", 1), ("notice", 1)])
+        await copy(endpoint("--from", str(tmp_path / "a.sqlite")), endpoint("--to", url, password_file=str(pw)))
+
+    asyncio.run(fill())
+    before = dump(tmp_path / "a.sqlite")
+
+    def write_sqlite(line: str) -> None:
+        if line.startswith("store copy: meta: "):
+            with sqlite3.connect(tmp_path / "a.sqlite") as conn:
+                conn.execute("INSERT INTO events (at, kind, detail) VALUES (1, 'test', 'meanwhile')")
+                conn.execute("UPDATE certificates SET subject = 'CN=changed' WHERE id = 1")
+
+    def write_pg(line: str) -> None:
+        if line.startswith("store copy: meta: "):
+            pg_server.psql("INSERT INTO events (at, kind, detail) VALUES (1, 'test', 'meanwhile');"
+                           " UPDATE certificates SET subject = 'CN=changed' WHERE id = 1", name)
+
+    asyncio.run(copy(endpoint("--from", str(tmp_path / "a.sqlite")), endpoint("--to", str(tmp_path / "b.sqlite")),
+                     progress=write_sqlite, interval=0.0))
+    asyncio.run(copy(endpoint("--from", url, password_file=str(pw)), endpoint("--to", str(tmp_path / "c.sqlite")),
+                     progress=write_pg, interval=0.0))
+    assert dump(tmp_path / "b.sqlite") == before == dump(tmp_path / "c.sqlite")
+    assert dump(tmp_path / "a.sqlite") != before  # the writes did happen, after the snapshot
