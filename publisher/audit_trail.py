@@ -15,6 +15,7 @@ from . import audit
 from .actor import Actor, AuditSink
 from .clock import Clock
 from .files import atomic_write
+from .maintenance import SCHEDULED, WEEK
 from .errors import RepoError
 from .store import Store
 
@@ -142,6 +143,50 @@ async def checkpoint_loop(trail: AuditTrail, interval: dt.timedelta, retention: 
         await asyncio.sleep(interval.total_seconds())
 
 
+class WindowWatch:
+    """A scheduled maintenance window starts and ends by the clock, not by a command: the
+    leader puts each start and end on record as it sees it pass (commands record
+    themselves). Every process follows what has passed, so a new leader records no window
+    twice; what passed while no server ran is not recorded."""
+
+    ACTOR = Actor("system", "schedule")
+
+    def __init__(self, trail: AuditTrail) -> None:
+        self.trail = trail
+        self._seen: set[tuple[int, str]] | None = None
+
+    async def step(self, *, leading: bool = True) -> int:
+        """One look at the windows; returns how many starts and ends it recorded."""
+        now = self.trail.clock.now()
+        windows = {w.id: w for w in await self.trail.store.maintenance_windows(since=now - WEEK)
+                   if w.kind == SCHEDULED and w.counts}
+        passed = {(w.id, "start") for w in windows.values() if w.start <= now}
+        passed |= {(w.id, "end") for w in windows.values() if w.end is not None and w.end <= now}
+        new = sorted(passed - self._seen) if self._seen is not None and leading else []
+        for window_id, what in new:
+            w = windows[window_id]
+            await self.trail.record(self.ACTOR, f"maintenance-window-{what}", f"maintenance window {window_id}", "ok",
+                                    {"start": w.start.isoformat(), "end": None if w.end is None else w.end.isoformat(),
+                                     "reason": w.reason})
+        self._seen = passed if self._seen is None else self._seen | passed
+        return len(new)
+
+
+async def window_loop(trail: AuditTrail, *, interval: float = 5.0,
+                      leading: Callable[[], bool] | None = None) -> None:
+    """`WindowWatch` every `interval` seconds while serving; errors are logged and the next
+    round retries."""
+    watch = WindowWatch(trail)
+    while True:
+        try:
+            await watch.step(leading=leading is None or leading())
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            log.error("audit of maintenance windows: %s", getattr(e, "message", None) or f"{type(e).__name__}: {e}")
+        await asyncio.sleep(interval)
+
+
 # Verification
 
 
@@ -169,9 +214,11 @@ async def verify_trail(store: Store, *, public_key=None, published: audit.Checkp
     """Check the whole chain page by page, every stored checkpoint's signature and head, and
     the trail against the last published checkpoint (truncation of the newest records)."""
     v = Verdict()
+    # Checkpoints first, then the bounds: a server appending meanwhile only adds records
+    # after those the checkpoints read vouch for, never makes one look cut off.
+    checkpoints = await store.audit_checkpoints()
     lo, hi, pruned = await store.audit_bounds()
     v.first, v.last = lo, hi
-    checkpoints = await store.audit_checkpoints()
     v.checkpoints = len(checkpoints)
     start = (0, audit.GENESIS)
     if pruned is not None:

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from . import certs as certmod
 from .actor import Actor
 from .audit_settings import AuditSettings, load_audit_settings, load_checkpoint_key
-from .audit_trail import AuditTrail, checkpoint_loop
+from .audit_trail import AuditTrail, checkpoint_loop, window_loop
 from . import http, httpedge, logs, trustlist_web
 from .clock import Clock
 from .config import RepositorySettings, read_config, repository_settings
@@ -335,13 +335,14 @@ def create_app(
         await trail.record(Actor("system", "pkirepo"), "config-load", f"config {settings.source}", "ok",
                            {"sha256": hashlib.sha256(data).hexdigest()})
         a = settings.audit
-        task = asyncio.create_task(checkpoint_loop(trail, a.checkpoint_interval, a.retention,
-                                                   leading=None if leader is None else leader.try_acquire),
-                                   name="pkirepo-audit-checkpoints")
+        leading = None if leader is None else leader.try_acquire
+        tasks = [asyncio.create_task(checkpoint_loop(trail, a.checkpoint_interval, a.retention, leading=leading),
+                                     name="pkirepo-audit-checkpoints"),
+                 asyncio.create_task(window_loop(trail, leading=leading), name="pkirepo-audit-windows")]
         try:
             yield
         finally:
-            await cancel_and_wait(task)
+            await cancel_and_wait(*tasks)
 
     async def ledger_context(app: web.Application):
         async with heartbeat(store, clock, readiness, ops.heartbeat):

@@ -298,3 +298,47 @@ def test_retention_below_seven_years_is_refused(demo):
         load_settings(demo.config)
     p = demo.cli("audit", "show", check=False)
     assert p.returncode == BAD_INPUT and "audit.retention" in p.stderr
+
+
+async def test_scheduled_window_start_and_end_are_on_record(tmp_path):
+    from publisher.audit_trail import WindowWatch
+
+    now = dt.datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+    clock = FixedClock(now)
+    async with SQLiteStore(tmp_path / "repo.sqlite") as store:
+        w = await store.schedule_maintenance(now + dt.timedelta(hours=1), now + dt.timedelta(hours=2), "upgrade",
+                                             budget=dt.timedelta(minutes=120), at=now)
+        watch = WindowWatch(AuditTrail(store, clock))
+        assert await watch.step() == 0
+        clock.advance(minutes=61)
+        assert await watch.step() == 1
+        assert await watch.step() == 0  # recorded once
+        follower = WindowWatch(AuditTrail(store, clock))
+        assert await follower.step(leading=False) == 0
+        clock.advance(minutes=60)
+        assert await watch.step() == 1
+        # Another process follows what passed without recording it; leading later, it records
+        # nothing twice.
+        assert await follower.step(leading=False) == 0 and await follower.step() == 0
+        recs = await store.audit_records()
+        assert [(r.entry.actor_name, r.entry.action, r.entry.obj) for r in recs] == [
+            ("schedule", "maintenance-window-start", f"maintenance window {w.id}"),
+            ("schedule", "maintenance-window-end", f"maintenance window {w.id}")]
+
+
+def test_a_served_repository_records_its_start_and_publishes_its_checkpoint(demo, server_factory):
+    from crl_testlib import http_get, wait_until
+
+    server = server_factory(demo)
+    started = wait_until(lambda: [r for r in rows(demo) if r[3] in ("config-load", "ocsp-key-load")][-3:] or None,
+                         what="the start on record")
+    assert ("system", "pkirepo", "config-load", f"config {demo.config}") == started[0][1:5]
+    assert ("system", "ocsp", "ocsp-key-load", f"ocsp responder {CA}", "ok") in [r[1:] for r in started]
+    # The server signs the head at start and shows the newest checkpoint on /status.
+    status = wait_until(lambda: (lambda s: s if (s.get("audit_checkpoint") or {}).get("seq", 0) >= started[0][0]
+                                 else None)(json.loads(http_get(f"{server.url}/status")[2])),
+                        what="the start's checkpoint on /status")
+    assert status["audit_checkpoint"]["algorithm"] == "ed25519"
+    server.stop()
+    p = demo.cli("audit", "verify")
+    assert f"matches {demo.dir / 'audit-checkpoint.json'}" in p.stdout
