@@ -19,6 +19,7 @@ from typing import Callable, Mapping, Sequence
 from aiohttp import web
 
 from publisher.actor import Actor, AuditSink
+from publisher.audit_trail import try_record
 from publisher.clock import Clock
 from publisher.httpedge import MAX_BODY_BYTES, body_unreadable, expect_handler
 from publisher.ratelimit import RateLimit, suffix
@@ -153,8 +154,8 @@ async def _record_keys(audit: AuditSink, responders) -> None:
         if cert is not None:
             detail.update(certificate_sha256=hashlib.sha256(cert).hexdigest(), key_sha1=r.identity.key_hash.hex(),
                           not_after=None if r.not_after is None else r.not_after.isoformat())
-        await audit.record(OCSP_ACTOR, "ocsp-key-load", f"ocsp responder {r.name}",
-                           "ok" if r.problem is None and cert is not None else f"failed: {r.problem}", detail)
+        await try_record(audit, OCSP_ACTOR, "ocsp-key-load", f"ocsp responder {r.name}",
+                         "ok" if r.problem is None and cert is not None else f"failed: {r.problem}", detail)
 
 
 async def _presign_when_leading(responder: OcspResponder, leading: Callable[[], bool] | None) -> None:

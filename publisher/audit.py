@@ -216,7 +216,7 @@ def sign_checkpoint(private_key, seq: int, head: str, at: dt.datetime) -> Checkp
 def checkpoint_problem(cp: Checkpoint, public_key) -> str | None:
     """Why the checkpoint does not verify under `public_key`, or None."""
     if cp.key_id != key_id(public_key):
-        return f"signed by another key (key id {cp.key_id[:16]}…, not the configured checkpoint key)"
+        return f"signed by another key (key id {cp.key_id[:16]}…, not that of the checkpoint key checked against)"
     if cp.algorithm != algorithm_of(public_key):
         return f"algorithm {cp.algorithm} does not match the configured key"
     message = checkpoint_message(cp.seq, cp.head, cp.at)

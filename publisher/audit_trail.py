@@ -59,10 +59,21 @@ async def record_failure(sink: AuditSink, actor: Actor, action: str, obj: str, r
                          detail: Mapping[str, object] | None) -> None:
     """Put a refusal on record; a trail that cannot take it is logged, and the refusal
     itself is what the caller sees."""
+    await try_record(sink, actor, action, obj, result, detail)
+
+
+async def try_record(sink: AuditSink, actor: Actor, action: str, obj: str, result: str,
+                     detail: Mapping[str, object] | None = None) -> bool:
+    """Record an event that changes nothing itself (a start, a refusal): a store that cannot
+    take it right now is logged as an error rather than stopping what goes on (serving
+    reads). Returns whether it was recorded."""
     try:
         await sink.record(actor, action, obj, result, detail)
     except Exception as e:  # noqa: BLE001
-        log.error("audit: could not record %s %s (%s): %s", action, obj, result, e)
+        log.error("audit: could not record %s %s (%s): %s", action, obj, result,
+                  getattr(e, "message", None) or f"{type(e).__name__}: {e}")
+        return False
+    return True
 
 
 class AuditTrail:

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from . import certs as certmod
 from .actor import Actor
 from .audit_settings import AuditSettings, load_audit_settings, load_checkpoint_key
-from .audit_trail import AuditTrail, checkpoint_loop, window_loop
+from .audit_trail import AuditTrail, checkpoint_loop, try_record, window_loop
 from . import http, httpedge, logs, trustlist_web
 from .clock import Clock
 from .config import RepositorySettings, read_config, repository_settings
@@ -331,9 +331,12 @@ def create_app(
 
     async def audit_context(app: web.Application):
         # No reload path: each process reads the config once, at start, and says so.
-        data = await asyncio.to_thread(settings.source.read_bytes)
-        await trail.record(Actor("system", "pkirepo"), "config-load", f"config {settings.source}", "ok",
-                           {"sha256": hashlib.sha256(data).hexdigest()})
+        try:
+            digest = hashlib.sha256(await asyncio.to_thread(settings.source.read_bytes)).hexdigest()
+        except OSError:
+            digest = None  # read at start already; gone since
+        await try_record(trail, Actor("system", "pkirepo"), "config-load", f"config {settings.source}", "ok",
+                         {"sha256": digest})
         a = settings.audit
         leading = None if leader is None else leader.try_acquire
         tasks = [asyncio.create_task(checkpoint_loop(trail, a.checkpoint_interval, a.retention, leading=leading),

@@ -210,6 +210,21 @@ def test_verify_detects_the_newest_records_cut_off(demo):
     assert f"truncated: the trail ends at record {last - 2}, but this checkpoint vouches for record {last}" in p.stdout
 
 
+def test_verify_away_from_the_signing_key(demo, tmp_path):
+    key = serialization.load_pem_private_key((demo.pki / "audit-checkpoint.key").read_bytes(), None)
+    pub = tmp_path / "audit.pub"
+    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    assert "audit trail verified" in demo.cli("audit", "verify", "--public-key", str(pub)).stdout
+    other = tmp_path / "other.pub"
+    other.write_bytes(ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    p = demo.cli("audit", "verify", "--public-key", str(other), check=False)
+    assert p.returncode == TAMPERED and "signed by another key" in p.stdout
+    p = demo.cli("audit", "verify", "--public-key", str(demo.pki / "ca.pem"), check=False)
+    assert p.returncode == BAD_INPUT and "--public-key" in p.stderr
+
+
 def test_verify_names_a_checkpoint_with_a_bad_signature(demo, tmp_path):
     cp = json.loads((demo.dir / "audit-checkpoint.json").read_text())
     sig = bytearray(base64.b64decode(cp["signature"]))
