@@ -29,8 +29,9 @@ UTC = dt.timezone.utc
 GENESIS = "0" * 64
 RECORD_FORMAT = "pkirepo-audit/1"
 CHECKPOINT_FORMAT = "pkirepo-audit-checkpoint/1"
-#: What a detail may hold at most, as JSON text: a record is a line in an archive, not a payload.
-MAX_DETAIL = 16_384
+#: What a detail may hold at most, as JSON text: a record is a line in an archive, not a
+#: payload; a batch of a thousand certificates named by CA and serial fits.
+MAX_DETAIL = 131_072
 
 
 @dataclass(frozen=True)

@@ -357,3 +357,19 @@ def test_a_served_repository_records_its_start_and_publishes_its_checkpoint(demo
     server.stop()
     p = demo.cli("audit", "verify")
     assert f"matches {demo.dir / 'audit-checkpoint.json'}" in p.stdout
+
+
+async def test_a_batch_of_a_thousand_is_named_whole(tmp_path):
+    from publisher.actor import Actor
+
+    serials = [f"{CA} {n:040X}" for n in range(1000)]
+    async with SQLiteStore(tmp_path / "repo.sqlite") as store:
+        trail = AuditTrail(store, FixedClock(dt.datetime(2026, 12, 1, tzinfo=UTC)))
+        await trail.record(Actor("certificate", "CN=feed\x00", "127.0.0.1"), "cert-add", "certificates (1000)", "ok",
+                           {"certificates": serials})
+        await trail.record(Actor("system", "test"), "cert-add", "certificates", "ok", {"x": "y" * 200_000})
+        first, second = await store.audit_records()
+        assert json.loads(first.entry.detail)["certificates"] == serials
+        assert first.entry.actor_name == "CN=feed\ufffd"
+        assert "unrecordable_detail" in json.loads(second.entry.detail)  # the event stays on record
+        assert (await verify_trail(store)).problems == []
