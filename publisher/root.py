@@ -28,7 +28,9 @@ from ocsp.responders import load_responders
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import certs as certmod
-from . import http, httpedge, logs, trustlist_web
+from . import admin_api, http, httpedge, logs, trustlist_web
+from .actor import AuditSink, NoAudit
+from .admin_settings import AdminSettings, load_admin_settings
 from .clock import Clock
 from .config import RepositorySettings, read_config, repository_settings
 from .connections import ConnectionGuard, ServerLog
@@ -67,6 +69,7 @@ class Settings(RepositorySettings):
     ops: OpsSettings = field(default_factory=OpsSettings)
     trustlist: TrustListSettings | None = None  # None: no [trustlist] section, no trust list
     loop_probe: LoopProbeSettings = field(default_factory=LoopProbeSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
 
 
 def load_settings(path: Path) -> Settings:
@@ -79,10 +82,11 @@ def load_settings(path: Path) -> Settings:
     ops_settings = load_ops_settings(top, budget_minutes=repo.policy.max_maintenance_minutes_per_week)
     trustlist_settings = load_trustlist_settings(top)
     probe_settings = load_loop_probe_settings(top)
+    admin_settings = load_admin_settings(top, http_listen=repo.http.listen)
     top.check_tree()
     core = {f.name: getattr(repo, f.name) for f in dataclasses.fields(RepositorySettings)}
     return Settings(**core, ocsp=ocsp_settings, ldap=ldap_settings, ops=ops_settings, trustlist=trustlist_settings,
-                    loop_probe=probe_settings)
+                    loop_probe=probe_settings, admin=admin_settings)
 
 
 def trust_list_service(settings: Settings, *, store: Store, repository: Repository, clock: Clock,
@@ -266,6 +270,8 @@ def create_app(
     ldap_fd: int | None = None,
     loop_probe: LoopLag | None = None,
     deferred: DeferredStart | None = None,
+    admin_fd: int | None = None,
+    audit: AuditSink | None = None,
 ) -> web.Application:
     """The one application. `store` must be open; the caller owns it. Without `presigned`,
     OCSP pre-signs in this process only. LDAP listens only when `ldap_listen` is given
@@ -371,6 +377,12 @@ def create_app(
             app.cleanup_ctx[i] = deferred.defer(ctx, getattr(ctx, "__name__", f"part {i}").removesuffix("_context"))
     lines += trustlist_web.setup(app, settings.trustlist, clock=clock, base_url=settings.http.base_url,
                                  service=trust_list_service(settings, store=store, repository=repo, clock=clock))
+    # The admin API: its own TLS listener (a worker of `serve --workers` inherits it as
+    # `admin_fd`, like HTTP), changes through the same service layer as the CLI.
+    lines += admin_api.setup(app, settings.admin, repository=repo, clock=clock, audit=audit or NoAudit(),
+                             trustlist=(trust_list_service(settings, store=store, repository=repo, clock=clock,
+                                                           signing=True) if settings.admin.enabled else None),
+                             listen_fd=admin_fd, http_port=settings.http.listen[1])
     # Last of the contexts: the ledger counts the service up once HTTP listens (OCSP and LDAP
     # may still be starting: readiness says so), and its heartbeat stops first at shutdown.
     app.cleanup_ctx.append(ledger_context)

@@ -69,7 +69,8 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
     try:
         app = create_app(settings, store=backend.store, signers=signers, clock=SystemClock(),
                          presigned=backend.presigned, ldap_listen=ldap_listen, leader=leader, ldap_fd=ldap_fd,
-                         loop_probe=make_loop_probe(settings), deferred=deferred)
+                         loop_probe=make_loop_probe(settings), deferred=deferred,
+                         admin_fd=inherited.get("admin") if inherited is not None else None)
         runner = make_runner(app, settings, shutdown_timeout=shutdown_timeout)
         # Runs the contexts' start-up: the repository's own (issuers, the published files
         # checked) to the end; OCSP's and LDAP's, which load from the whole store, only begin.
@@ -180,8 +181,15 @@ async def supervise(settings: Settings, *, config: Path, http: tuple[str, int], 
         if ldap_settings.listen:
             host, port = ldap_settings.host_port
             listeners["ldap"] = bind_listener(host, port, what="LDAP")
+        if settings.admin.enabled:
+            # Bound here and inherited by every worker, like HTTP: any worker may take an
+            # admin request (the store orders the changes and holds the idempotency keys),
+            # and the socket stays open while workers are replaced one by one.
+            host, port = settings.admin.listen
+            listeners["admin"] = bind_listener(host, port, what="the admin API")
     except BaseException:
-        listeners["http"].close()
+        for sock in listeners.values():
+            sock.close()
         raise
     http_port = listeners["http"].getsockname()[1]
     shown = f"[{http[0]}]" if ":" in http[0] else http[0]
