@@ -212,6 +212,7 @@ class Body:
         return out
 
 
+B64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})+(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$|^[A-Za-z0-9+/]{2}==$|^[A-Za-z0-9+/]{3}=$"
 TIME_SCHEMA = {"type": "string", "format": "date-time", "description": "RFC 3339, from 1950 on"}
 SERIAL_SCHEMA = {"type": "string", "pattern": r"^(0[xX])?[0-9A-Fa-f:]{1,80}$",
                  "description": "hexadecimal, at most 20 octets (0x and openssl's colons allowed)"}
@@ -234,7 +235,7 @@ SERIAL = Field("serial", SERIAL_SCHEMA, parse_serial, required=True)
 def certificates_field(max_batch: int) -> Field:
     item = {"type": "object", "additionalProperties": False, "minProperties": 1, "maxProperties": 1,
             "properties": {"pem": {"type": "string", "minLength": 1},
-                           "der": {"type": "string", "contentEncoding": "base64", "minLength": 1}}}
+                           "der": {"type": "string", "contentEncoding": "base64", "pattern": B64_PATTERN}}}
 
     def parse(value: Any) -> list[tuple[bytes, str]]:
         if not isinstance(value, list) or not 1 <= len(value) <= max_batch:
@@ -327,7 +328,7 @@ def routes(*, max_batch: int, document_kinds: tuple[str, ...], notice_kinds: tup
                     Field("lang", {"enum": list(doc_languages)}, text(20), required=True),
                     Field("effective", {"type": "string", "format": "date"}, parse_date, required=True),
                     Field("oid", {"type": "string", "pattern": r"^[0-2](\.[0-9]{1,9}){1,30}$"}, text(300)),
-                    Field("content", {"type": "string", "contentEncoding": "base64", "minLength": 4},
+                    Field("content", {"type": "string", "contentEncoding": "base64", "pattern": B64_PATTERN},
                           parse_base64, required=True))),
               "optional", 201),
         Route("add_notice", "POST", "/notices", "Publish a notice in every language of the pages", ("publisher",),
