@@ -196,7 +196,9 @@ class Body:
         known = {f.name for f in self.fields}
         unknown = sorted(k for k in data if k not in known)
         if unknown:
-            raise Invalid(unknown[0][:60], "is not a field of this request "
+            name = unknown[0][:60]
+            raise Invalid(name if name.isprintable() and name.strip() == name and name else repr(name),
+                          "is not a field of this request "
                                            f"(fields: {', '.join(f.name for f in self.fields)})")
         out: dict[str, Any] = {}
         for f in self.fields:
