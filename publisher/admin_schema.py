@@ -243,14 +243,23 @@ def certificates_field(max_batch: int) -> Field:
         if not isinstance(value, list) or not 1 <= len(value) <= max_batch:
             raise ValueError(f"must be a list of 1 to {max_batch} certificates (admin.max_batch)")
         out = []
+        count = 0
         for i, v in enumerate(value):
             if not isinstance(v, dict) or len(v) != 1 or not set(v) <= {"pem", "der"}:
                 raise ValueError(f"[{i}]: must be an object with one of pem (text) or der (base64)")
             if "pem" in v:
                 if not isinstance(v["pem"], str) or not v["pem"].strip() or not v["pem"].isascii():
                     raise ValueError(f"[{i}].pem: must be PEM text")
+                # A PEM item may hold a bundle: every certificate in it counts towards the cap.
+                count += max(1, v["pem"].count("-----BEGIN "))
+                if count > max_batch:
+                    raise ValueError(f"more than {max_batch} certificates in all (admin.max_batch), "
+                                     f"counting those in PEM bundles")
                 out.append((v["pem"].encode("ascii"), f"certificates[{i}]"))
             else:
+                count += 1
+                if count > max_batch:
+                    raise ValueError(f"more than {max_batch} certificates in all (admin.max_batch)")
                 try:
                     out.append((parse_base64(v["der"]), f"certificates[{i}]"))
                 except ValueError as e:

@@ -120,6 +120,9 @@ def test_batches_are_capped():
     with pytest.raises(Invalid, match="max_batch"):
         certs.parse({"certificates": [{"pem": "x"}] * 6})
     assert len(certs.parse({"certificates": [{"pem": "x"}] * 5})["certificates"]) == 5
+    bundle = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n" * 3
+    with pytest.raises(Invalid, match="PEM bundles"):
+        certs.parse({"certificates": [{"pem": bundle}, {"pem": bundle}]})
 
 
 def test_the_document_names_every_route_role_and_field():
