@@ -272,6 +272,7 @@ def create_app(
     deferred: DeferredStart | None = None,
     admin_fd: int | None = None,
     audit: AuditSink | None = None,
+    audit_reader: admin_api.AuditReader | None = None,
 ) -> web.Application:
     """The one application. `store` must be open; the caller owns it. Without `presigned`,
     OCSP pre-signs in this process only. LDAP listens only when `ldap_listen` is given
@@ -281,7 +282,9 @@ def create_app(
     `loop_probe` (from `make_loop_probe`) runs while the app does and is served at
     /healthz/loop and in /metrics.
     With `deferred`, the front-ends' start-ups (OCSP, LDAP: each loads from the whole store)
-    run in the background so that HTTP listens at once; the caller waits on `deferred`."""
+    run in the background so that HTTP listens at once; the caller waits on `deferred`.
+    `audit` receives the admin API's refusals (NoAudit when None); `audit_reader`, when
+    given, serves the audit trail at /admin/v1/audit (404 otherwise)."""
     guard = ConnectionGuard(settings.http)
     metrics = Metrics()
     app = web.Application(middlewares=[logs.request_ids, guard.middleware, metrics.middleware(),
@@ -382,7 +385,7 @@ def create_app(
     lines += admin_api.setup(app, settings.admin, repository=repo, clock=clock, audit=audit or NoAudit(),
                              trustlist=(trust_list_service(settings, store=store, repository=repo, clock=clock,
                                                            signing=True) if settings.admin.enabled else None),
-                             listen_fd=admin_fd, http_port=settings.http.listen[1])
+                             audit_reader=audit_reader, listen_fd=admin_fd, http_port=settings.http.listen[1])
     # Last of the contexts: the ledger counts the service up once HTTP listens (OCSP and LDAP
     # may still be starting: readiness says so), and its heartbeat stops first at shutdown.
     app.cleanup_ctx.append(ledger_context)
