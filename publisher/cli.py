@@ -145,6 +145,13 @@ async def cmd_serve(args) -> int:
 
     settings = load_settings(config_path(args))
     http = parse_listen(args.http) if args.http else settings.http.listen
+    if args.admin:
+        import dataclasses
+
+        try:
+            settings = dataclasses.replace(settings, admin=settings.admin.listening_on(args.admin))
+        except ValueError as e:
+            raise MalformedInput(f"--admin: {e}") from None
     worker = os.environ.pop(WORKER_ENV, None)
     if worker is not None:  # started by the supervisor of `serve --workers`
         try:
@@ -968,6 +975,8 @@ def build_parser() -> argparse.ArgumentParser:
             example="pkirepo --config var/demo/pkirepo.toml serve --http 127.0.0.1:9000")
     c.add_argument("--http", metavar="HOST:PORT", help="HTTP listener (default: http.listen)")
     c.add_argument("--ldap", metavar="HOST:PORT", help="LDAP listener (default: ldap.listen; \"\" turns it off)")
+    c.add_argument("--admin", metavar="HOST:PORT", help="the admin API's listener, when [admin] enables it "
+                                                        "(default: admin.listen)")
     c.add_argument("--workers", type=int, default=0, metavar="N",
                    help="a supervisor owning the listeners runs N worker processes; SIGHUP restarts them one at "
                         "a time, SIGTERM drains them (default 0: one process)")

@@ -196,6 +196,9 @@ async def supervise(settings: Settings, *, config: Path, http: tuple[str, int], 
     config = config.resolve()
     argv = [sys.executable, "-m", "publisher.cli", *(["-v"] if verbose else []), "--config", str(config),
             "serve", "--http", f"{shown}:{http_port}", "--ldap", ldap_settings.listen or ""]
+    if settings.admin.enabled:
+        admin_host, admin_port = settings.admin.listen
+        argv += ["--admin", f"[{admin_host}]:{admin_port}" if ":" in admin_host else f"{admin_host}:{admin_port}"]
 
     def check() -> None:
         # What a new worker would do first; refused here, the old workers keep serving.
