@@ -98,3 +98,7 @@ class ConfigError(RepoError):
 
 class VerificationError(MalformedInput):
     """A signature or certificate chain does not verify."""
+
+
+class StoreIncomplete(StoreProblem):
+    """A `pkirepo store copy` into this store did not finish: it holds part of a repository."""

@@ -41,6 +41,9 @@ from .metrics import Metrics
 from .operations import (MaintenanceWatch, OpsSettings, heartbeat, load_ops_settings,
                          register_repository_checks, status_document)
 from .readiness import Readiness
+from . import prewarm
+from .gcpause import GcPauses
+from .stallwatch import StallWatch
 from .looplag import LoopLag, LoopProbeSettings, load_loop_probe_settings
 from .publication import Publication
 from .scheduler import publishing
@@ -247,7 +250,13 @@ def make_runner(app: web.Application, settings: Settings, *, shutdown_timeout: f
 def make_loop_probe(settings: Settings) -> LoopLag | None:
     """The event-loop lag probe `pkirepo serve` runs, or None when `[loop_probe] enabled`
     is false."""
-    return LoopLag(settings.loop_probe) if settings.loop_probe.enabled else None
+    if not settings.loop_probe.enabled:
+        return None
+    pauses = GcPauses()
+    pauses.install()
+    stall_ms = settings.loop_probe.stall_ms
+    stalls = StallWatch(stall_ms, period_ms=max(1, min(10, stall_ms // 4))) if stall_ms else None
+    return LoopLag(settings.loop_probe, gc_pauses=pauses, stalls=stalls)
 
 
 REPO = web.AppKey("repository", Repository)
@@ -355,6 +364,8 @@ def create_app(
                 await cancel_and_wait(task)
 
         app.cleanup_ctx.append(loop_probe_context)
+    if settings.database is None and settings.store_prewarm:
+        app.cleanup_ctx.append(store_prewarm_context(settings.store_path))
     app.cleanup_ctx.append(repository_context)
     ldap_settings = settings.ldap.listening_on(ldap_listen) if ldap_listen is not None else None
     lines = http.setup(app, settings.http, repository=repo, publication=publication, clock=clock,
@@ -391,6 +402,40 @@ def create_app(
     app.cleanup_ctx.append(ledger_context)
     app[SERVED] = tuple(lines)
     return app
+
+
+def store_prewarm_context(store_path: Path):
+    """Reads the store file into the page cache in a child process while the server serves
+    (never in this one: see publisher.prewarm on POSIX locks)."""
+    async def store_prewarm(app: web.Application):
+        log = logging.getLogger("pkirepo")
+        proc = await asyncio.create_subprocess_exec(
+            *prewarm.command(store_path), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL)
+
+        async def report() -> None:
+            out, _ = await proc.communicate()
+            fields = out.decode(errors="replace").split()
+            if proc.returncode == 0 and len(fields) == 2:
+                log.info("store file read into the page cache: %.0f MB in %s s", int(fields[0]) / 1e6, fields[1])
+            elif proc.returncode and proc.returncode > 0:
+                log.warning("reading the store file into the page cache failed (exit code %d)", proc.returncode)
+
+        task = asyncio.create_task(report(), name="pkirepo-store-prewarm")
+        try:
+            yield
+        finally:
+            if proc.returncode is None:
+                try:
+                    proc.kill()
+                except ProcessLookupError:
+                    pass
+            await cancel_and_wait(task)
+            try:
+                await proc.wait()
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+    return store_prewarm
 
 
 def crl_ldap_urls(ldap_settings: LdapSettings, base_url: str, repo: Repository) -> Callable[[CrlRecord], str | None]:
