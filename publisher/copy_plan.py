@@ -49,6 +49,9 @@ TABLES: tuple[Table, ...] = (
     # minutes of signing per hash algorithm on the new store: copied unless --no-presigned.
     Table("ocsp_responses", ("issuer_id", "serial", "hash"), optional=True),
     Table("notices", ("id",)),
+    # The admin API's idempotency keys and their answers: a retry sent after the move is
+    # still answered as the first request was.
+    Table("idempotency_keys", ("actor", "key")),
 )
 
 # Tables of one engine that are bookkeeping of that engine, not repository content.
