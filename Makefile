@@ -5,6 +5,7 @@ BIN     := $(VENV)/bin
 DEMO    ?= var/demo
 HTTP    ?= 127.0.0.1:8080
 LDAP    ?= 127.0.0.1:1389
+ADMIN   ?= 127.0.0.1:8443
 # Debian packages the interop tests and benchmarks drive as real clients.
 SYSPKGS := openssl curl ldap-utils apache2-utils libnss3-tools xmlsec1 nginx gnutls-bin chromium fonts-noto-cjk fontconfig tidy postgresql default-jdk-headless
 SYSBINS := openssl curl ldapsearch ab certutil crlutil vfychain xmlsec1 nginx certtool chromium fc-list tidy javac
@@ -52,8 +53,8 @@ pgserver:
 # HTTP and LDAP go to `serve` too, so that they move the listeners of a demo made earlier
 # (the URLs inside its certificates and CRLs keep the port it was made with).
 demo: venv
-	@test -f $(DEMO)/pkirepo.toml || $(BIN)/pkirepo demo init $(DEMO) --http $(HTTP) --ldap $(LDAP)
-	$(BIN)/pkirepo serve --config $(DEMO)/pkirepo.toml --http $(HTTP) --ldap $(LDAP)
+	@test -f $(DEMO)/pkirepo.toml || $(BIN)/pkirepo demo init $(DEMO) --http $(HTTP) --ldap $(LDAP) --admin $(ADMIN)
+	$(BIN)/pkirepo serve --config $(DEMO)/pkirepo.toml --http $(HTTP) --ldap $(LDAP) --admin $(ADMIN)
 
 test: venv sysdeps
 	$(BIN)/lint-imports --no-cache

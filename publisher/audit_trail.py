@@ -305,3 +305,14 @@ async def records_between(store: Store, *, since: dt.datetime | None, until: dt.
         if len(page) < PAGE:
             return
         after = page[-1].seq
+
+
+class TrailReader:
+    """The audit trail as the admin API's auditor role reads it: a page of records from a
+    time on, as the JSON objects `audit export` writes."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def audit_since(self, since: dt.datetime, *, limit: int) -> list[dict]:
+        return [rec.json() for rec in await self.store.audit_records(since=since, limit=limit)]

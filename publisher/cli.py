@@ -22,7 +22,7 @@ from .crl import EARLIEST_TIME, Reason
 from .errors import Conflict, MalformedInput, RepoError, StoreBehind
 from .files import read_input
 from .logs import configure as configure_logs
-from .maintenance import InMaintenance, active, minutes
+from .maintenance import minutes
 from .root import Backend, Settings, audit_trail, check_config, load_settings, open_backend, trust_list_service
 from .root import repository_exists, store_location
 from .service import CertificateInfo, Repository, load_signers
@@ -112,7 +112,7 @@ class Context:
                                 signing=self.signing or self.writing)
             self.repo = Repository(self.settings, store=self.backend.store, signers=signers, clock=clock, audit=trail)
             if self.writing:
-                await refuse_in_maintenance(self.backend.store, self.repo.clock.now())
+                await self.repo.refuse_in_maintenance()
             await self.repo.sync_issuers()
         except BaseException:
             # __aexit__ does not run when entering fails; the store's threads must still end.
@@ -151,6 +151,13 @@ async def cmd_serve(args) -> int:
 
     settings = load_settings(config_path(args))
     http = parse_listen(args.http) if args.http else settings.http.listen
+    if args.admin:
+        import dataclasses
+
+        try:
+            settings = dataclasses.replace(settings, admin=settings.admin.listening_on(args.admin))
+        except ValueError as e:
+            raise MalformedInput(f"--admin: {e}") from None
     worker = os.environ.pop(WORKER_ENV, None)
     if worker is not None:  # started by the supervisor of `serve --workers`
         try:
@@ -172,8 +179,10 @@ async def cmd_demo_init(args) -> int:
     try:
         parse_listen(args.http)
         parse_listen(args.ldap)
+        if args.admin:
+            parse_listen(args.admin)
     except ValueError as e:
-        raise MalformedInput(f"--http/--ldap: {e}") from None
+        raise MalformedInput(f"--http/--ldap/--admin: {e}") from None
     from .demo_pki import MIN_SUBSCRIBERS
     if args.subscribers < MIN_SUBSCRIBERS:
         raise MalformedInput(f"--subscribers {args.subscribers}: at least {MIN_SUBSCRIBERS}")
@@ -185,7 +194,7 @@ async def cmd_demo_init(args) -> int:
     config, pki, repo = await init_demo(
         Path(args.directory), http=args.http, ldap=args.ldap, subscribers=args.subscribers, clock=SystemClock(),
         progress=progress_printer("subscriber certificates"), issuing_key=args.issuing_key,
-        revoke_every=args.revoke_every, bare=args.bare)
+        revoke_every=args.revoke_every, bare=args.bare, admin=args.admin)
     print(demo_summary(config, pki, repo.settings))
     return 0
 
@@ -658,15 +667,6 @@ async def check_archive(store):
         after = page[-1][0].id
 
 
-async def refuse_in_maintenance(store, now: dt.datetime) -> None:
-    """Writes pause during a maintenance window: refused, saying until when."""
-    window = active(await store.maintenance_windows(since=now - dt.timedelta(days=7)), now)
-    if window is not None:
-        until = _utc(window.end) if window.end is not None else "`pkirepo maintenance end`"
-        raise InMaintenance(f"in maintenance until {until} ({window.kind} window {window.id}: {window.reason}): "
-                            f"changes are refused until it ends; reads go on")
-
-
 def parse_duration(text: str) -> dt.timedelta:
     """`50m`, `2h`, `1h30m`, `90` (minutes), or ISO 8601 `PT50M`."""
     import re
@@ -696,14 +696,9 @@ def parse_window_id(text: str) -> int:
 
 async def cmd_maintenance_schedule(args) -> int:
     async with Context(args) as repo:
-        budget = repo.settings.ops.maintenance_budget
+        budget = repo.maintenance_budget
         now = repo.clock.now()
-        w = await audited(repo.audit, os_user(), "maintenance-schedule", "maintenance window",
-                          repo.store.schedule_maintenance(args.start, args.start + args.duration, args.reason,
-                                                          budget=budget, at=now),
-                          detail={"start": args.start.isoformat(), "minutes": minutes(args.duration),
-                                  "reason": args.reason},
-                          done=lambda w: (f"maintenance window {w.id}", {}))
+        w = await repo.schedule_maintenance(args.start, args.start + args.duration, args.reason, actor=os_user())
         windows = await repo.store.maintenance_windows(since=now - dt.timedelta(days=7))
     from .maintenance import busiest_week
 
@@ -737,17 +732,14 @@ async def cmd_maintenance_list(args) -> int:
 
 async def cmd_maintenance_cancel(args) -> int:
     async with Context(args) as repo:
-        w = await audited(repo.audit, os_user(), "maintenance-cancel", f"maintenance window {args.id}",
-                          repo.store.cancel_maintenance(args.id, at=repo.clock.now()))
+        w = await repo.cancel_maintenance(args.id, actor=os_user())
     print(f"window {w.id} ({_utc(w.start)} to {_utc(w.end)}) cancelled; it stays on record")
     return 0
 
 
 async def cmd_maintenance_start(args) -> int:
     async with Context(args) as repo:
-        w = await audited(repo.audit, os_user(), "maintenance-start", "emergency maintenance window",
-                          repo.store.start_emergency_maintenance(args.reason, at=repo.clock.now()),
-                          detail={"reason": args.reason}, done=lambda w: (f"maintenance window {w.id}", {}))
+        w = await repo.start_maintenance(args.reason, actor=os_user())
     print(f"emergency maintenance (window {w.id}) since {_utc(w.start)}: {w.reason}. Changes are refused and "
           f"publication pauses until `pkirepo maintenance end`; reads go on")
     return 0
@@ -755,9 +747,7 @@ async def cmd_maintenance_start(args) -> int:
 
 async def cmd_maintenance_end(args) -> int:
     async with Context(args) as repo:
-        w = await audited(repo.audit, os_user(), "maintenance-end", "maintenance window under way",
-                          repo.store.end_maintenance(args.reason, at=repo.clock.now()),
-                          detail={"reason": args.reason}, done=lambda w: (f"maintenance window {w.id}", {}))
+        w = await repo.end_maintenance(args.reason, actor=os_user())
     print(f"window {w.id} ({w.kind}) ended at {_utc(w.end)} after {minutes(w.end - w.start):g} min; "
           f"publication resumes")
     return 0
@@ -1128,6 +1118,8 @@ def build_parser() -> argparse.ArgumentParser:
             example="pkirepo --config var/demo/pkirepo.toml serve --http 127.0.0.1:9000")
     c.add_argument("--http", metavar="HOST:PORT", help="HTTP listener (default: http.listen)")
     c.add_argument("--ldap", metavar="HOST:PORT", help="LDAP listener (default: ldap.listen; \"\" turns it off)")
+    c.add_argument("--admin", metavar="HOST:PORT", help="the admin API's listener, when [admin] enables it "
+                                                        "(default: admin.listen)")
     c.add_argument("--workers", type=int, default=0, metavar="N",
                    help="a supervisor owning the listeners runs N worker processes; SIGHUP restarts them one at "
                         "a time, SIGTERM drains them (default 0: one process)")
@@ -1168,6 +1160,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="revoke about one subscriber in K (default 20: 5%%; at least 4)")
     c.add_argument("--bare", action="store_true",
                    help="the PKI, store and CRLs only: no documents or notices (for tests that publish their own)")
+    c.add_argument("--admin", default="127.0.0.1:8443", metavar="HOST:PORT",
+                   help="the admin API's HTTPS listener (\"\" writes its credentials with the listener off)")
 
     cert = sub.add_parser("cert", help="certificates").add_subparsers(dest="cert_command", required=True, metavar="SUB")
     c = cmd("add", cmd_cert_add, "add certificates (PEM or DER, bundles and chains allowed); all or nothing", cert,

@@ -53,6 +53,9 @@ TABLES: tuple[Table, ...] = (
     Table("audit", ("seq",), batch=1000),
     Table("audit_checkpoints", ("id",)),
     Table("audit_pruned", ("one",)),
+    # The admin API's idempotency keys and their answers: a retry sent after the move is
+    # still answered as the first request was.
+    Table("idempotency_keys", ("actor", "key")),
 )
 
 # Tables of one engine that are bookkeeping of that engine, not repository content.

@@ -14,6 +14,8 @@ from . import demo_documents
 from .clock import Clock
 from .config import parse_listen
 from .crl import Reason, encode_entry
+from .admin_settings import DEFAULT_LISTEN as DEFAULT_ADMIN
+from .demo_admin import make_admin_pki
 from .demo_pki import (BUNDLE_MAX, CA_NAME, ROOT_NAME, DemoPki, make_audit_key, make_demo_pki, make_subscribers,
                        make_trustlist_signer, pem)
 from .errors import ConfigError
@@ -115,6 +117,7 @@ async def init_demo(
     issuing_key: str = "rsa",
     revoke_every: int = 20,
     bare: bool = False,
+    admin: str = "127.0.0.1:8443",
 ) -> tuple[Path, DemoPki, Repository]:
     """Make the demo in `directory`: PKI, config, store and CRLs, then (unless `bare`) the
     documents and notices that fill the web pages."""
@@ -133,6 +136,11 @@ async def init_demo(
     make_trustlist_signer(directory, now=clock.now())
     make_audit_key(directory)
     config = write_config(directory, http=http, ldap=ldap)
+    # The admin API's CA, listener certificate and one client per role; "" writes them
+    # with the listener off.
+    section = make_admin_pki(directory, listen=parse_listen(admin or DEFAULT_ADMIN), now=clock.now())
+    with config.open("a") as f:
+        f.write("\n" + (section if admin else section.replace("enabled = true", "enabled = false")))
     settings = load_settings(config)
     store = SQLiteStore(settings.store_path)
     async with store:

@@ -293,4 +293,18 @@ MIGRATIONS: list[str] = [
         head TEXT NOT NULL                  -- its hash: the oldest kept record's previous hash
     );
     """,
+    # 13: idempotency keys of the admin API: a retried change request is answered as the
+    # first was, and never carried out twice. Kept for `admin.idempotency_hours`.
+    """
+    CREATE TABLE idempotency_keys (
+        key TEXT NOT NULL,
+        actor TEXT NOT NULL,                -- Actor kind:name: keys are per client
+        request_hash TEXT NOT NULL,         -- SHA-256 hex of method, path and body
+        status INTEGER,                     -- HTTP status of the answer; NULL while in progress
+        body BLOB,                          -- the answer's body
+        created_at INTEGER NOT NULL,        -- Unix seconds
+        PRIMARY KEY (actor, key)
+    );
+    CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+    """,
 ]

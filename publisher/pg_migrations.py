@@ -232,4 +232,17 @@ PG_MIGRATIONS: list[str] = [
         head text NOT NULL
     );
     """,
+    # 3: idempotency keys of the admin API (SQLite's 12).
+    """
+    CREATE TABLE idempotency_keys (
+        key text NOT NULL,
+        actor text NOT NULL,
+        request_hash text NOT NULL,
+        status integer,
+        body bytea,
+        created_at bigint NOT NULL,
+        PRIMARY KEY (actor, key)
+    );
+    CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+    """,
 ]

@@ -36,6 +36,7 @@ from .pg_migrations import PG_MIGRATIONS
 from . import trustlist as tlmod
 from .store import (
     CertRecord,
+    IdempotentAnswer,
     CrlRecord,
     DocumentRecord,
     NoticeRecord,
@@ -781,6 +782,39 @@ class PgStore(Store):
     async def log_event(self, kind: str, *, at: dt.datetime, issuer_id: int | None = None, detail: str | None = None) -> int:
         async with self._write() as w:
             return await self._event(w, kind, at, issuer_id, detail=detail)
+
+    async def certificate_events(self, cert: CertRecord, *, limit: int = 100) -> list[Event]:
+        rows = await self._all(
+            "SELECT id, at, kind, issuer_id, cert_id, detail FROM events"
+            " WHERE issuer_id = $1 AND kind IN ('revoke', 'hold', 'release') AND cert_id = $2"
+            " ORDER BY id DESC LIMIT $3", cert.issuer_id, cert.id, limit)
+        return [_event_rec(r) for r in reversed(rows)]
+
+    # Idempotency keys of the admin API. Under the write lock like every change, so that
+    # two nodes given the same key at once see one claim.
+
+    async def claim_idempotency_key(self, key, actor, request_hash, *, at, expired_before) -> IdempotentAnswer | None:
+        async with self._write() as w:
+            await w.execute("DELETE FROM idempotency_keys WHERE created_at < $1", _ts(expired_before))
+            row = await w.fetchrow(
+                "SELECT request_hash, status, body, created_at FROM idempotency_keys WHERE actor = $1 AND key = $2",
+                actor, key)
+            if row is not None:
+                return IdempotentAnswer(key, actor, row[0], row[1], None if row[2] is None else bytes(row[2]),
+                                        _dt(row[3]))
+            await w.execute("INSERT INTO idempotency_keys (key, actor, request_hash, created_at)"
+                            " VALUES ($1, $2, $3, $4)", key, actor, request_hash, _ts(at))
+            return None
+
+    async def complete_idempotency_key(self, key, actor, status, body) -> None:
+        async with self._write() as w:
+            await w.execute("UPDATE idempotency_keys SET status = $1, body = $2 WHERE actor = $3 AND key = $4",
+                            status, body, actor, key)
+
+    async def release_idempotency_key(self, key, actor) -> None:
+        async with self._write() as w:
+            await w.execute("DELETE FROM idempotency_keys WHERE actor = $1 AND key = $2 AND status IS NULL",
+                            actor, key)
 
     # Operations: maintenance windows, heartbeats, the availability ledger.
 

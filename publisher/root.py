@@ -29,10 +29,11 @@ from ocsp.responders import load_responders
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import certs as certmod
-from .actor import Actor
+from . import admin_api, http, httpedge, logs, trustlist_web
+from .actor import Actor, AuditSink
+from .admin_settings import AdminSettings, load_admin_settings
 from .audit_settings import AuditSettings, load_audit_settings, load_checkpoint_key
-from .audit_trail import AuditTrail, checkpoint_loop, try_record, window_loop
-from . import http, httpedge, logs, trustlist_web
+from .audit_trail import AuditTrail, TrailReader, checkpoint_loop, try_record, window_loop
 from .clock import Clock
 from .config import RepositorySettings, read_config, repository_settings
 from .connections import ConnectionGuard, ServerLog
@@ -75,6 +76,7 @@ class Settings(RepositorySettings):
     trustlist: TrustListSettings | None = None  # None: no [trustlist] section, no trust list
     loop_probe: LoopProbeSettings = field(default_factory=LoopProbeSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
 
 
 def load_settings(path: Path) -> Settings:
@@ -88,10 +90,11 @@ def load_settings(path: Path) -> Settings:
     trustlist_settings = load_trustlist_settings(top)
     probe_settings = load_loop_probe_settings(top)
     audit_settings = load_audit_settings(top, state_dir=repo.store_path.parent)
+    admin_settings = load_admin_settings(top, http_listen=repo.http.listen)
     top.check_tree()
     core = {f.name: getattr(repo, f.name) for f in dataclasses.fields(RepositorySettings)}
     return Settings(**core, ocsp=ocsp_settings, ldap=ldap_settings, ops=ops_settings, trustlist=trustlist_settings,
-                    loop_probe=probe_settings, audit=audit_settings)
+                    loop_probe=probe_settings, audit=audit_settings, admin=admin_settings)
 
 
 def audit_trail(settings: Settings, *, store: Store, clock: Clock, signing: bool = True) -> AuditTrail:
@@ -298,6 +301,9 @@ def create_app(
     ldap_fd: int | None = None,
     loop_probe: LoopLag | None = None,
     deferred: DeferredStart | None = None,
+    admin_fd: int | None = None,
+    audit: AuditSink | None = None,
+    audit_reader: admin_api.AuditReader | None = None,
 ) -> web.Application:
     """The one application. `store` must be open; the caller owns it. Without `presigned`,
     OCSP pre-signs in this process only. LDAP listens only when `ldap_listen` is given
@@ -307,7 +313,9 @@ def create_app(
     `loop_probe` (from `make_loop_probe`) runs while the app does and is served at
     /healthz/loop and in /metrics.
     With `deferred`, the front-ends' start-ups (OCSP, LDAP: each loads from the whole store)
-    run in the background so that HTTP listens at once; the caller waits on `deferred`."""
+    run in the background so that HTTP listens at once; the caller waits on `deferred`.
+    `audit` receives the admin API's refusals (the store's audit trail when None);
+    `audit_reader` serves the trail at /admin/v1/audit (the store's when None)."""
     guard = ConnectionGuard(settings.http)
     metrics = Metrics()
     app = web.Application(middlewares=[logs.request_ids, guard.middleware, metrics.middleware(),
@@ -426,6 +434,12 @@ def create_app(
             app.cleanup_ctx[i] = deferred.defer(ctx, getattr(ctx, "__name__", f"part {i}").removesuffix("_context"))
     lines += trustlist_web.setup(app, settings.trustlist, clock=clock, base_url=settings.http.base_url,
                                  service=trust_list_service(settings, store=store, repository=repo, clock=clock))
+    # The admin API: its own TLS listener (a worker of `serve --workers` inherits it as
+    # `admin_fd`, like HTTP), changes through the same service layer as the CLI.
+    lines += admin_api.setup(app, settings.admin, repository=repo, clock=clock, audit=audit or trail,
+                             trustlist=(trust_list_service(settings, store=store, repository=repo, clock=clock,
+                                                           signing=True) if settings.admin.enabled else None),
+                             audit_reader=audit_reader or TrailReader(store), listen_fd=admin_fd, http_port=settings.http.listen[1])
     # Last of the contexts: the ledger counts the service up once HTTP listens (OCSP and LDAP
     # may still be starting: readiness says so), and its heartbeat stops first at shutdown.
     app.cleanup_ctx.append(ledger_context)

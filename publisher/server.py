@@ -79,7 +79,8 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
         loop_probe = make_loop_probe(settings)
         app = create_app(settings, store=backend.store, signers=signers, clock=SystemClock(),
                          presigned=backend.presigned, ldap_listen=ldap_listen, leader=leader, ldap_fd=ldap_fd,
-                         loop_probe=loop_probe, deferred=deferred)
+                         loop_probe=loop_probe, deferred=deferred,
+                         admin_fd=inherited.get("admin") if inherited is not None else None)
         runner = make_runner(app, settings, shutdown_timeout=shutdown_timeout)
         # Runs the contexts' start-up: the repository's own (issuers, the published files
         # checked) to the end; OCSP's and LDAP's, which load from the whole store, only begin.
@@ -196,15 +197,26 @@ async def supervise(settings: Settings, *, config: Path, http: tuple[str, int], 
             host, port = ldap_settings.host_port
             for slot, sock in zip(listeners, bind_listeners(host, port, what="LDAP", count=workers)):
                 slot["ldap"] = sock
+        if settings.admin.enabled:
+            # One socket per worker slot on the admin address, like HTTP: any worker may take
+            # an admin request (the store orders the changes and holds the idempotency keys),
+            # and each slot's socket stays open while its worker is replaced.
+            host, port = settings.admin.listen
+            for slot, sock in zip(listeners, bind_listeners(host, port, what="the admin API", count=workers)):
+                slot["admin"] = sock
     except BaseException:
-        for sock in https:
-            sock.close()
+        for slot in listeners:
+            for sock in slot.values():
+                sock.close()
         raise
     http_port = https[0].getsockname()[1]
     shown = f"[{http[0]}]" if ":" in http[0] else http[0]
     config = config.resolve()
     argv = [sys.executable, "-m", "publisher.cli", *(["-v"] if verbose else []), "--config", str(config),
             "serve", "--http", f"{shown}:{http_port}", "--ldap", ldap_settings.listen or ""]
+    if settings.admin.enabled:
+        admin_host, admin_port = settings.admin.listen
+        argv += ["--admin", f"[{admin_host}]:{admin_port}" if ":" in admin_host else f"{admin_host}:{admin_port}"]
 
     def check() -> None:
         # What a new worker would do first; refused here, the old workers keep serving.

@@ -21,6 +21,7 @@ from . import certs as certmod
 from . import crl as crlmod
 from . import documents as docmod
 from . import faults, witness
+from . import maintenance as maintmod
 from . import notices as noticemod
 from . import audit as auditmod
 from .actor import SYSTEM, Actor, AuditSink, NoAudit
@@ -34,7 +35,7 @@ from .schedule import STATUS_EVENTS, Due, due, next_update_for
 from .signer import Signer, load_key_signer
 from .store import (Action, CertRecord, CrlRecord, DocumentRecord, Issuer, NewCert, Scope, Status, StatusChange, Store,
                     serial_hex, transition)
-from .store import NoticeRecord
+from .store import Event, NoticeRecord
 from .witness import Watermark
 
 log = logging.getLogger("pkirepo")
@@ -962,6 +963,67 @@ class Repository:
 
     async def notices(self, *, withdrawn: bool = False, limit: int | None = None) -> list[NoticeRecord]:
         return await self.store.notices(withdrawn=withdrawn, limit=limit)
+
+    # A certificate's history, and maintenance windows (CPS 2.5). The CLI and the admin API
+    # both come through here, so that the two cannot drift.
+
+    async def certificate_history(self, issuer_name: str, serial: int, *, limit: int = 100) -> list[Event]:
+        """The certificate's status changes (revoke, hold, release), oldest first, from the
+        change log; NotFound for a certificate the repository does not hold."""
+        issuer = self.issuer(issuer_name)
+        rec = await self.store.certificate(issuer.id, serial)
+        if rec is None:
+            raise NotFound(f"no certificate {serial_hex(serial)} from {issuer_name}")
+        return await self.store.certificate_events(rec, limit=limit)
+
+    async def refuse_in_maintenance(self) -> None:
+        """Changes to what is published pause during a maintenance window: InMaintenance,
+        saying until when. Reads, and the maintenance commands themselves, go on."""
+        now = self.clock.now()
+        window = maintmod.active(await self.store.maintenance_windows(since=now - maintmod.WEEK), now)
+        if window is not None:
+            until = _iso_z(window.end) if window.end is not None else "`pkirepo maintenance end`"
+            raise maintmod.InMaintenance(
+                f"in maintenance until {until} ({window.kind} window {window.id}: {window.reason}): "
+                f"changes are refused until it ends; reads go on")
+
+    @property
+    def maintenance_budget(self) -> dt.timedelta:
+        return dt.timedelta(minutes=self.settings.policy.max_maintenance_minutes_per_week)
+
+    async def maintenance_windows(self, *, all_windows: bool = False) -> list[maintmod.Window]:
+        """The windows of the last 7 days and those announced; every one with `all_windows`."""
+        now = self.clock.now()
+        return await self.store.maintenance_windows(since=None if all_windows else now - maintmod.WEEK)
+
+    async def schedule_maintenance(self, start: dt.datetime, end: dt.datetime, reason: str, *,
+                                   actor: Actor = SYSTEM) -> maintmod.Window:
+        """Announce a window; Conflict when it overlaps another or goes over the budget of
+        some rolling 7 days."""
+        return await self._audited(
+            actor, "maintenance-schedule", "maintenance window",
+            self.store.schedule_maintenance(start, end, reason, budget=self.maintenance_budget, at=self.clock.now()),
+            detail={"start": start.isoformat(), "minutes": maintmod.minutes(end - start), "reason": reason},
+            done=lambda w: (f"maintenance window {w.id}", {}))
+
+    async def cancel_maintenance(self, window_id: int, *, actor: Actor = SYSTEM) -> maintmod.Window:
+        return await self._audited(actor, "maintenance-cancel", f"maintenance window {window_id}",
+                                   self.store.cancel_maintenance(window_id, at=self.clock.now()))
+
+    async def start_maintenance(self, reason: str, *, actor: Actor = SYSTEM) -> maintmod.Window:
+        """Emergency maintenance from now until `end_maintenance` (not counted in the budget)."""
+        return await self._audited(actor, "maintenance-start", "emergency maintenance window",
+                                   self.store.start_emergency_maintenance(reason, at=self.clock.now()),
+                                   detail={"reason": reason}, done=lambda w: (f"maintenance window {w.id}", {}))
+
+    async def end_maintenance(self, reason: str | None, *, actor: Actor = SYSTEM) -> maintmod.Window:
+        return await self._audited(actor, "maintenance-end", "maintenance window under way",
+                                   self.store.end_maintenance(reason, at=self.clock.now()),
+                                   detail={"reason": reason}, done=lambda w: (f"maintenance window {w.id}", {}))
+
+
+def _iso_z(when: dt.datetime) -> str:
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 #: Certificates named in one record's detail; a bigger batch gives the count of the rest.

@@ -29,6 +29,7 @@ from . import trustlist as tlmod
 from .notices import NewNotice
 from .store import (
     CertRecord,
+    IdempotentAnswer,
     TrustListRecord,
     CrlRecord,
     DocumentRecord,
@@ -871,6 +872,37 @@ class SQLiteStore(Store):
     async def log_event(self, kind: str, *, at: dt.datetime, issuer_id: int | None = None, detail: str | None = None) -> int:
         async with self._write() as w:
             return await self._event(w, kind, at, issuer_id, detail=detail)
+
+    async def certificate_events(self, cert: CertRecord, *, limit: int = 100) -> list[Event]:
+        rows = await self._all(
+            "SELECT id, at, kind, issuer_id, cert_id, detail FROM events"
+            " WHERE issuer_id = ? AND kind IN ('revoke', 'hold', 'release') AND cert_id = ?"
+            " ORDER BY id DESC LIMIT ?", (cert.issuer_id, cert.id, limit))
+        return [Event(r[0], _dt(r[1]), r[2], r[3], r[4], r[5]) for r in reversed(rows)]
+
+    # Idempotency keys of the admin API
+
+    async def claim_idempotency_key(self, key, actor, request_hash, *, at, expired_before) -> IdempotentAnswer | None:
+        async with self._write() as w:
+            await w.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (_ts(expired_before),))
+            row = await (await w.execute(
+                "SELECT request_hash, status, body, created_at FROM idempotency_keys WHERE actor = ? AND key = ?",
+                (actor, key))).fetchone()
+            if row is not None:
+                return IdempotentAnswer(key, actor, row[0], row[1], row[2], _dt(row[3]))
+            await w.execute("INSERT INTO idempotency_keys (key, actor, request_hash, created_at) VALUES (?, ?, ?, ?)",
+                            (key, actor, request_hash, _ts(at)))
+            return None
+
+    async def complete_idempotency_key(self, key, actor, status, body) -> None:
+        async with self._write() as w:
+            await w.execute("UPDATE idempotency_keys SET status = ?, body = ? WHERE actor = ? AND key = ?",
+                            (status, body, actor, key))
+
+    async def release_idempotency_key(self, key, actor) -> None:
+        async with self._write() as w:
+            await w.execute("DELETE FROM idempotency_keys WHERE actor = ? AND key = ? AND status IS NULL",
+                            (actor, key))
 
     # Operations: maintenance windows, heartbeats, the availability ledger, backup.
 

@@ -172,6 +172,20 @@ CERT_EVENTS = frozenset({"revoke", "hold", "release"})
 
 
 @dataclass(frozen=True)
+class IdempotentAnswer:
+    """What a change request sent with an `Idempotency-Key` was answered, kept so that a
+    retry is answered the same without changing anything twice. `status` None: the first
+    request is still being carried out."""
+
+    key: str
+    actor: str  # who sent it (`Actor` kind and name): keys are per client
+    request_hash: str  # SHA-256 of method, path and body: the same key with another body is refused
+    status: int | None
+    body: bytes | None
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
 class DocumentRecord:
     """One publication of a disclosure document (CP 四.9): the disclosure record lists
     every one, oldest first, and none is ever removed."""
@@ -545,6 +559,30 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def log_event(self, kind: str, *, at: dt.datetime, issuer_id: int | None = None, detail: str | None = None) -> int: ...
+
+    async def certificate_events(self, cert: CertRecord, *, limit: int = 100) -> list[Event]:
+        """The newest `limit` status events (revoke, hold, release) of one certificate,
+        oldest first: its history as the change log tells it."""
+        raise NotImplementedError
+
+    # Idempotency keys of the admin API. Not abstract: a backend without them serves, and
+    # the admin API refuses to start on it.
+
+    async def claim_idempotency_key(self, key: str, actor: str, request_hash: str, *, at: dt.datetime,
+                                    expired_before: dt.datetime) -> "IdempotentAnswer | None":
+        """In one transaction: forget the keys created before `expired_before`, then either
+        record (key, actor) as in progress and return None (the caller carries the request
+        out), or return what is recorded for it (in progress, or the first answer)."""
+        raise NotImplementedError
+
+    async def complete_idempotency_key(self, key: str, actor: str, status: int, body: bytes) -> None:
+        """Record the answer of a claimed request."""
+        raise NotImplementedError
+
+    async def release_idempotency_key(self, key: str, actor: str) -> None:
+        """Forget a claimed request that got no final answer (a fault of ours, a store that
+        was busy): a retry carries it out afresh."""
+        raise NotImplementedError
 
     # Operations: maintenance windows, the heartbeat and the availability ledger. Not
     # abstract: a backend without them serves, and the commands that need them say so.

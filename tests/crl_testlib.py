@@ -73,7 +73,8 @@ def template_demo(tmp_path_factory, subscribers: int = 24) -> RepoDemo:
         directory = tmp_path_factory.mktemp("crl-template") / "demo"
         http, ldap = free_port(), free_port()
         p = run_cli("demo", "init", str(directory), "--subscribers", str(subscribers),
-                    "--http", f"127.0.0.1:{http}", "--ldap", f"127.0.0.1:{ldap}", "--bare")
+                    "--http", f"127.0.0.1:{http}", "--ldap", f"127.0.0.1:{ldap}", "--bare",
+                    "--admin", "")  # copies are served side by side: no admin listener to share
         assert p.returncode == 0, p.stderr
         demo = RepoDemo(directory, directory / "pkirepo.toml", http, ldap)
         demo.set_config("supplementary_delay_seconds = 60", "supplementary_delay_seconds = 0")

@@ -39,6 +39,7 @@ class Demo:
     config: Path
     http_port: int
     ldap_port: int
+    admin_port: int = 0  # the admin API's HTTPS listener (0: not known to the test)
 
     @property
     def base_url(self) -> str:
@@ -64,10 +65,11 @@ class Demo:
 def make_demo(directory: Path, *, subscribers: int = 40, delay: int = 0, bare: bool = True) -> Demo:
     """A demo made by `pkirepo demo init`; `bare` (the default) leaves out the sample documents
     and notices, for tests that publish their own."""
-    http, ldap = free_port(), free_port()
+    http, ldap, admin = free_port(), free_port(), free_port()
     run_cli("demo", "init", str(directory), "--subscribers", str(subscribers),
-            "--http", f"127.0.0.1:{http}", "--ldap", f"127.0.0.1:{ldap}", *(["--bare"] if bare else []))
-    demo = Demo(directory, directory / "pkirepo.toml", http, ldap)
+            "--http", f"127.0.0.1:{http}", "--ldap", f"127.0.0.1:{ldap}", "--admin", f"127.0.0.1:{admin}",
+            *(["--bare"] if bare else []))
+    demo = Demo(directory, directory / "pkirepo.toml", http, ldap, admin)
     demo.set_config("supplementary_delay_seconds = 60", f"supplementary_delay_seconds = {delay}")
     # One daily issuance 12 h away: no scheduled CRL falls due while a test compares what
     # two protocols serve (tests of the schedule itself pin the clock instead).

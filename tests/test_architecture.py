@@ -14,7 +14,7 @@ CONTRACTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["import
 
 # Above the core: they may know the front-ends (and the root knows them all).
 ENTRY_AND_ROOT = {"publisher.cli", "publisher.demo", "publisher.server", "publisher.root"}
-FRONT_ENDS = {"publisher.http", "ocsp", "ldap", "publisher.trustlist_web"}
+FRONT_ENDS = {"publisher.http", "ocsp", "ldap", "publisher.trustlist_web", "publisher.admin_api"}
 BACKGROUND_LIBRARIES = ("aiohttp", "twisted", "ldaptor", "zope", "aiosqlite")
 
 
@@ -68,7 +68,8 @@ def test_importing_the_core_leaves_twisted_and_aiohttp_out():
 def test_the_root_imports_every_front_end():
     """The composition root is where front-ends plug in: it imports each of them."""
     code = ("import sys, publisher.root; print(sorted(m for m in ('ocsp.http', 'ldap.service', 'publisher.http', "
-            "'publisher.trustlist_web') if m in sys.modules))")
+            "'publisher.trustlist_web', 'publisher.admin_api') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "['ldap.service', 'ocsp.http', 'publisher.http', 'publisher.trustlist_web']"
+    assert r.stdout.strip() == ("['ldap.service', 'ocsp.http', 'publisher.admin_api', 'publisher.http', "
+                                "'publisher.trustlist_web']")

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _make_demo(demo: Path, http: int, ldap: int) -> None:
     proc = subprocess.Popen(
         ["make", "--no-print-directory", "demo", f"DEMO={demo}", f"HTTP=127.0.0.1:{http}",
-         f"LDAP=127.0.0.1:{ldap}"],
+         f"LDAP=127.0.0.1:{ldap}", f"ADMIN=127.0.0.1:{free_port()}"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

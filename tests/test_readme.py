@@ -17,6 +17,7 @@ from repo_testlib import PKIREPO, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 HTTP, LDAP = ("127.0.0.1", 8080), ("127.0.0.1", 1389)
+ADMIN = ("127.0.0.1", 8443)  # the admin API, as `demo init` sets it up by default
 
 
 def readme_blocks() -> list[tuple[str, str]]:
@@ -47,7 +48,7 @@ def _free(addr: tuple[str, int]) -> bool:
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory):
     """A directory like the repository after `make demo`, with the demo being served."""
-    busy = [f"{h}:{p}" for h, p in (HTTP, LDAP) if not _free((h, p))]
+    busy = [f"{h}:{p}" for h, p in (HTTP, LDAP, ADMIN) if not _free((h, p))]
     if busy:
         pytest.fail(f"the README's examples use the demo's default addresses, and {', '.join(busy)} "
                     f"is taken (a `make demo` running?)")

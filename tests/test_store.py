@@ -351,3 +351,43 @@ async def test_audit_pruning_keeps_the_rest_verifiable(store, tmp_path):
     await raw_sql(store, "DELETE FROM audit_checkpoints")
     v = await verdict(store, public_key=key.public_key())
     assert v.problems and "no checkpoint vouches" in v.problems[0]
+async def test_certificate_events_are_one_certificates_history(store):
+    i = await issuer(store)
+    await store.add_certificates([cert(i.id, 1), cert(i.id, 2)], at=NOW)
+    await store.change_status(change(i.id, 1, Action.HOLD, Reason.certificateHold))
+    await store.change_status(change(i.id, 2, Action.REVOKE, Reason.keyCompromise))
+    await store.change_status(change(i.id, 1, Action.RELEASE))
+    await store.change_status(change(i.id, 1, Action.REVOKE, Reason.superseded))
+    one = await store.certificate(i.id, 1)
+    assert [e.kind for e in await store.certificate_events(one)] == ["hold", "release", "revoke"]
+    assert [e.kind for e in await store.certificate_events(one, limit=2)] == ["release", "revoke"]
+    assert [e.kind for e in await store.certificate_events(await store.certificate(i.id, 2))] == ["revoke"]
+
+
+async def test_idempotency_keys_claim_once_answer_then_expire(make_store):
+    s = make_store()
+    await s.open()
+    try:
+        old = NOW - dt.timedelta(days=2)
+        assert await s.claim_idempotency_key("k1", "token:a", "h1", at=NOW, expired_before=old) is None
+        pending = await s.claim_idempotency_key("k1", "token:a", "h1", at=NOW, expired_before=old)
+        assert pending.status is None and pending.request_hash == "h1"
+        # Keys are per actor: another client's same key is its own.
+        assert await s.claim_idempotency_key("k1", "token:b", "h2", at=NOW, expired_before=old) is None
+        await s.complete_idempotency_key("k1", "token:a", 201, b'{"ok": true}')
+        await s.release_idempotency_key("k1", "token:a")  # answered: releasing forgets nothing
+    finally:
+        await s.close()
+    s = make_store()  # as another process sees it
+    await s.open()
+    try:
+        done = await s.claim_idempotency_key("k1", "token:a", "h9", at=NOW, expired_before=old)
+        assert (done.status, done.body, done.request_hash) == (201, b'{"ok": true}', "h1")
+        await s.release_idempotency_key("k1", "token:b")  # in progress: released, claimable again
+        assert await s.claim_idempotency_key("k1", "token:b", "h2", at=NOW, expired_before=old) is None
+        # Past the retention the key is forgotten and may be used afresh.
+        later = NOW + dt.timedelta(days=3)
+        assert await s.claim_idempotency_key("k1", "token:a", "h3", at=later,
+                                             expired_before=later - dt.timedelta(days=1)) is None
+    finally:
+        await s.close()
