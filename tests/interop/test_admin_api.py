@@ -200,8 +200,13 @@ def test_a_body_over_the_cap_is_413_and_unknown_routes_are_problems(served, tmp_
     assert code == "413" and json.loads(text)["status"] == 413
     status, problem, ctype = curl(demo, "/no-such-thing", role="auditor")
     assert (status, ctype, problem["status"]) == (404, "application/problem+json", 404)
-    status, problem, _ = curl(demo, "/audit?since=2026-01-01T00:00:00Z", role="auditor")
-    assert status == 404 and "audit" in problem["detail"]
+    # The auditor reads the trail: the refusals just made are on it, with their actor.
+    status, body, _ = curl(demo, "/audit?since=2026-01-01T00:00:00Z", role="auditor")
+    assert status == 200, body
+    assert any(r["result"].startswith("refused") and "publisher" in r["actor"]["name"] for r in body["records"]), \
+        body["records"][-5:]
+    status, problem, _ = curl(demo, "/audit?since=2026-01-01T00:00:00Z", role="revoker")
+    assert status == 403 and problem["status"] == 403
 
 
 def test_a_batch_of_certificates_is_added_all_or_nothing(served, tmp_path):
