@@ -127,7 +127,12 @@ class DirectoryService:
         while True:
             # While the name index is behind, the next batch follows at once (each batch
             # returns to the loop between store writes; changes are applied in between).
-            await asyncio.sleep(self.interval if self.names_ready else 0)
+            # Otherwise the next refresh comes at the next change by any process or node (a
+            # shared database notifies), or after `interval`.
+            if self.names_ready:
+                await self.store.wait_for_change(self.interval)
+            else:
+                await asyncio.sleep(0)
             try:
                 await self.refresh()
             except asyncio.CancelledError:
