@@ -97,7 +97,7 @@ class DatabaseLeadership:
                 for statement in self._keepalive_settings():
                     await conn.execute(statement)
                 while not await asyncio.wait_for(conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK),
-                                                 self.timeout / 3):
+                                                 self.timeout):
                     failures = 0
                     await asyncio.sleep(self.interval)
                 self._confirmed = time.monotonic()
@@ -108,8 +108,15 @@ class DatabaseLeadership:
                          os.getpid(), self.where)
                 while True:
                     await asyncio.sleep(self.interval)
-                    await asyncio.wait_for(conn.fetchval("SELECT 1"), self.timeout / 3)
+                    # A slow answer (a loaded server) pauses publication once it is older than
+                    # half the timeout (try_acquire), without giving the lock up; no answer
+                    # within the whole timeout gives it up (the server will have dropped the
+                    # session by then, or will shortly).
+                    await asyncio.wait_for(conn.fetchval("SELECT 1"), self.timeout)
                     self._confirmed = time.monotonic()
+                    if self._warned_stale:
+                        log.info("publication resumes: the leadership connection to %s answers again", self.where)
+                        self._warned_stale = False
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - any failure: give up the lock, try again
