@@ -56,6 +56,7 @@ class DatabaseLeadership:
         self._confirmed = 0.0
         self._warned_stale = False
         self.acquired_at: float | None = None  # time.time() of the last acquisition, for figures
+        self.tries = 0  # attempts at the lock that the server answered
 
     def owns_directory(self) -> bool:
         """True if this process keeps the node's publication directory in step."""
@@ -96,8 +97,12 @@ class DatabaseLeadership:
                 conn = await self._connect()
                 for statement in self._keepalive_settings():
                     await conn.execute(statement)
-                while not await asyncio.wait_for(conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK),
-                                                 self.timeout):
+                while True:
+                    got = await asyncio.wait_for(conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK),
+                                                 self.timeout)
+                    self.tries += 1
+                    if got:
+                        break
                     failures = 0
                     await asyncio.sleep(self.interval)
                 self._confirmed = time.monotonic()

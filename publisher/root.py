@@ -214,7 +214,8 @@ async def open_backend(settings: RepositorySettings, *, create: bool = False) ->
     return Backend(store, SQLitePresignedPort(settings.store_path))
 
 
-def make_leader(settings: RepositorySettings, backend: Backend, *, workers: bool) -> Leadership | DatabaseLeadership | None:
+def make_leader(settings: RepositorySettings, backend: Backend, *,
+                workers: bool) -> Leadership | DatabaseLeadership | None:
     """Who runs the background work (publication, pre-signing, pruning) in `pkirepo serve`.
     SQLite: the node's file lock among the workers of `serve --workers` (None for a single
     process). PostgreSQL: the database-wide lock, competed for by the process holding the

@@ -466,3 +466,89 @@ def test_cli_names_the_setting_when_the_database_cannot_be_used(shared_demo, pg_
     pg_server.psql("UPDATE schema_version SET version = version + 1", name)
     p = serve(text.replace(f"/{seeded}\"", f"/{name}\""))
     assert p.returncode == 2 and "store.url" in p.stderr and "newer than this pkirepo knows" in p.stderr, p.stderr
+
+
+# The publisher is cut off from the database
+
+
+class FreezableProxy:
+    """A TCP relay to the database that can stop relaying (a network partition: nothing
+    arrives, nothing is refused) while still passing on a close by the client."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.frozen = False
+        self.server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _relay(self, reader, writer) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+        async def pipe(src, dst) -> None:
+            try:
+                while data := await src.read(65536):
+                    if not self.frozen:
+                        dst.write(data)
+                        await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def close(self) -> None:
+        self.server.close()
+
+
+def test_a_publisher_cut_off_from_the_database_stops_and_another_takes_over(pg_server, database):
+    import asyncpg
+
+    from publisher.pg_leader import DatabaseLeadership
+
+    async def run() -> tuple[float, float]:
+        proxy = FreezableProxy(pg_server.port)
+        port = await proxy.start()
+        name = database.rsplit("/", 1)[1]
+
+        def connect(p: int):
+            return lambda: asyncpg.connect(f"postgresql://postgres@127.0.0.1:{p}/{name}", password=PASSWORD,
+                                           timeout=5)
+
+        a = DatabaseLeadership(connect(port), where="a", timeout=LEADER_TIMEOUT, local=None)
+        b = DatabaseLeadership(connect(pg_server.port), where="b", timeout=LEADER_TIMEOUT, local=None)
+        tasks = [asyncio.create_task(a.run())]
+        try:
+            await until_async(a.try_acquire, 10, "A leads")
+            tasks.append(asyncio.create_task(b.run()))
+            await until_async(lambda: b.tries >= 2, 10, "B tries for the lock")
+            assert a.try_acquire() and not b.try_acquire()
+            proxy.frozen = True
+            cut = time.monotonic()
+            await until_async(lambda: not a.try_acquire(), LEADER_TIMEOUT, "A stops publishing")
+            stopped = time.monotonic() - cut
+            await until_async(b.try_acquire, LEADER_TIMEOUT + 3, "B takes over")
+            taken = time.monotonic() - cut
+            assert not a.try_acquire()
+            return stopped, taken
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await proxy.close()
+
+    stopped, taken = asyncio.run(run())
+    print(f"\ncut off: A stops publishing after {stopped * 1000:.0f} ms, B publishes after {taken * 1000:.0f} ms "
+          f"(leader_timeout {LEADER_TIMEOUT} s)")
+    assert stopped <= LEADER_TIMEOUT / 2 + 1.5
+
+
+async def until_async(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.02)
