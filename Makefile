@@ -61,10 +61,11 @@ test: venv sysdeps
 
 # Peers the benchmarks run side by side with ours: openssl ca / ocsp, ab, slapd + libldap.
 benchdeps: sysdeps
-	@if ! command -v slapd >/dev/null 2>&1 || ! test -f /usr/include/ldap.h || ! command -v gcc >/dev/null 2>&1; then \
+	@if ! command -v slapd >/dev/null 2>&1 || ! test -f /usr/include/ldap.h || ! command -v gcc >/dev/null 2>&1 \
+	    || ! command -v wrk >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd libldap-dev gcc >/dev/null; \
-	  else echo "missing: slapd libldap-dev gcc (apt-get install slapd libldap-dev gcc)"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd libldap-dev gcc wrk >/dev/null; \
+	  else echo "missing: slapd libldap-dev gcc wrk (apt-get install slapd libldap-dev gcc wrk)"; fi; \
 	fi
 
 bench: bench-crl bench-ocsp bench-ldap

@@ -416,6 +416,17 @@ class Bench:
         lag = self.loop_lag()
         self.row("loop lag since start (probe max / p99)", f"{lag.get('max_ms', 'n/a')} / {lag.get('p99_ms', 'n/a')} ms",
                  "<= 50 ms")
+        for g in lag.get("gc", {}).get("generations", []):
+            self.row(f"garbage collections, generation {g['generation']} (count / worst)",
+                     f"{g['collections']} / {g['worst_ms']} ms")
+        stalls = lag.get("stalls", {})
+        if stalls:
+            # Samples in the selector's wait were the machine's (or another thread's), not ours.
+            ours = [w for w in stalls.get("where", []) if "selectors.py" not in w["stack"]]
+            self.row(f"loop stalls over {stalls.get('threshold_ms')} ms (all / in our code)",
+                     f"{stalls.get('stalls', 0)} / {sum(w['count'] for w in ours)}")
+            for w in ours[:5]:
+                print(f"    {w['count']:>4} x {w['stack'][-240:]}", flush=True)
         poller.stop()
         for phase in ("start", "burst", "steady", "one", "ldap"):
             if phase in poller.worst:

@@ -17,6 +17,7 @@ import concurrent.futures
 import logging
 import multiprocessing
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
 
@@ -46,6 +47,18 @@ def worker_init(keys: Sequence[WorkerKey]) -> None:
 def worker_sign(jobs: Sequence[SignJob]) -> list[bytes]:
     """The task a worker process runs for one batch."""
     return _WORKER[0].sign(jobs)
+
+def worker_ready() -> None:
+    """A task that does nothing: submitting it makes the pool start a process."""
+
+
+def _start_workers(pool: concurrent.futures.ProcessPoolExecutor, n: int) -> None:
+    for _ in range(n):
+        try:
+            pool.submit(worker_ready)
+        except RuntimeError:  # closed meanwhile
+            return
+
 
 #: Jobs per task sent to a worker: large enough that the round trip is noise next to the
 #: signatures, small enough that every worker gets a share of a batch.
@@ -96,6 +109,11 @@ class SigningPool:
             initializer=worker_init,
             initargs=(self._keys,),
         )
+        # The executor starts a process on a submit that finds none idle, in the submitting
+        # thread: a fork and exec of this whole process, tens of milliseconds that would
+        # hold the event loop if its first batches started them. Started from a thread now.
+        threading.Thread(target=_start_workers, args=(self._processes, self.workers),
+                         name="ocsp-sign-start", daemon=True).start()
 
     def close(self) -> None:
         """Stop the workers: what runs finishes, what waits is dropped; no process is left."""

@@ -232,6 +232,8 @@ class RepositorySettings:
     # A shared PostgreSQL store (`store.url`); None: the SQLite file at store_path. With a
     # database, store_path still names where this node keeps the files beside its store.
     database: DatabaseSettings | None = None
+    # Read the SQLite store file into the page cache once serving (publisher.prewarm).
+    store_prewarm: bool = True
 
     def ca(self, name: str) -> CaSettings:
         for ca in self.cas:
@@ -392,6 +394,10 @@ def repository_settings(top: Table) -> RepositorySettings:
     store = top.table("store")
     store_path = store.path("path", "pkirepo.sqlite")
     database = database_settings(store)
+    prewarm = store.bool("prewarm", None)
+    if prewarm is not None and database is not None:
+        raise store.error("prewarm", "only applies to the SQLite store (PostgreSQL keeps its own buffers: "
+                                     "see its pg_prewarm extension)")
     store.check_unknown()
 
     http = top.table("http")
@@ -452,4 +458,5 @@ def repository_settings(top: Table) -> RepositorySettings:
         policy=policy,
         document_kinds=tuple(kinds),
         database=database,
+        store_prewarm=prewarm is not False,
     )

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .config import Table
+from .gcpause import GcPauses
 from .ratelimit import RateLimit, suffix
+from .stallwatch import StallWatch
 
 log = logging.getLogger("pkirepo.loop")
 
@@ -37,6 +39,8 @@ class LoopProbeSettings:
     interval_ms: int = 10
     warn_ms: int = 100
     enabled: bool = True
+    # From this many ms without a wake-up, the loop thread's stack is sampled (0: never).
+    stall_ms: int = 40
 
 
 def load_loop_probe_settings(top: Table) -> LoopProbeSettings:
@@ -46,6 +50,7 @@ def load_loop_probe_settings(top: Table) -> LoopProbeSettings:
         interval_ms=t.int("interval_ms", d.interval_ms, min=1, max=1000),
         warn_ms=t.int("warn_ms", d.warn_ms, min=1),
         enabled=t.bool("enabled", d.enabled),
+        stall_ms=t.int("stall_ms", d.stall_ms, min=0),
     )
 
 
@@ -54,8 +59,13 @@ class LoopLag:
 
     def __init__(self, settings: LoopProbeSettings = LoopProbeSettings(), *,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> None:
+                 wall: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+                 gc_pauses: GcPauses | None = None, stalls: StallWatch | None = None) -> None:
         self.settings = settings
+        # Where the loop was when it stalled, sampled by a thread of its own.
+        self.stalls = stalls
+        # The collector's pauses, reported beside the lag they cause.
+        self.gc = gc_pauses
         self._clock = clock
         self._since = wall()
         self._start = clock()
@@ -84,10 +94,18 @@ class LoopLag:
     async def run(self) -> None:
         """Sleep the interval, note the overshoot, forever (until cancelled)."""
         interval = self.settings.interval_ms / 1000
-        while True:
-            before = self._clock()
-            await asyncio.sleep(interval)
-            self.record(self._clock() - before - interval)
+        if self.stalls is not None:
+            self.stalls.start()
+        try:
+            while True:
+                before = self._clock()
+                await asyncio.sleep(interval)
+                if self.stalls is not None:
+                    self.stalls.beat()
+                self.record(self._clock() - before - interval)
+        finally:
+            if self.stalls is not None:
+                self.stalls.stop()
 
     @property
     def worst_ms(self) -> float:
@@ -110,6 +128,8 @@ class LoopLag:
             "p99_ms": _histogram_p99(self._histogram, self._count),
             "samples": self._count,
             "windows": windows,
+            **({"gc": self.gc.snapshot()} if self.gc is not None else {}),
+            **({"stalls": self.stalls.snapshot()} if self.stalls is not None else {}),
         }
 
 

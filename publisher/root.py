@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
@@ -41,6 +42,9 @@ from .metrics import Metrics
 from .operations import (MaintenanceWatch, OpsSettings, heartbeat, load_ops_settings,
                          register_repository_checks, status_document)
 from .readiness import Component, Readiness
+from . import prewarm
+from .gcpause import GcPauses
+from .stallwatch import StallWatch
 from .looplag import LoopLag, LoopProbeSettings, load_loop_probe_settings
 from .publication import Publication
 from .scheduler import publishing
@@ -261,7 +265,13 @@ def make_runner(app: web.Application, settings: Settings, *, shutdown_timeout: f
 def make_loop_probe(settings: Settings) -> LoopLag | None:
     """The event-loop lag probe `pkirepo serve` runs, or None when `[loop_probe] enabled`
     is false."""
-    return LoopLag(settings.loop_probe) if settings.loop_probe.enabled else None
+    if not settings.loop_probe.enabled:
+        return None
+    pauses = GcPauses()
+    pauses.install()
+    stall_ms = settings.loop_probe.stall_ms
+    stalls = StallWatch(stall_ms, period_ms=max(1, min(10, stall_ms // 4))) if stall_ms else None
+    return LoopLag(settings.loop_probe, gc_pauses=pauses, stalls=stalls)
 
 
 REPO = web.AppKey("repository", Repository)
@@ -366,6 +376,8 @@ def create_app(
                 await cancel_and_wait(task)
 
         app.cleanup_ctx.append(loop_probe_context)
+    if settings.database is None and settings.store_prewarm:
+        app.cleanup_ctx.append(store_prewarm_context(settings.store_path))
     app.cleanup_ctx.append(repository_context)
     ldap_settings = settings.ldap.listening_on(ldap_listen) if ldap_listen is not None else None
     lines = http.setup(app, settings.http, repository=repo, publication=publication, clock=clock,
@@ -410,6 +422,25 @@ def publisher_check(leader: DatabaseLeadership):
                           informational=True)]
 
     return check
+
+
+def store_prewarm_context(store_path: Path):
+    """Reads the store file into the page cache in a thread while the server serves."""
+    async def store_prewarm(app: web.Application):
+        stop = threading.Event()
+
+        async def run() -> None:
+            n, seconds = await asyncio.to_thread(prewarm.timed, prewarm.store_files(store_path), stop)
+            logging.getLogger("pkirepo").info("store file read into the page cache: %.0f MB in %.1f s",
+                                              n / 1e6, seconds)
+
+        task = asyncio.create_task(run(), name="pkirepo-store-prewarm")
+        try:
+            yield
+        finally:
+            stop.set()
+            await cancel_and_wait(task)
+    return store_prewarm
 
 
 def crl_ldap_urls(ldap_settings: LdapSettings, base_url: str, repo: Repository) -> Callable[[CrlRecord], str | None]:

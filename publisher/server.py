@@ -28,7 +28,7 @@ from .root import (CONNECTIONS, PUBLICATION, SERVED, Settings, create_app, load_
 from .root import make_leader
 from .service import load_signers
 from .startup import DeferredStart
-from .supervisor import HEARTBEAT_SECONDS, LISTEN_BACKLOG, Supervisor, SupervisorSettings, bind_listener
+from .supervisor import HEARTBEAT_SECONDS, LISTEN_BACKLOG, Supervisor, SupervisorSettings, bind_listeners
 from .worker_status import status_path
 
 # How long a worker leaving a rolling restart waits for connections it accepted to send
@@ -38,6 +38,9 @@ DRAIN_GRACE = 3.0
 log = logging.getLogger("pkirepo")
 
 
+SWITCH_INTERVAL = 0.001
+
+
 async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None = None,
                 shutdown_timeout: float = 10.0, inherited: dict[str, int] | None = None) -> int:
     """Serve until SIGTERM or SIGINT. `ldap` overrides `[ldap] listen` ("" turns LDAP off).
@@ -45,6 +48,11 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
     sockets ("http", "ldap") and of the readiness pipe ("ready") it got from the supervisor."""
     # Twisted's asyncio reactor must be this loop before anything imports the reactor.
     install_reactor(asyncio.get_running_loop())
+    # The loop shares the interpreter with threads that run Python code (SQLite's row
+    # conversion, the signing pool's result handling, name parsing): each time it returns
+    # from a system call it may wait a whole switch interval for the lock they hold. The
+    # stall watch found it waiting there; 1 ms instead of 5 bounds each of those waits.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     if inherited is not None:
         _name_worker_in_logs()
     raise_open_file_limit()
@@ -68,10 +76,12 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
     watchdog = heartbeat = None
     started = time.monotonic()
     deferred = DeferredStart()
+    loop_probe = None
     try:
+        loop_probe = make_loop_probe(settings)
         app = create_app(settings, store=backend.store, signers=signers, clock=SystemClock(),
                          presigned=backend.presigned, ldap_listen=ldap_listen, leader=leader, ldap_fd=ldap_fd,
-                         loop_probe=make_loop_probe(settings), deferred=deferred)
+                         loop_probe=loop_probe, deferred=deferred)
         runner = make_runner(app, settings, shutdown_timeout=shutdown_timeout)
         # Runs the contexts' start-up: the repository's own (issuers, the published files
         # checked) to the end; OCSP's and LDAP's, which load from the whole store, only begin.
@@ -99,6 +109,8 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
             return 0
         log.info("started in %.1f s (%s)", time.monotonic() - started,
                  ", ".join(f"{name} {s:.1f} s" for name, s in deferred.durations.items()) or "nothing deferred")
+        if loop_probe is not None and loop_probe.gc is not None:
+            loop_probe.gc.settle()
         for line in served_urls(app, settings.http.base_url):
             print(line, flush=True)
         if inherited is not None:
@@ -131,6 +143,8 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
         await backend.close()
         if leader is not None:
             leader.release()
+        if loop_probe is not None and loop_probe.gc is not None:
+            loop_probe.gc.uninstall()
     return 0
 
 
@@ -180,15 +194,18 @@ async def supervise(settings: Settings, *, config: Path, http: tuple[str, int], 
     """`pkirepo serve --workers N`: bind the listeners, then run the supervisor."""
     ldap_settings = settings.ldap.listening_on(ldap)
     load_signers(settings)  # a bad key refuses to start before anything listens
-    listeners = {"http": bind_listener(http[0], http[1], what="HTTP")}
+    https = bind_listeners(http[0], http[1], what="HTTP", count=workers)
+    listeners = [{"http": sock} for sock in https]
     try:
         if ldap_settings.listen:
             host, port = ldap_settings.host_port
-            listeners["ldap"] = bind_listener(host, port, what="LDAP")
+            for slot, sock in zip(listeners, bind_listeners(host, port, what="LDAP", count=workers)):
+                slot["ldap"] = sock
     except BaseException:
-        listeners["http"].close()
+        for sock in https:
+            sock.close()
         raise
-    http_port = listeners["http"].getsockname()[1]
+    http_port = https[0].getsockname()[1]
     shown = f"[{http[0]}]" if ":" in http[0] else http[0]
     config = config.resolve()
     argv = [sys.executable, "-m", "publisher.cli", *(["-v"] if verbose else []), "--config", str(config),

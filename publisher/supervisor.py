@@ -1,11 +1,15 @@
 """`pkirepo serve --workers N`: a supervisor that owns the listening sockets and keeps N
 worker processes serving on them (the pre-fork model of gunicorn and nginx).
 
-The supervisor binds HTTP and LDAP once; each worker is a fresh `pkirepo serve` process
-(so a restart picks up new code, config, keys and certificates) that inherits the sockets
-and accepts on them. A listening socket therefore never closes while the service runs:
-connections queued on it are taken by whichever worker accepts next, never reset, as they
-would be with SO_REUSEPORT when one of the sharing sockets closes.
+The supervisor binds HTTP and LDAP once per worker slot, with SO_REUSEPORT, so that the
+kernel spreads new connections evenly over the slots (with one shared socket, the worker
+that happens to be idle takes most kept-alive connections and the other idles). Each worker
+is a fresh `pkirepo serve` process (so a restart picks up new code, config, keys and
+certificates) that inherits its slot's sockets and accepts on them; its replacement, or its
+successor in a rolling restart, inherits the same ones. The supervisor holds every socket
+open while the service runs, so none ever closes: connections queued on a slot whose worker
+is restarting wait there for the next, never reset, as they would be if a worker owned and
+closed its own SO_REUSEPORT socket.
 
 - A worker writes "ready" on its readiness pipe once it serves, then "alive" every
   `HEARTBEAT_SECONDS` from its event loop; EOF on the pipe means it is gone. A worker
@@ -70,12 +74,31 @@ class SupervisorSettings:
     heartbeat_timeout: float = 30.0
 
 
-def bind_listener(host: str, port: int, *, what: str, backlog: int = LISTEN_BACKLOG) -> socket.socket:
+def bind_listeners(host: str, port: int, *, what: str, count: int,
+                   backlog: int = LISTEN_BACKLOG) -> list[socket.socket]:
+    """`count` listening sockets on one address (port 0: the first one's), one per worker
+    slot, sharing it with SO_REUSEPORT; ConfigError names the address at fault."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            socks.append(bind_listener(host, port, what=what, backlog=backlog, reuse_port=count > 1))
+            port = socks[0].getsockname()[1]
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+def bind_listener(host: str, port: int, *, what: str, backlog: int = LISTEN_BACKLOG,
+                  reuse_port: bool = False) -> socket.socket:
     """A listening TCP socket the workers inherit; ConfigError names the address at fault."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(backlog)
     except OSError as e:
@@ -106,8 +129,10 @@ class Worker:
     """One worker process and what the supervisor knows of it."""
 
     def __init__(self, proc: asyncio.subprocess.Process, ready_fd: int, number: int,
-                 *, replacement: bool = False) -> None:
+                 *, slot: int = 0, replacement: bool = False) -> None:
         self.proc = proc
+        # Which of the supervisor's listening sockets it accepts on.
+        self.slot = slot
         # Started in place of a dead worker: restarted in turn even if it dies while starting
         # (the start-up and a reload handle their own workers' failures).
         self.replacement = replacement
@@ -135,7 +160,8 @@ def _exit_text(code: int) -> str:
 
 
 class Supervisor:
-    """Runs `settings.workers` workers on `listeners` until SIGTERM/SIGINT.
+    """Runs `settings.workers` workers until SIGTERM/SIGINT, worker slot i on the sockets of
+    `listeners[i]` (one dict per slot; fewer dicts than workers: slots share them in turn).
 
     `command()` gives the argv and environment of a new worker; `check()` raises a
     RepoError when the config would not load (it runs before every rolling restart);
@@ -146,7 +172,7 @@ class Supervisor:
         self,
         settings: SupervisorSettings,
         *,
-        listeners: dict[str, socket.socket],
+        listeners: list[dict[str, socket.socket]],
         command: Callable[[], tuple[list[str], dict[str, str]]],
         check: Callable[[], None],
         status: Path | None = None,
@@ -181,7 +207,7 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGINT, self.stop)
         watchdog = None
         try:
-            first = [await self._spawn(stdout=(i == 0)) for i in range(self.settings.workers)]
+            first = [await self._spawn(i, stdout=(i == 0)) for i in range(self.settings.workers)]
             for w in first:
                 if not await self._wait_ready(w):
                     code = await self._exit_code(w)
@@ -210,8 +236,9 @@ class Supervisor:
             if watchdog is not None:
                 watchdog.cancel()
             await self._stop_all()
-            for sock in self.listeners.values():
-                sock.close()
+            for slot in self.listeners:
+                for sock in slot.values():
+                    sock.close()
             for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
 
@@ -233,11 +260,11 @@ class Supervisor:
 
     # -- workers ---------------------------------------------------------------------------
 
-    async def _spawn(self, *, stdout: bool = False, replacement: bool = False) -> Worker:
+    async def _spawn(self, slot: int, *, stdout: bool = False, replacement: bool = False) -> Worker:
         argv, env = self.command()
         env = {k: v for k, v in env.items() if k not in _MANAGER_ENV}
         ready_r, ready_w = os.pipe()
-        fds = {name: sock.fileno() for name, sock in self.listeners.items()}
+        fds = {name: sock.fileno() for name, sock in self.listeners[slot % len(self.listeners)].items()}
         fds["ready"] = ready_w
         env[WORKER_ENV] = format_worker_env(fds)
         self._numbers += 1
@@ -253,7 +280,7 @@ class Supervisor:
             raise
         finally:
             os.close(ready_w)
-        w = Worker(proc, ready_r, self._numbers, replacement=replacement)
+        w = Worker(proc, ready_r, self._numbers, slot=slot, replacement=replacement)
         self.workers.append(w)
         asyncio.get_running_loop().add_reader(ready_r, self._on_ready_pipe, w)
         self._track(asyncio.create_task(self._watch(w), name=f"pkirepo-worker-{w.number}"))
@@ -311,7 +338,7 @@ class Supervisor:
         if self.restart_delay:
             await asyncio.sleep(self.restart_delay)
         if not self.stopping:
-            await self._spawn(replacement=True)
+            await self._spawn(w.slot, replacement=True)
 
     def _note_death(self) -> None:
         now = time.monotonic()
@@ -405,7 +432,7 @@ class Supervisor:
                     return
                 if w.exited.done():
                     continue  # died meanwhile; its replacement already runs the new code
-                new = await self._spawn()
+                new = await self._spawn(w.slot)
                 if not await self._wait_ready(new):
                     log.error("reload stopped: a new worker did not become ready; %d old worker(s) keep serving",
                               len(old) - i)

@@ -127,3 +127,16 @@ def test_policy_reports_every_broken_rule_and_is_kept(tmp_path):
                    '[crl]\nnext_update_hours = 48\n[[ca]]\nname = "A"\ncertificate = "ca.pem"\n')
     s = load_settings(cfg)
     assert s.policy.max_maintenance_minutes_per_week == 90 and s.crl.next_update.total_seconds() == 48 * 3600
+
+
+def test_store_prewarm_is_for_sqlite_only(tmp_path):
+    """`store.prewarm` defaults on for SQLite and is refused, naming the key, with a
+    PostgreSQL store (whose buffers are its own)."""
+    cfg = copy_example(tmp_path, "pkirepo.example.toml", ["pki/root.pem", "pki/ca.pem"])
+    base = cfg.read_text()
+    assert load_settings(cfg).store_prewarm is True
+    cfg.write_text(base.replace("prewarm = true", "prewarm = false"))
+    assert load_settings(cfg).store_prewarm is False
+    cfg.write_text(base.replace('path = "pkirepo.sqlite"', 'path = "pkirepo.sqlite"\nurl = "postgresql://u@127.0.0.1/db"'))
+    with pytest.raises(ConfigError, match="store.prewarm"):
+        load_settings(cfg)

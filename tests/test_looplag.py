@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from publisher.gcpause import GcPauses
 from publisher.looplag import LoopLag, LoopProbeSettings
 from publisher.startup import DeferredStart
 
@@ -172,6 +173,9 @@ def test_healthz_loop_reports_and_nothing_resets_it(shared_server):
     assert status == 200
     assert {"since", "max_ms", "p99_ms", "samples", "windows"} <= first.keys()
     assert set(first["windows"]) == {"10s", "60s"}
+    # pkirepo serve froze its start-up objects out of the collector's walks, and times collections.
+    assert first["gc"]["frozen_objects"] > 10_000
+    assert [g["generation"] for g in first["gc"]["generations"]] == [0, 1, 2]
     _, second = _get(f"{shared_server.url}/healthz/loop?reset=1")
     assert second["samples"] >= first["samples"] and second["max_ms"] >= first["max_ms"]
     assert second["since"] == first["since"]
@@ -182,3 +186,94 @@ def test_healthz_loop_reports_and_nothing_resets_it(shared_server):
 def test_healthz_loop_any_query_is_the_same_read_only_answer(shared_server, query):
     status, body = _get(f"{shared_server.url}/healthz/loop?{urllib.parse.quote(query, safe='=&')}")
     assert status == 200 and body["samples"] >= 0 and "windows" in body
+
+
+class TestGcPauses:
+    def test_collections_are_counted_and_timed_by_generation(self):
+        import gc
+
+        clock = HandClock()
+        pauses = GcPauses(clock=clock)
+        pauses.install()
+        try:
+            pauses._callback("start", {"generation": 2})
+            clock.t += 0.031
+            pauses._callback("stop", {"generation": 2})
+            before = pauses.count[0] + pauses.count[1] + pauses.count[2]
+            gc.collect(0)  # a real one, through the installed callback
+        finally:
+            pauses.uninstall()
+        assert pauses.count[2] >= 1 and pauses.worst[2] >= 0.030
+        assert sum(pauses.count) == before + 1
+        gens = pauses.snapshot()["generations"]
+        assert gens[2]["worst_ms"] >= 30.0
+        assert pauses._callback not in gc.callbacks
+
+    def test_a_stop_without_a_start_is_ignored(self):
+        pauses = GcPauses(clock=HandClock())
+        pauses._callback("stop", {"generation": 1})
+        assert pauses.count == [0, 0, 0]
+
+
+class TestStallWatch:
+    def test_a_stall_is_sampled_once_with_the_loop_threads_stack(self):
+        import threading
+
+        from publisher.stallwatch import StallWatch
+
+        clock = HandClock()
+        watch = StallWatch(40, clock=clock)
+        watch._loop_thread = threading.get_ident()  # this thread plays the loop
+        watch.beat()
+        clock.t += 0.030
+        assert watch.check() is None  # not over the threshold yet
+        clock.t += 0.020
+        stack = watch.check()
+        assert stack is not None and "test_looplag.py" in stack and "test_a_stall_is_sampled_once" in stack
+        assert watch.check() is None  # the same stall is sampled once
+        watch.beat()
+        clock.t += 0.050
+        again = watch.check()
+        assert again is not None and "test_a_stall_is_sampled_once" in again
+        snap = watch.snapshot()
+        assert snap["stalls"] == 2 and sum(w["count"] for w in snap["where"]) == 2
+
+    def test_the_watcher_thread_names_a_blocking_step_on_a_real_loop(self):
+        import time
+
+        from publisher.stallwatch import StallWatch
+
+        def blocking_step():
+            time.sleep(0.3)  # holds the loop, as a slow synchronous call would
+
+        async def main():
+            p = LoopLag(LoopProbeSettings(interval_ms=5), stalls=StallWatch(50, period_ms=5))
+            task = asyncio.create_task(p.run())
+            await asyncio.sleep(0.05)
+            blocking_step()
+            await asyncio.sleep(0.05)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return p
+
+        p = asyncio.run(main())
+        where = p.snapshot()["stalls"]["where"]
+        assert any("blocking_step" in w["stack"] for w in where), where
+        assert p.stalls._thread is None  # stopped with the probe
+
+
+def test_prewarm_reads_every_byte_of_the_store_files_and_stops_when_told(tmp_path):
+    import threading
+
+    from publisher import prewarm
+
+    db = tmp_path / "s.sqlite"
+    db.write_bytes(b"x" * (prewarm.CHUNK * 2 + 5))
+    (tmp_path / "s.sqlite-wal").write_bytes(b"y" * 7)
+    files = prewarm.store_files(db)
+    assert prewarm.read_into_cache(files) == prewarm.CHUNK * 2 + 5 + 7
+    assert prewarm.read_into_cache([tmp_path / "missing"]) == 0
+    stop = threading.Event()
+    seen = []
+    stop_after_one = lambda n: (seen.append(n), stop.set())  # noqa: E731
+    assert prewarm.read_into_cache(files, stop=stop, progress=stop_after_one) == prewarm.CHUNK

@@ -50,7 +50,7 @@ async def _until(cond, timeout: float = 30.0) -> None:
 async def _running(tmp_path, mode: str, *, check=lambda: None, **settings):
     """A supervisor running in this loop; stopped (its workers drained) however the test ends."""
     listener = bind_listener("127.0.0.1", 0, what="HTTP")
-    sup = Supervisor(SupervisorSettings(**settings), listeners={"http": listener},
+    sup = Supervisor(SupervisorSettings(**settings), listeners=[{"http": listener}],
                      command=lambda: ([sys.executable, "-c", WORKER, mode, str(tmp_path / "once")], dict(os.environ)),
                      check=check, status=tmp_path / "workers.json", env={})
     run = asyncio.create_task(sup.run())

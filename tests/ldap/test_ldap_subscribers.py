@@ -258,7 +258,7 @@ async def test_name_index_catches_up_in_bounded_steps(tmp_path):
         assert len(await answer(holder.current, _search(f"uid={serial_hex(SERIALS[0])},{CA_DN}", 0,
                                                         ("present", b"objectClass")))) == 2
         from ldap import name_index
-        assert not await name_index.catch_up(store, max_certs=2, page=2, batch=1)
+        assert not await name_index.catch_up(store, max_certs=2, page=2)
         assert await store.name_index_position() == (2, len(SERIALS))
         await service.refresh()
         assert service.names_ready

@@ -537,6 +537,23 @@ class TestRaces:
 
 
 class TestSigningProcesses:
+    async def test_worker_processes_are_started_before_the_first_batch(self, world):
+        """Starting a process forks this whole one: done from a thread at start, not on the
+        event loop when the first batch is submitted."""
+        import asyncio
+        import time
+
+        r = await world.responder(dataclasses.replace(S, sign_workers=2))
+        try:
+            assert r.signer.pool.mode == "processes"
+            deadline = time.monotonic() + 60
+            while len(r.signer.pool.pids()) < 2:
+                assert time.monotonic() < deadline, r.signer.pool.pids()
+                await asyncio.sleep(0.05)
+            assert r.stats["signed"] == 0  # nothing was signed to get them started
+        finally:
+            r.close()
+
     async def test_worker_processes_sign_and_leave_nothing_behind(self, world):
         import os
 
