@@ -109,7 +109,10 @@ class ChangeListener:
                 self.connected = False
                 if conn is not None:
                     conn.terminate()
-            await asyncio.sleep(min(self.poll_interval * failures, 5.0))
+            # Tried again every poll interval: until the listener is back, the OCSP answers
+            # follow no change, so it must come back as soon as the server does (a refused
+            # connection costs nothing; an unanswered one waits out the connect timeout).
+            await asyncio.sleep(self.poll_interval)
 
     async def close(self) -> None:
         task, self._task = self._task, None
