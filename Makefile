@@ -86,5 +86,11 @@ SCALE ?= 1000000
 bench-scale: venv sysdeps
 	$(BIN)/python -m bench.scale --subscribers $(SCALE)
 
+# The same figures on PostgreSQL beside SQLite (a throwaway server of Debian's postgresql,
+# the store moved there by `pkirepo store copy`), then OCSP throughput of one node and two.
+.PHONY: bench-scale-pg
+bench-scale-pg: venv sysdeps
+	$(BIN)/python -m bench.scale --subscribers $(SCALE) --pg-server
+
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -17,6 +17,23 @@
    revocation shows in OCSP and in LDAP; LDAP search latency by mail and by DN.
 4. With the server stopped: one full CRL issued through `Repository.issue`, timed.
 
+On PostgreSQL, beside SQLite in the same run:
+
+    python -m bench.scale --pg-server [--subscribers N] ...
+    python -m bench.scale --store postgresql://user@host/db --store-password-file FILE ...
+
+5. Right after the build, `pkirepo store copy` moves the SQLite store into the (empty)
+   PostgreSQL database, timed; `--pg-server` first starts a throwaway server of Debian's
+   postgresql in a temporary directory, as tests/pg_testlib.py does (fsync off there: the
+   figures are the store's, not the disk's). Steps 2 to 4 then run on SQLite and again on a
+   node whose store.url is the copy (its own publication directory), and both columns print
+   side by side.
+6. OCSP throughput, one node against two: `pkirepo serve` processes on the one database,
+   each with its own ports and publication directory (LDAP off), answering the pre-signed
+   path (no nonce) to ab with the load split between them. Until leadership across nodes
+   exists both nodes also run the background work (duplicated pre-signing, CRL numbers that
+   conflict harmlessly); the timed part is read-only, after both report pre-signing complete.
+
 Not a test: nothing asserts; it prints a table of figure / measured / target. Every loop is
 bounded; only 127.0.0.1; the server is killed on exit and on Ctrl-C.
 """
@@ -165,10 +182,11 @@ def build(directory: Path, n: int, key: str, http: str, ldap: str) -> dict:
 
 
 class Bench:
-    def __init__(self, directory: Path, args) -> None:
+    def __init__(self, directory: Path, args, config: Path | None = None, db: "PgTarget | None" = None) -> None:
         self.dir = directory
         self.args = args
-        self.config = directory / "pkirepo.toml"
+        self.config = config or directory / "pkirepo.toml"
+        self.db = db
         text = self.config.read_text()
         self.http_port = free_port()
         self.ldap_port = free_port()
@@ -240,22 +258,21 @@ class Bench:
         from cryptography import x509
 
         self.ca = x509.load_pem_x509_certificate((self.dir / "pki" / "ca.pem").read_bytes())
-        sizes = store_sizes(self.dir / "pkirepo.sqlite")
+        sizes = store_sizes(self.dir / "pkirepo.sqlite") if self.db is None else await self.db.sizes()
         total = sum(s for _, s in sizes)
         self.row("store size", mb(total), "<= 4 GB at 1M")
         for name, size in sizes[:5]:
             self.row(f"  of which {name}", mb(size))
 
         # Samples from the store: good certificates (not expired) for OCSP/LDAP probes.
-        from publisher.root import load_settings
+        from publisher.root import load_settings, open_backend
         from publisher.service import Repository, load_signers
-        from publisher.sqlite_store import SQLiteStore
         from publisher.crl import Reason
         from publisher.store import Action, Status
         from publisher.clock import SystemClock
         settings = load_settings(self.config)
-        store = SQLiteStore(settings.store_path, create=False)
-        await store.open()
+        backend = await open_backend(settings)  # SQLite, or the PostgreSQL copy by store.url
+        store = backend.store
         repo = Repository(settings, store=store, signers={}, clock=SystemClock())
         await repo.sync_issuers()
         ca_id = repo.issuer("eCertCA2-17").id
@@ -433,11 +450,11 @@ class Bench:
                 self.row(f"worst /healthz latency, {phase}", ms(poller.worst[phase]) + (
                     f" ({poller.failures[phase]} failed)" if poller.failures.get(phase) else ""), "<= 100 ms")
         self.stop()
-        await store.close()
+        await backend.close()
 
         # A full CRL, issued by this process with the server stopped.
-        store = SQLiteStore(settings.store_path, create=False)
-        await store.open()
+        backend = await open_backend(settings)
+        store = backend.store
         try:
             repo = Repository(settings, store=store, signers=load_signers(settings), clock=SystemClock())
             await repo.sync_issuers()
@@ -448,7 +465,7 @@ class Bench:
             self.row(f"full CRL issued ({issued.record.entries:,} entries, {mb(len(issued.der))})",
                      f"{time.monotonic() - t:.2f} s", "about 0.1 s per 100,000 entries")
         finally:
-            await store.close()
+            await backend.close()
         if all_ready is not None:
             self.row("start until HTTP, OCSP and LDAP all answer", f"{all_ready:.1f} s", "<= 5 s")
 
@@ -479,6 +496,146 @@ class Bench:
             return True
 
 
+class PgTarget:
+    """The PostgreSQL side: a database given by --store, or one on a throwaway server
+    (--pg-server), and the config of a node on it."""
+
+    def __init__(self, args, directory: Path) -> None:
+        self.server = None
+        self.password_file = args.store_password_file
+        if args.pg_server:
+            sys.path.insert(0, str(REPO / "tests"))
+            from pg_testlib import PASSWORD, PgServer
+            self.server = PgServer().start()
+            self.url = self.server.create_database(f"scale_{os.getpid()}")
+            self.password_file = directory / "pg-password"
+            self.password_file.write_text(PASSWORD + "\n")
+        else:
+            self.url = args.store
+
+    def password(self) -> str | None:
+        return None if self.password_file is None else self.password_file.read_text().rstrip("\r\n")
+
+    def node_config(self, directory: Path, name: str) -> Path:
+        """A node of its own on the database: its local place (watermark) and publication
+        directory, as each node of a deployment keeps them."""
+        text = (directory / "pkirepo.toml").read_text()
+        (directory / name).mkdir(exist_ok=True)
+        store = f'path = "{name}/node.sqlite"\nurl = "{self.url}"'
+        if self.password_file is not None:
+            store += f'\npassword_file = "{Path(self.password_file).resolve()}"'
+        text = text.replace('path = "pkirepo.sqlite"', store, 1).replace('dir = "pub"', f'dir = "{name}/pub"', 1)
+        config = directory / f"{name}.toml"
+        config.write_text(text)
+        return config
+
+    def copy(self, directory: Path) -> dict:
+        """`pkirepo store copy` of the built SQLite store into the database, timed."""
+        print(f"copying the store to {self.url} ...", flush=True)
+        cmd = [PKIREPO, "store", "copy", "--from", str(directory / "pkirepo.sqlite"), "--to", self.url]
+        if self.password_file is not None:
+            cmd += ["--to-password-file", str(self.password_file)]
+        t = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        if os.waitstatus_to_exitcode(status):
+            raise SystemExit(f"store copy failed:\n{out}")
+        rows = sum(int(m.group(1)) for m in re.finditer(r"^  \S+ +(\d+) rows", out, re.M))
+        return {"wall": time.monotonic() - t, "rows": rows, "rss": usage.ru_maxrss * 1024,
+                "cpu": usage.ru_utime + usage.ru_stime, "summary": out}
+
+    async def sizes(self) -> list[tuple[str, int]]:
+        import asyncpg
+        conn = await asyncpg.connect(self.url, password=self.password())
+        try:
+            rows = await conn.fetch("SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c JOIN pg_namespace"
+                                    " n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+                                    " ORDER BY 2 DESC")
+        finally:
+            await conn.close()
+        return [(r[0], r[1]) for r in rows]
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+
+class Node:
+    """`pkirepo serve` on the database, HTTP only, until stop()."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(log, "w")
+        self.proc = subprocess.Popen([PKIREPO, "--config", str(config), "serve", "--http", f"127.0.0.1:{self.port}",
+                                      "--ldap", ""], stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True)
+
+    def presigned(self) -> bool:
+        try:
+            status, body = http_get(f"{self.url}/healthz/ocsp", timeout=2)
+        except OSError:
+            return False
+        return re.search(rb"pre-signing: complete", body) is not None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+def ab_rps(url: str, body: Path, requests: int, concurrency: int) -> subprocess.Popen:
+    return subprocess.Popen(["ab", "-q", "-n", str(requests), "-c", str(concurrency), "-s", "30", "-p", str(body),
+                             "-T", "application/ocsp-request", url], stdout=subprocess.PIPE, text=True)
+
+
+def ab_result(proc: subprocess.Popen) -> tuple[float, int]:
+    out = proc.communicate()[0]
+    rps = re.search(r"^Requests per second:\s+([\d.]+)", out, re.M)
+    bad = sum(int(m.group(1)) for m in re.finditer(r"^(?:Failed requests|Non-2xx responses):\s+(\d+)", out, re.M))
+    if proc.returncode or rps is None:
+        raise SystemExit(f"ab failed:\n{out}")
+    return float(rps.group(1)), bad
+
+
+def ocsp_nodes(directory: Path, db: PgTarget, args, row) -> None:
+    """OCSP throughput on PostgreSQL: one node, then two with the load split between them."""
+    if shutil.which("ab") is None:
+        raise SystemExit("ab not found: apt-get install apache2-utils (make sysdeps)")
+    req = directory / "ocsp-good.req"
+    subprocess.run(["openssl", "ocsp", "-issuer", str(directory / "pki" / "ca.pem"), "-cert",
+                    str(directory / "pki" / "good.pem"), "-no_nonce", "-reqout", str(req)],
+                   check=True, capture_output=True)
+    nodes = [Node(db.node_config(directory, name), directory / f"{name}.log") for name in ("pg-node-a", "pg-node-b")]
+    try:
+        deadline = time.monotonic() + args.timeout
+        while not all(n.presigned() for n in nodes) and time.monotonic() < deadline:
+            if any(n.proc.poll() is not None for n in nodes):
+                raise SystemExit(f"a node exited; see {directory}/pg-node-*.log")
+            time.sleep(0.5)
+        n, c = args.ocsp_requests, args.concurrency
+        for node in nodes:  # warm-up: connections, caches
+            ab_result(ab_rps(f"{node.url}/ocsp", req, 500, c))
+        one, bad1 = ab_result(ab_rps(f"{nodes[0].url}/ocsp", req, n, c))
+        t = time.monotonic()
+        procs = [ab_rps(f"{node.url}/ocsp", req, n // 2, c // 2) for node in nodes]
+        results = [ab_result(p) for p in procs]
+        both = n / (time.monotonic() - t)
+        bad2 = sum(b for _, b in results)
+        row(f"OCSP pre-signed, one node (ab -c {c}, {n:,} requests)", f"{one:,.0f} /s" + (f", {bad1} failed" if bad1 else ""))
+        row(f"OCSP pre-signed, two nodes, load split (2 x ab -c {c // 2})",
+            f"{both:,.0f} /s ({' + '.join(f'{r:,.0f}' for r, _ in results)})" + (f", {bad2} failed" if bad2 else ""),
+            f"{2 * one:,.0f} /s would be 2x; {os.cpu_count()} cores for both nodes and ab")
+    finally:
+        for node in nodes:
+            node.stop()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--subscribers", type=int, default=1_000_000)
@@ -488,7 +645,17 @@ def main() -> int:
     ap.add_argument("--reuse", type=Path, help="use a demo made earlier (by --keep) instead of building")
     ap.add_argument("--steady", type=float, default=30.0, help="seconds of steady running to measure CPU over")
     ap.add_argument("--timeout", type=float, default=600.0, help="the longest any one wait lasts")
+    ap.add_argument("--store", metavar="URL", help="also on PostgreSQL: this empty database (postgresql://user@host/db)")
+    ap.add_argument("--store-password-file", type=Path, metavar="FILE", help="the password for --store")
+    ap.add_argument("--pg-server", action="store_true",
+                    help="also on PostgreSQL: a throwaway server in a temporary directory (Debian's postgresql)")
+    ap.add_argument("--ocsp-requests", type=int, default=20_000, help="requests per OCSP throughput run (default 20000)")
+    ap.add_argument("--concurrency", type=int, default=16, help="ab clients in the OCSP runs (default 16)")
     args = ap.parse_args()
+    if args.store and args.pg_server:
+        ap.error("give --store or --pg-server, not both")
+    if args.store and not args.store.startswith(("postgresql://", "postgres://")):
+        ap.error(f"--store {args.store}: not a postgresql:// URL")
     tmp = None
     if args.reuse:
         directory = args.reuse
@@ -496,6 +663,8 @@ def main() -> int:
         directory = args.keep or Path(tempfile.mkdtemp(prefix="pkirepo-scale-"))
         tmp = None if args.keep else directory
     bench = None
+    db = None
+    pg_bench = None
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt
@@ -510,23 +679,49 @@ def main() -> int:
             bench.row(f"demo init, {args.subscribers:,} subscribers ({args.issuing_key})",
                       f"{built['wall']:.0f} s wall, {built['cpu']:.0f} s CPU, peak RSS {mb(built['rss'])}",
                       "<= 5 min, <= 1 GB at 1M")
+        if args.store or args.pg_server:
+            db = PgTarget(args, directory)
+            copied = db.copy(directory)
+            bench.row("store copy SQLite -> PostgreSQL (rows, wall, CPU, peak RSS)",
+                      f"{copied['rows']:,} rows in {copied['wall']:.1f} s ({copied['rows'] / copied['wall']:,.0f} rows/s), "
+                      f"{copied['cpu']:.0f} s CPU, {mb(copied['rss'])}", "streamed: RSS flat in N")
+        print("--- SQLite ---", flush=True)
         asyncio.run(bench.run())
+        if db is not None:
+            print("--- PostgreSQL ---", flush=True)
+            pg_bench = Bench(directory, args, db.node_config(directory, "pg-node"), db)
+            asyncio.run(pg_bench.run())
+            print("--- OCSP, one node and two, on PostgreSQL ---", flush=True)
+            ocsp_nodes(directory, db, args, pg_bench.row)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
-        if bench is not None:
-            bench.stop()
+        for b in (bench, pg_bench):
+            if b is not None:
+                b.stop()
+        if db is not None:
+            db.stop()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     load = os.getloadavg()
     print(f"\nScale benchmark, {directory} (load average {load[0]:.1f} on {os.cpu_count()} cores: "
           f"other work on this machine inflates every time below)")
-    width = max(len(r[0]) for r in bench.rows)
-    mwidth = max(len(r[1]) for r in bench.rows)
-    print(f"{'figure':<{width}}  {'measured':<{mwidth}}  target")
-    for figure, measured, target in bench.rows:
-        print(f"{figure:<{width}}  {measured:<{mwidth}}  {target}")
+    if pg_bench is None:
+        width = max(len(r[0]) for r in bench.rows)
+        mwidth = max(len(r[1]) for r in bench.rows)
+        print(f"{'figure':<{width}}  {'measured':<{mwidth}}  target")
+        for figure, measured, target in bench.rows:
+            print(f"{figure:<{width}}  {measured:<{mwidth}}  {target}")
+        return 0
+    # Side by side: the same figures on each store, then those measured on one side only.
+    pg = {r[0]: r for r in pg_bench.rows}
+    rows = [(f, m, pg.pop(f, ("", ""))[1], t) for f, m, t in bench.rows] + [(f, "", m, t) for f, m, t in pg.values()]
+    width = max(len(r[0]) for r in rows)
+    w1, w2 = max(len(r[1]) for r in rows + [("", "SQLite")]), max(len(r[2]) for r in rows + [("", "", "PostgreSQL")])
+    print(f"{'figure':<{width}}  {'SQLite':<{w1}}  {'PostgreSQL':<{w2}}  target")
+    for figure, a, b, target in rows:
+        print(f"{figure:<{width}}  {a:<{w1}}  {b:<{w2}}  {target}")
     return 0
 
 

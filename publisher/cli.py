@@ -778,6 +778,18 @@ async def cmd_backup(args) -> int:
     return 0
 
 
+async def cmd_store_copy(args) -> int:
+    from .store_copy import copy_store, endpoint, summary_lines
+
+    source = endpoint("--from", args.source, password_file=args.from_password_file,
+                      password_env=args.from_password_env)
+    target = endpoint("--to", args.target, password_file=args.to_password_file, password_env=args.to_password_env)
+    report = await copy_store(source, target, presigned=not args.no_presigned, now=SystemClock().now(),
+                              progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print("\n".join(summary_lines(report)))
+    return 0
+
+
 def _server_url(settings, url: str | None) -> str:
     if url:
         return url.rstrip("/")
@@ -1143,6 +1155,28 @@ def build_parser() -> argparse.ArgumentParser:
     c = cmd("list", cmd_notice_list, "the notices shown, newest first", notice, example="pkirepo notice list --all")
     c.add_argument("--all", action="store_true", help="withdrawn notices too")
     c.add_argument("--json", action="store_true", help="a JSON array, one object per notice")
+
+    store = sub.add_parser("store", help="the store itself").add_subparsers(
+        dest="store_command", required=True, metavar="SUB")
+    c = cmd("copy", cmd_store_copy,
+            "copy a whole repository between stores, SQLite or PostgreSQL either way, into an empty destination; "
+            "progress on stderr, then rows per table, the latest CRL of every scope and the change log are "
+            "verified; an interrupted copy leaves the destination marked incomplete, refused by every command",
+            store, example="pkirepo store copy --from var/demo/pkirepo.sqlite --to postgresql://pkirepo@db1/pkirepo "
+                           "--to-password-file /etc/pkirepo/db-password")
+    c.add_argument("--from", dest="source", required=True, metavar="SRC",
+                   help="the store to copy: a SQLite file or a postgresql://user@host:port/db URL (no password)")
+    c.add_argument("--to", dest="target", required=True, metavar="DST",
+                   help="the new store: a SQLite file that does not exist yet, or the URL of an empty database")
+    for side in ("from", "to"):
+        c.add_argument(f"--{side}-password-file", metavar="FILE",
+                       help=f"the password for the --{side} URL, read from this file")
+        c.add_argument(f"--{side}-password-env", metavar="VAR",
+                       help=f"the password for the --{side} URL, from this environment variable "
+                            f"(default: PGPASSWORD or ~/.pgpass, as libpq reads them)")
+    c.add_argument("--no-presigned", action="store_true",
+                   help="leave out the pre-signed OCSP answers (copied by default): the new store's responder "
+                        "signs them again")
 
     imp = sub.add_parser("import", help="migrate from other CA software").add_subparsers(
         dest="import_command", required=True, metavar="SUB")

@@ -84,3 +84,9 @@ def database_settings(store) -> DatabaseSettings | None:
         raise store.error("password_env", f"{password_env!r} is not an environment variable name")
     return DatabaseSettings(url, password_file, password_env, pool_size, str(store.source),
                             leader_timeout=leader_timeout, connect_timeout=connect_timeout)
+
+
+def url_holds_password(url: str) -> bool:
+    """A password in a PostgreSQL URL (user:password@ or ?password=), which is refused
+    wherever a URL is given: command lines and configs are seen by others."""
+    return bool(_PASSWORD_IN_URL.match(url) or re.search(r"[?&]password=", url))

@@ -26,8 +26,9 @@ from typing import AsyncIterable, AsyncIterator, Sequence
 import asyncpg
 
 from .crl import Reason, ScopeKind
+from .copy_plan import COPY_MARKER, incomplete_message
 from .db_settings import redact
-from .errors import Conflict, NotAllowed, NotFound, StoreMissing, StoreUnreachable, Unavailable
+from .errors import Conflict, NotAllowed, NotFound, StoreIncomplete, StoreMissing, StoreUnreachable, Unavailable
 from .notices import NewNotice
 from .maintenance import EMERGENCY, SCHEDULED, Downtime, Window, active, check_schedule
 from .pg_listen import CHANNEL, ChangeListener
@@ -194,6 +195,9 @@ class PgStore(Store):
             raise StoreUnreachable(f"store.url: {self.where}: cannot connect to PostgreSQL: {why}") from None
         try:
             await self._migrate()
+            marker = await self._pool.fetchval("SELECT value FROM meta WHERE key = $1", COPY_MARKER)
+            if marker is not None:
+                raise StoreIncomplete(incomplete_message(self.where, marker))
         except BaseException:
             await self.close()
             raise

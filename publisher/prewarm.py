@@ -9,10 +9,17 @@ those random reads into one streaming read that the disk does at its full rate, 
 event loop. The kernel keeps the pages as long as memory allows (the sizing section of the
 README counts the store file in the RAM a node needs) and drops them first under pressure:
 nothing here holds memory of the process.
+
+The reading runs in a child process (`python -m publisher.prewarm FILE...`), never in the
+server: POSIX advisory locks belong to a process and an inode, and closing *any* descriptor
+of the database file releases every lock the process holds on it, SQLite's included. A
+reader in the server that opened and closed the file silently dropped SQLite's locks (its
+heartbeats stopped being seen by other processes: found by the availability test).
 """
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -53,7 +60,17 @@ def store_files(store_path: Path) -> list[Path]:
     return [store_path, store_path.with_name(store_path.name + "-wal")]
 
 
-def timed(paths: Iterable[Path], stop: threading.Event) -> tuple[int, float]:
+def command(store_path: Path) -> list[str]:
+    """The child process that reads the store's files."""
+    return [sys.executable, "-m", "publisher.prewarm", *map(str, store_files(store_path))]
+
+
+def main(argv: list[str]) -> int:
     started = time.monotonic()
-    n = read_into_cache(paths, stop=stop)
-    return n, time.monotonic() - started
+    n = read_into_cache(Path(a) for a in argv)
+    print(f"{n} {time.monotonic() - started:.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

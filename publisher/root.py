@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
@@ -425,21 +424,36 @@ def publisher_check(leader: DatabaseLeadership):
 
 
 def store_prewarm_context(store_path: Path):
-    """Reads the store file into the page cache in a thread while the server serves."""
+    """Reads the store file into the page cache in a child process while the server serves
+    (never in this one: see publisher.prewarm on POSIX locks)."""
     async def store_prewarm(app: web.Application):
-        stop = threading.Event()
+        log = logging.getLogger("pkirepo")
+        proc = await asyncio.create_subprocess_exec(
+            *prewarm.command(store_path), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL)
 
-        async def run() -> None:
-            n, seconds = await asyncio.to_thread(prewarm.timed, prewarm.store_files(store_path), stop)
-            logging.getLogger("pkirepo").info("store file read into the page cache: %.0f MB in %.1f s",
-                                              n / 1e6, seconds)
+        async def report() -> None:
+            out, _ = await proc.communicate()
+            fields = out.decode(errors="replace").split()
+            if proc.returncode == 0 and len(fields) == 2:
+                log.info("store file read into the page cache: %.0f MB in %s s", int(fields[0]) / 1e6, fields[1])
+            elif proc.returncode and proc.returncode > 0:
+                log.warning("reading the store file into the page cache failed (exit code %d)", proc.returncode)
 
-        task = asyncio.create_task(run(), name="pkirepo-store-prewarm")
+        task = asyncio.create_task(report(), name="pkirepo-store-prewarm")
         try:
             yield
         finally:
-            stop.set()
+            if proc.returncode is None:
+                try:
+                    proc.kill()
+                except ProcessLookupError:
+                    pass
             await cancel_and_wait(task)
+            try:
+                await proc.wait()
+            except Exception:  # noqa: BLE001 - already gone
+                pass
     return store_prewarm
 
 

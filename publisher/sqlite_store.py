@@ -20,7 +20,8 @@ from typing import AsyncIterable, AsyncIterator, Sequence
 import aiosqlite
 
 from .crl import Reason, ScopeKind
-from .errors import Conflict, NotFound, StoreCorrupt, StoreMissing, Unavailable
+from .copy_plan import COPY_MARKER, incomplete_message
+from .errors import Conflict, NotFound, StoreCorrupt, StoreIncomplete, StoreMissing, Unavailable
 from .maintenance import EMERGENCY, SCHEDULED, Downtime, Window, active, check_schedule
 from .migrations import MIGRATIONS
 from . import trustlist as tlmod
@@ -199,6 +200,7 @@ class SQLiteStore(Store):
             # Reads the schema: a file that is not a database, or a damaged header, fails here.
             await self._w.execute("SELECT count(*) FROM sqlite_master")
             await self._migrate()
+            await self._refuse_incomplete_copy()
             self._r = await self._connect()
             # Reads go through a memory map instead of a read() per page: a million-entry CRL
             # walks tens of megabytes of index. Address space only; the writer is unaffected.
@@ -224,6 +226,11 @@ class SQLiteStore(Store):
             return [str(e)]
         problems = [r[0] for r in rows]
         return [] if problems == ["ok"] else problems
+
+    async def _refuse_incomplete_copy(self) -> None:
+        row = await (await self._w.execute("SELECT value FROM meta WHERE key = ?", (COPY_MARKER,))).fetchone()
+        if row is not None:
+            raise StoreIncomplete(incomplete_message(str(self.path), row[0]))
 
     async def _migrate(self) -> None:
         async with self._wlock:

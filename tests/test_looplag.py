@@ -277,3 +277,18 @@ def test_prewarm_reads_every_byte_of_the_store_files_and_stops_when_told(tmp_pat
     seen = []
     stop_after_one = lambda n: (seen.append(n), stop.set())  # noqa: E731
     assert prewarm.read_into_cache(files, stop=stop, progress=stop_after_one) == prewarm.CHUNK
+
+
+def test_prewarm_runs_as_a_child_process_that_reports_what_it_read(tmp_path):
+    """The server never opens the database file itself for this (closing a descriptor would
+    drop SQLite's POSIX locks): it runs `python -m publisher.prewarm` and reads its report."""
+    import subprocess
+
+    from publisher import prewarm
+
+    db = tmp_path / "s.sqlite"
+    db.write_bytes(b"z" * 12345)
+    argv = prewarm.command(db)
+    assert argv[1:3] == ["-m", "publisher.prewarm"] and str(db) in argv
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    assert int(out[0]) == 12345 and float(out[1]) >= 0

@@ -168,7 +168,8 @@ def test_sigkill_counts_as_unplanned_downtime_from_the_last_heartbeat(tmp_path_f
     beat = 0.2
     demo.config.write_text(demo.config.read_text() + f"\n[ops]\nheartbeat_seconds = {beat}\n")
     server = Server(demo)
-    wait_until(lambda: (rows := _heartbeats(demo)) and rows[-1][2] > rows[-1][1] and rows[-1], what="a heartbeat")
+    wait_until(lambda: (rows := _heartbeats(demo)) and rows[-1][2] > rows[-1][1] and rows[-1], what="a heartbeat",
+               timeout=90)
     killed_at = time.time()
     server.kill()
     last_beat = _heartbeats(demo)[-1][2]
@@ -180,8 +181,12 @@ def test_sigkill_counts_as_unplanned_downtime_from_the_last_heartbeat(tmp_path_f
     try:
         restarted = _heartbeats(demo)[-1][1]
         report = json.loads(ok(demo, "availability", "--weeks", "1", "--json").stdout)
-        (down,) = report["downtime"]
-        assert "crashed" in down["cause"]
+        # On a busy machine a start-up can outlast a heartbeat: readiness then fails while
+        # OCSP and LDAP load, which the ledger rightly counts as downtime of its own.
+        crashes = [d for d in report["downtime"] if "crashed" in d["cause"]]
+        others = [d for d in report["downtime"] if d not in crashes]
+        assert all(d["cause"].startswith("not ready:") for d in others), report["downtime"]
+        (down,) = crashes
         start = dt.datetime.fromisoformat(down["start"].replace("Z", "+00:00")).timestamp()
         end = dt.datetime.fromisoformat(down["end"].replace("Z", "+00:00")).timestamp()
         assert start == last_beat and end == restarted
@@ -189,7 +194,9 @@ def test_sigkill_counts_as_unplanned_downtime_from_the_last_heartbeat(tmp_path_f
         # (and the rounding of the store's whole seconds).
         assert abs((end - start) - (restarted - killed_at)) <= beat + 1
         week = report["weeks"][-1]
-        assert week["outages"] == 1 and week["unplanned_downtime_minutes"] == round((end - start) / 60, 1)
+        assert week["outages"] == 1 + len(others)
+        if not others:
+            assert week["unplanned_downtime_minutes"] == round((end - start) / 60, 1)
         assert week["availability"] < 1
     finally:
         server.stop()
