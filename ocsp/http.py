@@ -10,6 +10,7 @@ the client asks with Expect), a body that does not decode or a GET path that is 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from typing import Callable, Mapping, Sequence
 
 from aiohttp import web
 
+from publisher.actor import Actor, AuditSink
+from publisher.audit_trail import try_record
 from publisher.clock import Clock
 from publisher.httpedge import MAX_BODY_BYTES, body_unreadable, expect_handler
 from publisher.ratelimit import RateLimit, suffix
@@ -58,6 +61,7 @@ class OcspService:
 
 
 OCSP = web.AppKey("ocsp", OcspService)
+OCSP_ACTOR = Actor("system", "ocsp")
 
 
 def setup(
@@ -73,6 +77,7 @@ def setup(
     leading: Callable[[], bool] | None = None,
     readiness: Readiness | None = None,
     observe: Callable[[str, str], None] | None = None,
+    audit: AuditSink | None = None,
 ) -> list[str]:
     """Register the OCSP routes and the responder's start-up / background context; returns
     the line `pkirepo serve` prints for it.
@@ -101,6 +106,8 @@ def setup(
         configured = set(ca_names)
         issuers = [i for i in await store.issuers() if i.name in configured]
         responders = load_responders(settings, issuers, signers)
+        if audit is not None:
+            await _record_keys(audit, responders.values())
         table = await presigned.open_table() if presigned is not None else None
         watch = presigned.change_probe() if presigned is not None else None
         responder = None
@@ -136,6 +143,19 @@ def setup(
 
     app.cleanup_ctx.append(ocsp_context)
     return [f"OCSP:         {base_url}/ocsp  (POST; GET {base_url}/ocsp/<base64>; ready: {base_url}/healthz/ocsp)"]
+
+
+async def _record_keys(audit: AuditSink, responders) -> None:
+    """Every responder key loaded is on record (CPS 4.5): which key now signs for which CA,
+    or why none does."""
+    for r in responders:
+        cert = r.identity.certificate_der if r.identity is not None else None
+        detail = {"mode": "ca" if cert == r.ca_certificate_der else "delegated"} if cert else {}
+        if cert is not None:
+            detail.update(certificate_sha256=hashlib.sha256(cert).hexdigest(), key_sha1=r.identity.key_hash.hex(),
+                          not_after=None if r.not_after is None else r.not_after.isoformat())
+        await try_record(audit, OCSP_ACTOR, "ocsp-key-load", f"ocsp responder {r.name}",
+                         "ok" if r.problem is None and cert is not None else f"failed: {r.problem}", detail)
 
 
 async def _presign_when_leading(responder: OcspResponder, leading: Callable[[], bool] | None) -> None:

@@ -14,6 +14,8 @@ from importlib import metadata
 from pathlib import Path
 
 from . import witness
+from .actor import os_user
+from .audit_trail import audited
 from .clock import SystemClock
 from .config import parse_listen
 from .crl import EARLIEST_TIME, Reason
@@ -21,7 +23,7 @@ from .errors import Conflict, MalformedInput, RepoError, StoreBehind
 from .files import read_input
 from .logs import configure as configure_logs
 from .maintenance import InMaintenance, active, minutes
-from .root import Backend, Settings, check_config, load_settings, open_backend, trust_list_service
+from .root import Backend, Settings, audit_trail, check_config, load_settings, open_backend, trust_list_service
 from .root import repository_exists, store_location
 from .service import CertificateInfo, Repository, load_signers
 from .store import Action, CertRecord, Status
@@ -104,7 +106,11 @@ class Context:
         signers = load_signers(self.settings) if self.signing else {}
         self.backend = await open_backend(self.settings, create=self.create)
         try:
-            self.repo = Repository(self.settings, store=self.backend.store, signers=signers, clock=SystemClock())
+            clock = SystemClock()
+            # Commands that change something sign the audit trail's head after a CRL.
+            trail = audit_trail(self.settings, store=self.backend.store, clock=clock,
+                                signing=self.signing or self.writing)
+            self.repo = Repository(self.settings, store=self.backend.store, signers=signers, clock=clock, audit=trail)
             if self.writing:
                 await refuse_in_maintenance(self.backend.store, self.repo.clock.now())
             await self.repo.sync_issuers()
@@ -187,7 +193,7 @@ async def cmd_demo_init(args) -> int:
 async def cmd_cert_add(args) -> int:
     items = [(read_input(f), f) for f in args.files]
     async with Context(args, writing=True) as repo:
-        n = await repo.add_certificates(items)
+        n = await repo.add_certificates(items, actor=os_user())
     print(f"added {n} certificate(s)")
     return 0
 
@@ -200,7 +206,7 @@ def _status_command(action: Action):
                 reason=getattr(args, "reason", None),
                 at=getattr(args, "time", None),
                 invalidity=getattr(args, "invalidity_date", None),
-                dry_run=args.dry_run)
+                dry_run=args.dry_run, actor=os_user())
             by = repo.status_published_by()
             delay = int(repo.settings.crl.supplementary_delay.total_seconds())
         state = rec.status.name.lower() + (f" ({rec.reason.name})" if rec.reason is not None else "")
@@ -341,7 +347,7 @@ async def cmd_config_check(args) -> int:
 
 async def cmd_ca_retire(args) -> int:
     async with Context(args, writing=True) as repo:
-        issuer = await repo.retire(args.name, keep_published=args.keep_published)
+        issuer = await repo.retire(args.name, keep_published=args.keep_published, actor=os_user())
         current = [r for r in await repo.store.current_crls() if r.scope.issuer_id == issuer.id]
     print(f"CA {args.name} retired at {_utc(issuer.retired_at)}: its CRLs are no longer issued; its archive stays.")
     for r in current:
@@ -352,7 +358,7 @@ async def cmd_ca_retire(args) -> int:
 
 async def cmd_publish(args) -> int:
     async with Context(args, signing=True, writing=True) as repo:
-        issued = await repo.issue_due(force=not args.due, issuer_name=args.issuer)
+        issued = await repo.issue_due(force=not args.due, issuer_name=args.issuer, actor=os_user())
     for i in issued:
         r = i.record
         print(f"{r.scope.name}: CRL number {r.number}, {r.entries} entries, next update {r.next_update.isoformat()}")
@@ -364,7 +370,7 @@ async def cmd_publish(args) -> int:
 async def cmd_crl_add(args) -> int:
     data = read_input(args.file)
     async with Context(args, writing=True) as repo:
-        rec = await repo.add_crl(data, args.file, force=args.force)
+        rec = await repo.add_crl(data, args.file, force=args.force, actor=os_user())
     print(f"published {rec.scope.name}: CRL number {rec.number}, {rec.entries} entries"
           + (f" ({rec.source})" if rec.source != "handed-in" else ""))
     return 0
@@ -397,7 +403,8 @@ async def cmd_doc_publish(args) -> int:
     data = read_input(args.file)
     async with Context(args, writing=True) as repo:
         rec = await repo.publish_document(kind=args.kind, version=args.version, lang=args.lang,
-                                          effective=args.effective, oid=args.oid, data=data, source=args.file)
+                                          effective=args.effective, oid=args.oid, data=data, source=args.file,
+                                          actor=os_user())
         base = repo.settings.http.base_url
     print(f"published {rec.kind} {rec.version} ({rec.lang}, {rec.media_type.split(';')[0]}, {rec.size} bytes, "
           f"effective {rec.effective.isoformat()}): {base}/{rec.path}")
@@ -446,7 +453,7 @@ async def cmd_trustlist_add(args) -> int:
     async with ctx as repo:
         rec = await _trust_list(ctx, repo, signing=True).add(
             ca_name=args.ca, cert_type=args.type, policy_oids=args.policy, cps_url=args.cps,
-            names={"zh-Hant": args.name_zh_hant, "en": args.name_en}, at=args.date)
+            names={"zh-Hant": args.name_zh_hant, "en": args.name_en}, at=args.date, actor=os_user())
     return _trust_list_issued(rec, ctx.settings.http.base_url)
 
 
@@ -457,7 +464,7 @@ def _trustlist_status_command(status_value: str):
         ctx = Context(args, writing=True)
         async with ctx as repo:
             rec = await _trust_list(ctx, repo, signing=True).change(
-                ca_name=args.ca, cert_type=args.type, status=Status(status_value), at=args.date)
+                ca_name=args.ca, cert_type=args.type, status=Status(status_value), at=args.date, actor=os_user())
         return _trust_list_issued(rec, ctx.settings.http.base_url)
     return run
 
@@ -465,7 +472,7 @@ def _trustlist_status_command(status_value: str):
 async def cmd_trustlist_reissue(args) -> int:
     ctx = Context(args, writing=True)
     async with ctx as repo:
-        rec = await _trust_list(ctx, repo, signing=True).reissue()
+        rec = await _trust_list(ctx, repo, signing=True).reissue(actor=os_user())
     return _trust_list_issued(rec, ctx.settings.http.base_url)
 
 
@@ -509,7 +516,8 @@ def _notice_json(n) -> dict:
 async def cmd_notice_add(args) -> int:
     async with Context(args) as repo:
         n = await repo.add_notice(kind=args.kind, titles=[tuple(t) for t in args.title or []],
-                                  bodies=[tuple(b) for b in args.body or []], starts=args.start, ends=args.end)
+                                  bodies=[tuple(b) for b in args.body or []], starts=args.start, ends=args.end,
+                                  actor=os_user())
         base = repo.settings.http.base_url
     print(f"published notice {n.id} ({n.kind}): {n.title['en']}")
     print(f"  on {base}/ and in {base}/notices.atom")
@@ -518,7 +526,7 @@ async def cmd_notice_add(args) -> int:
 
 async def cmd_notice_withdraw(args) -> int:
     async with Context(args) as repo:
-        n = await repo.withdraw_notice(args.id)
+        n = await repo.withdraw_notice(args.id, actor=os_user())
     print(f"withdrew notice {n.id} ({n.kind}): {n.title['en']}; its record stays (`notice list --all`)")
     return 0
 
@@ -549,9 +557,16 @@ async def cmd_import_index(args) -> int:
     if args.crlnumber:
         floor = read_crlnumber(Path(args.crlnumber))
     async with Context(args, writing=not args.dry_run) as repo:
-        n, revoked = await import_openssl_index(
+        work = import_openssl_index(
             repo, Path(args.index), Path(args.ca), Path(args.certs) if args.certs else None,
             progress=progress_printer("import"), crl_number_floor=floor, dry_run=args.dry_run)
+        if args.dry_run:
+            n, revoked = await work
+        else:
+            n, revoked = await audited(repo.audit, os_user(), "cert-import", f"openssl index {args.index}", work,
+                                       detail={"ca": args.ca, "crl_number_floor": floor},
+                                       done=lambda r: (f"openssl index {args.index}",
+                                                       {"certificates": r[0], "revoked": r[1]}))
     if args.dry_run:
         print(f"would import {n} certificate(s), {revoked} revoked or on hold"
               + (f"; CRLs numbered above {floor}" if floor is not None else "") + "; nothing was changed (--dry-run)")
@@ -683,8 +698,12 @@ async def cmd_maintenance_schedule(args) -> int:
     async with Context(args) as repo:
         budget = repo.settings.ops.maintenance_budget
         now = repo.clock.now()
-        w = await repo.store.schedule_maintenance(args.start, args.start + args.duration, args.reason,
-                                                  budget=budget, at=now)
+        w = await audited(repo.audit, os_user(), "maintenance-schedule", "maintenance window",
+                          repo.store.schedule_maintenance(args.start, args.start + args.duration, args.reason,
+                                                          budget=budget, at=now),
+                          detail={"start": args.start.isoformat(), "minutes": minutes(args.duration),
+                                  "reason": args.reason},
+                          done=lambda w: (f"maintenance window {w.id}", {}))
         windows = await repo.store.maintenance_windows(since=now - dt.timedelta(days=7))
     from .maintenance import busiest_week
 
@@ -718,14 +737,17 @@ async def cmd_maintenance_list(args) -> int:
 
 async def cmd_maintenance_cancel(args) -> int:
     async with Context(args) as repo:
-        w = await repo.store.cancel_maintenance(args.id, at=repo.clock.now())
+        w = await audited(repo.audit, os_user(), "maintenance-cancel", f"maintenance window {args.id}",
+                          repo.store.cancel_maintenance(args.id, at=repo.clock.now()))
     print(f"window {w.id} ({_utc(w.start)} to {_utc(w.end)}) cancelled; it stays on record")
     return 0
 
 
 async def cmd_maintenance_start(args) -> int:
     async with Context(args) as repo:
-        w = await repo.store.start_emergency_maintenance(args.reason, at=repo.clock.now())
+        w = await audited(repo.audit, os_user(), "maintenance-start", "emergency maintenance window",
+                          repo.store.start_emergency_maintenance(args.reason, at=repo.clock.now()),
+                          detail={"reason": args.reason}, done=lambda w: (f"maintenance window {w.id}", {}))
     print(f"emergency maintenance (window {w.id}) since {_utc(w.start)}: {w.reason}. Changes are refused and "
           f"publication pauses until `pkirepo maintenance end`; reads go on")
     return 0
@@ -733,7 +755,9 @@ async def cmd_maintenance_start(args) -> int:
 
 async def cmd_maintenance_end(args) -> int:
     async with Context(args) as repo:
-        w = await repo.store.end_maintenance(args.reason, at=repo.clock.now())
+        w = await audited(repo.audit, os_user(), "maintenance-end", "maintenance window under way",
+                          repo.store.end_maintenance(args.reason, at=repo.clock.now()),
+                          detail={"reason": args.reason}, done=lambda w: (f"maintenance window {w.id}", {}))
     print(f"window {w.id} ({w.kind}) ended at {_utc(w.end)} after {minutes(w.end - w.start):g} min; "
           f"publication resumes")
     return 0
@@ -855,7 +879,11 @@ async def cmd_recover(args) -> int:
 
     async with Context(args, create=True) as repo:
         sources = [Path(d) for d in args.sources] or [repo.settings.publication_dir / "crl"]
-        report = await recover(repo, sources, progress=progress_printer("revocations"))
+        report = await audited(repo.audit, os_user(), "recover", "store from published CRLs",
+                               recover(repo, sources, progress=progress_printer("revocations")),
+                               detail={"sources": [str(d) for d in sources]},
+                               done=lambda r: ("store from published CRLs",
+                                               {"added": r.added, "changed": r.changed}))
     for skipped in report.skipped:
         print(f"skipped {skipped}", file=sys.stderr)
     for sc in report.scopes:
@@ -864,6 +892,118 @@ async def cmd_recover(args) -> int:
     print(f"recovered: {report.added} certificate(s) added by serial, {report.changed} status change(s); "
           f"the next CRL of each scope is numbered above the one recovered")
     return 0
+
+
+# The audit trail
+
+
+async def cmd_audit_verify(args) -> int:
+    from .audit import parse_checkpoint
+    from .audit_settings import load_checkpoint_key
+    from .audit_trail import verify_trail
+
+    ctx = Context(args)
+    if args.public_key:
+        public_key = load_public_key(Path(args.public_key))
+    else:
+        key = load_checkpoint_key(ctx.settings.audit)
+        public_key = None if key is None else key.public_key()
+    given = Path(args.checkpoint) if args.checkpoint else None
+    path = given or ctx.settings.audit.checkpoint_file
+    published = None
+    if given is not None or (path is not None and path.exists()):
+        published = parse_checkpoint(read_input(path), str(path))
+    async with ctx as repo:
+        v = await verify_trail(repo.store, public_key=public_key, published=published,
+                               published_source=str(path), progress=progress_printer("records"))
+    for note in v.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if v.problems:
+        print(f"TAMPERED: the audit trail does not verify ({len(v.problems)} problem(s)):")
+        for problem in v.problems:
+            print(f"  {problem}")
+        return 1
+    span = f"records {v.first} to {v.last}" if v.last else "no records"
+    against = f"; matches {path} (record {published.seq})" if published is not None else ""
+    print(f"audit trail verified: {span} ({v.records} checked), {v.checkpoints} signed checkpoint(s){against}")
+    return 0
+
+
+def load_public_key(path: Path):
+    """A PEM public key (Ed25519 or EC P-256) to check checkpoints with, away from the key."""
+    from cryptography.hazmat.primitives import serialization
+
+    from .audit import algorithm_of
+
+    try:
+        key = serialization.load_pem_public_key(read_input(path))
+        algorithm_of(key)
+    except ValueError as e:
+        raise MalformedInput(f"--public-key {path}: not a PEM Ed25519 or EC P-256 public key ({e})") from None
+    return key
+
+
+async def cmd_audit_export(args) -> int:
+    from .audit_trail import records_between
+
+    if args.until is not None and args.until <= args.since:
+        raise MalformedInput(f"--until {args.until.isoformat()} is not after --since {args.since.isoformat()}")
+    out = Path(args.out) if args.out else None
+    async with Context(args) as repo:
+        lo, hi, _ = await repo.store.audit_bounds()
+        show = progress_printer("audit records") if out is not None else None
+        tmp = None if out is None else out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        try:
+            f = sys.stdout if tmp is None else open(tmp, "w", encoding="utf-8")
+        except OSError as e:
+            raise MalformedInput(f"--out {out}: cannot write: {e.strerror}") from None
+        n = 0
+        try:
+            async for rec in records_between(repo.store, since=args.since, until=args.until):
+                f.write(json.dumps(rec.json(), ensure_ascii=False, separators=(",", ":")) + "\n")
+                n += 1
+                if show is not None and n % 1000 == 0:
+                    show(rec.seq - lo + 1, hi - lo + 1)
+            if tmp is not None:
+                f.flush()
+                os.fsync(f.fileno())
+                f.close()
+                os.replace(tmp, out)
+        finally:
+            if tmp is not None and tmp.exists():
+                f.close()
+                tmp.unlink()
+    if out is not None:
+        print(f"exported {n} audit record(s) to {out}", file=sys.stderr)
+    return 0
+
+
+async def cmd_audit_show(args) -> int:
+    async with Context(args) as repo:
+        _, hi, _ = await repo.store.audit_bounds()
+        records = await repo.store.audit_records(after_seq=max(0, hi - args.last), limit=args.last)
+    for r in records:
+        e = r.entry
+        who = f"{e.actor_kind}:{e.actor_name}" + (f" from {e.actor_source}" if e.actor_source else "")
+        print(f"{r.seq}\t{_utc(e.at)}\t{who}\t{e.action}\t{e.obj}\t{e.result}")
+    return 0
+
+
+async def cmd_audit_checkpoint(args) -> int:
+    async with Context(args, signing=True) as repo:
+        cp = await repo.audit.checkpoint()
+        where = repo.settings.audit.checkpoint_file
+    if cp is None:
+        raise MalformedInput(f"{repo.settings.source}: no audit.checkpoint_key configured, or no record yet: "
+                             f"nothing to sign")
+    print(f"checkpoint: record {cp.seq}, head {cp.head}, signed {_utc(cp.at)}; written to {where}")
+    return 0
+
+
+def _last(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 100_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of records from 1 to 100000")
+    return int(text)
 
 
 SERIAL_HELP = ("serial number in hexadecimal, optionally with a 0x prefix or openssl's colons "
@@ -991,6 +1131,29 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--workers", type=int, default=0, metavar="N",
                    help="a supervisor owning the listeners runs N worker processes; SIGHUP restarts them one at "
                         "a time, SIGTERM drains them (default 0: one process)")
+
+    aud = sub.add_parser("audit", help="the audit trail: every change, refusal and CRL issued, hash-chained"
+                         ).add_subparsers(dest="audit_command", required=True, metavar="SUB")
+    c = cmd("verify", cmd_audit_verify,
+            "check the whole hash chain, every stored checkpoint's signature, and the trail against the last "
+            "published checkpoint (truncation); names the first bad record; exit 0 good, 1 tampered, 2 bad input",
+            aud, example="pkirepo --config var/demo/pkirepo.toml audit verify --checkpoint offsite/checkpoint.json")
+    c.add_argument("--checkpoint", metavar="FILE",
+                   help="the last published checkpoint (default: audit.checkpoint_file, when it exists)")
+    c.add_argument("--public-key", metavar="FILE",
+                   help="check signatures with this PEM public key (default: that of audit.checkpoint_key), "
+                        "to verify away from the signing key")
+    c = cmd("export", cmd_audit_export, "write the records of a time range as JSON lines, for archiving", aud,
+            example="pkirepo --config var/demo/pkirepo.toml audit export --since 2026-01-01 --out audit-2026.jsonl")
+    c.add_argument("--since", required=True, type=parse_time, metavar="T", help="from this time on; " + TIME_HELP)
+    c.add_argument("--until", type=parse_time, metavar="T", help="before this time (default: everything since)")
+    c.add_argument("--out", metavar="FILE", help="write here (replaced whole when done; default: stdout)")
+    c = cmd("show", cmd_audit_show, "the newest records, one line each", aud,
+            example="pkirepo --config var/demo/pkirepo.toml audit show --last 20")
+    c.add_argument("--last", type=_last, default=20, metavar="N", help="how many (default 20)")
+    cmd("checkpoint", cmd_audit_checkpoint, "sign the trail's head now (the server does so every "
+        "audit.checkpoint_interval and after each CRL) and write audit.checkpoint_file", aud,
+        example="pkirepo --config var/demo/pkirepo.toml audit checkpoint")
 
     demo = sub.add_parser("demo", help="demo PKI").add_subparsers(dest="demo_command", required=True, metavar="SUB")
     c = cmd("init", cmd_demo_init, "make a demo PKI, config and store in DIR", demo,

@@ -49,6 +49,10 @@ TABLES: tuple[Table, ...] = (
     # minutes of signing per hash algorithm on the new store: copied unless --no-presigned.
     Table("ocsp_responses", ("issuer_id", "serial", "hash"), optional=True),
     Table("notices", ("id",)),
+    # The audit trail, copied row for row: its hash chain must verify on the copy too.
+    Table("audit", ("seq",), batch=1000),
+    Table("audit_checkpoints", ("id",)),
+    Table("audit_pruned", ("one",)),
 )
 
 # Tables of one engine that are bookkeeping of that engine, not repository content.

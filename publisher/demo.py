@@ -14,10 +14,10 @@ from . import demo_documents
 from .clock import Clock
 from .config import parse_listen
 from .crl import Reason, encode_entry
-from .demo_pki import (BUNDLE_MAX, CA_NAME, ROOT_NAME, DemoPki, make_demo_pki, make_subscribers,
+from .demo_pki import (BUNDLE_MAX, CA_NAME, ROOT_NAME, DemoPki, make_audit_key, make_demo_pki, make_subscribers,
                        make_trustlist_signer, pem)
 from .errors import ConfigError
-from .root import load_settings, trust_list_service
+from .root import audit_trail, load_settings, trust_list_service
 from .service import Repository, load_signers
 from .sqlite_store import SQLiteStore
 from .store import Action, NewCert, Status
@@ -77,6 +77,14 @@ key = "pki/trustlist-signer.key"
 certificate = "pki/trustlist-signer.pem"
 next_update_days = 30
 operator = {{ "zh-Hant" = "數字政策辦公室（示範）", en = "Digital Policy Office (demo)" }}
+
+# The audit trail: its head signed every hour and after each CRL with this key, and the
+# newest checkpoint written where the operator ships it off the host.
+[audit]
+retention = 7                             # years (the CP's minimum)
+checkpoint_interval = 60                  # minutes
+checkpoint_key = "pki/audit-checkpoint.key"
+checkpoint_file = "audit-checkpoint.json"
 """
 
 # The demo's trust list: both certificate types of the issuing CA, granted.
@@ -123,11 +131,13 @@ async def init_demo(
     for short, cert in (("root.pem", pki.root), ("ca.pem", pki.ca)):
         (cert.parent / short).write_bytes(cert.read_bytes())
     make_trustlist_signer(directory, now=clock.now())
+    make_audit_key(directory)
     config = write_config(directory, http=http, ldap=ldap)
     settings = load_settings(config)
     store = SQLiteStore(settings.store_path)
     async with store:
-        repo = Repository(settings, store=store, signers=load_signers(settings), clock=clock)
+        repo = Repository(settings, store=store, signers=load_signers(settings), clock=clock,
+                          audit=audit_trail(settings, store=store, clock=clock))
         await repo.sync_issuers()
         await repo.add_certificates([(pki.revoked_ca.read_bytes(), str(pki.revoked_ca))])
         bundle = pki.ca.parent / "subscribers.pem" if subscribers <= BUNDLE_MAX else None
@@ -146,6 +156,8 @@ async def init_demo(
             pki = dataclasses.replace(pki, subscribers=bundle)
         if not bare:
             await publish_samples(repo, clock)
+        # The demo's trail starts vouched for up to its last record.
+        await repo.audit.checkpoint()
     return config, pki, repo
 
 

@@ -652,3 +652,12 @@ def make_trustlist_signer(directory: Path, *, now: dt.datetime) -> tuple[Path, P
         .sign(key, hashes.SHA256())
     )
     return _write_cert(out / "trustlist-signer.pem", cert), _write_key(out / "trustlist-signer.key", key)
+
+
+def make_audit_key(directory: Path) -> Path:
+    """Write `pki/audit-checkpoint.key`: the Ed25519 key that signs the demo's audit checkpoints."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    out = directory / "pki"
+    out.mkdir(parents=True, exist_ok=True)
+    return _write_key(out / "audit-checkpoint.key", ed25519.Ed25519PrivateKey.generate())

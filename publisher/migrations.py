@@ -256,4 +256,41 @@ MIGRATIONS: list[str] = [
         withdrawn_at INTEGER                -- NULL: shown
     );
     """,
+    # The audit trail (CPS 4.5; CP 七.16-24): every change, refusal and CRL issued, each
+    # record chained to the one before by its SHA-256 (publisher/audit.py). Rows are only ever
+    # appended, or pruned from the oldest end past the retention; the trigger refuses an
+    # update, so a change in place needs a deliberate act that the chain then shows.
+    # Checkpoints are the signed heads; audit_pruned, what the oldest kept record follows.
+    """
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,            -- 1, 2, ... without gaps
+        at INTEGER NOT NULL,                -- Unix seconds
+        actor_kind TEXT NOT NULL,           -- certificate, token, os-user, system
+        actor_name TEXT NOT NULL,
+        actor_source TEXT,                  -- remote address, when over the network
+        action TEXT NOT NULL,
+        object TEXT NOT NULL,
+        result TEXT NOT NULL,               -- ok, or the refusal's reason
+        detail TEXT,                        -- canonical JSON, as hashed
+        prev TEXT NOT NULL,                 -- SHA-256 hex of the record before
+        hash TEXT NOT NULL                  -- SHA-256 hex of this record's canonical encoding
+    );
+    CREATE INDEX audit_by_time ON audit (at);
+    CREATE TRIGGER audit_append_only BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'audit records are never changed'); END;
+    CREATE TABLE audit_checkpoints (
+        id INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        head TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        key_id TEXT NOT NULL,
+        algorithm TEXT NOT NULL,
+        signature BLOB NOT NULL
+    );
+    CREATE TABLE audit_pruned (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        upto INTEGER NOT NULL,              -- the newest record pruned
+        head TEXT NOT NULL                  -- its hash: the oldest kept record's previous hash
+    );
+    """,
 ]

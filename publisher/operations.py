@@ -234,4 +234,12 @@ async def status_document(store: Store, *, now: dt.datetime, budget: dt.timedelt
             "emergency_minutes_last_7_days": minutes(used_in_last_week(windows, now, EMERGENCY)),
         },
         "availability": await availability(store, now=now, weeks=weeks, budget=budget),
+        # The newest signed head of the audit trail: whoever keeps a copy can later tell
+        # whether the trail's newest records were cut off (`pkirepo audit verify --checkpoint`).
+        "audit_checkpoint": await latest_audit_checkpoint(store),
     }
+
+
+async def latest_audit_checkpoint(store: Store) -> dict | None:
+    latest = await store.audit_checkpoints(limit=1)
+    return latest[0].json() if latest else None

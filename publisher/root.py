@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,9 @@ from ocsp.responders import load_responders
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import certs as certmod
+from .actor import Actor
+from .audit_settings import AuditSettings, load_audit_settings, load_checkpoint_key
+from .audit_trail import AuditTrail, checkpoint_loop, try_record, window_loop
 from . import http, httpedge, logs, trustlist_web
 from .clock import Clock
 from .config import RepositorySettings, read_config, repository_settings
@@ -72,6 +76,7 @@ class Settings(RepositorySettings):
     ops: OpsSettings = field(default_factory=OpsSettings)
     trustlist: TrustListSettings | None = None  # None: no [trustlist] section, no trust list
     loop_probe: LoopProbeSettings = field(default_factory=LoopProbeSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
 
 
 def load_settings(path: Path) -> Settings:
@@ -84,10 +89,18 @@ def load_settings(path: Path) -> Settings:
     ops_settings = load_ops_settings(top, budget_minutes=repo.policy.max_maintenance_minutes_per_week)
     trustlist_settings = load_trustlist_settings(top)
     probe_settings = load_loop_probe_settings(top)
+    audit_settings = load_audit_settings(top, state_dir=repo.store_path.parent)
     top.check_tree()
     core = {f.name: getattr(repo, f.name) for f in dataclasses.fields(RepositorySettings)}
     return Settings(**core, ocsp=ocsp_settings, ldap=ldap_settings, ops=ops_settings, trustlist=trustlist_settings,
-                    loop_probe=probe_settings)
+                    loop_probe=probe_settings, audit=audit_settings)
+
+
+def audit_trail(settings: Settings, *, store: Store, clock: Clock, signing: bool = True) -> AuditTrail:
+    """The audit trail over the store; with `signing`, it signs checkpoints with the
+    configured key (ConfigError naming `audit.checkpoint_key` when it cannot be loaded)."""
+    key = load_checkpoint_key(settings.audit) if signing else None
+    return AuditTrail(store, clock, key=key, checkpoint_file=settings.audit.checkpoint_file)
 
 
 def trust_list_service(settings: Settings, *, store: Store, repository: Repository, clock: Clock,
@@ -99,7 +112,7 @@ def trust_list_service(settings: Settings, *, store: Store, repository: Reposito
     signer = load_trustlist_signer(settings.trustlist) if signing else None
     return TrustListService(settings.trustlist, store=store, clock=clock, base_url=settings.http.base_url,
                             ca_certificate=lambda name: repository.issuer_certificate(name).public_bytes(Encoding.DER),
-                            ca_names=repository.ca_names, signer=signer)
+                            ca_names=repository.ca_names, signer=signer, audit=repository.audit)
 
 
 @dataclass(frozen=True)
@@ -184,6 +197,15 @@ def check_config(path: Path, now) -> ConfigReport:
                                 f"at {cert.not_valid_after_utc.isoformat()}")
             summary.append(f"trust list: signed by {cert.subject.rfc4514_string()}, next update "
                            f"{settings.trustlist.next_update.days} days after each list")
+    try:
+        key = load_checkpoint_key(settings.audit)
+    except ConfigError as e:
+        problems.append(e.message)
+    else:
+        a = settings.audit
+        summary.append(f"audit trail: kept {a.retention.days} days; " + (
+            f"checkpoints every {int(a.checkpoint_interval.total_seconds() // 60)} min to {a.checkpoint_file}"
+            if key is not None else "no checkpoint key (audit.checkpoint_key): truncation is not detectable"))
     p = settings.policy
     summary.append(f"policy: nextUpdate <= {p.max_next_update_hours} h, revocations published within "
                    f"{p.max_revocation_publication_hours} h, ARL at least every {p.min_arl_frequency_days} days, "
@@ -279,6 +301,7 @@ SERVED = web.AppKey("served_urls", tuple)
 CONNECTIONS = web.AppKey("connections", ConnectionGuard)
 READINESS = web.AppKey("readiness", Readiness)
 METRICS = web.AppKey("metrics", Metrics)
+AUDIT = web.AppKey("audit", AuditTrail)
 
 
 def create_app(
@@ -310,7 +333,9 @@ def create_app(
                           client_max_size=httpedge.MAX_BODY_BYTES)
     app[CONNECTIONS] = guard
     app[METRICS] = metrics
-    repo = Repository(settings, store=store, signers=signers, clock=clock)
+    trail = audit_trail(settings, store=store, clock=clock)
+    app[AUDIT] = trail
+    repo = Repository(settings, store=store, signers=signers, clock=clock, audit=trail)
     publication = Publication(repo)
     health = PublicationHealth()
     app[REPO] = repo
@@ -332,6 +357,24 @@ def create_app(
         # During a maintenance window publication pauses; reads go on.
         async with publishing(repo, publication, health=health, paused=watch.paused, leader=leader):
             yield
+
+    async def audit_context(app: web.Application):
+        # No reload path: each process reads the config once, at start, and says so.
+        try:
+            digest = hashlib.sha256(await asyncio.to_thread(settings.source.read_bytes)).hexdigest()
+        except OSError:
+            digest = None  # read at start already; gone since
+        await try_record(trail, Actor("system", "pkirepo"), "config-load", f"config {settings.source}", "ok",
+                         {"sha256": digest})
+        a = settings.audit
+        leading = None if leader is None else leader.try_acquire
+        tasks = [asyncio.create_task(checkpoint_loop(trail, a.checkpoint_interval, a.retention, leading=leading),
+                                     name="pkirepo-audit-checkpoints"),
+                 asyncio.create_task(window_loop(trail, leading=leading), name="pkirepo-audit-windows")]
+        try:
+            yield
+        finally:
+            await cancel_and_wait(*tasks)
 
     async def ledger_context(app: web.Application):
         async with heartbeat(store, clock, readiness, ops.heartbeat):
@@ -377,6 +420,7 @@ def create_app(
         app.cleanup_ctx.append(loop_probe_context)
     if settings.database is None and settings.store_prewarm:
         app.cleanup_ctx.append(store_prewarm_context(settings.store_path))
+    app.cleanup_ctx.append(audit_context)
     app.cleanup_ctx.append(repository_context)
     ldap_settings = settings.ldap.listening_on(ldap_listen) if ldap_listen is not None else None
     lines = http.setup(app, settings.http, repository=repo, publication=publication, clock=clock,
@@ -388,7 +432,7 @@ def create_app(
     own = len(app.cleanup_ctx)
     lines += ocsp.http.setup(app, settings.ocsp, store=store, presigned=presigned, signers=signers,
                              ca_names=repo.ca_names, clock=clock, base_url=settings.http.base_url,
-                             readiness=readiness, observe=metrics.observe_ocsp,
+                             readiness=readiness, observe=metrics.observe_ocsp, audit=trail,
                              leading=None if leader is None else leader.try_acquire)
     if ldap_settings is not None:
         lines += ldap.service.setup(app, ldap_settings, store=store,

@@ -22,11 +22,13 @@ from . import crl as crlmod
 from . import documents as docmod
 from . import faults, witness
 from . import notices as noticemod
-from .actor import SYSTEM, Actor
+from . import audit as auditmod
+from .actor import SYSTEM, Actor, AuditSink, NoAudit
+from .audit_trail import audited, record_failure
 from .clock import Clock
 from .config import NAME_RE, CaSettings, RepositorySettings
 from .crl import Reason, ScopeKind
-from .errors import ConfigError, Conflict, MalformedInput, NotFound, StoreBehind, VerificationError
+from .errors import ConfigError, Conflict, MalformedInput, NotFound, RepoError, StoreBehind, VerificationError
 from .files import atomic_write, remove_stale_temporaries
 from .schedule import STATUS_EVENTS, Due, due, next_update_for
 from .signer import Signer, load_key_signer
@@ -36,6 +38,9 @@ from .store import NoticeRecord
 from .witness import Watermark
 
 log = logging.getLogger("pkirepo")
+
+#: Who issues the CRLs that fall due while the server runs.
+SCHEDULE = Actor("system", "schedule")
 
 RECOVERY = ("run `pkirepo recover`, which brings every revocation and CRL number back from the "
             "published CRLs, or restore a newer backup of the store")
@@ -134,11 +139,14 @@ def describe_issuer(issuer: Issuer) -> str:
 class Repository:
     """The repository of all configured CAs."""
 
-    def __init__(self, settings: RepositorySettings, *, store: Store, signers: Mapping[str, Signer], clock: Clock) -> None:
+    def __init__(self, settings: RepositorySettings, *, store: Store, signers: Mapping[str, Signer], clock: Clock,
+                 audit: AuditSink | None = None) -> None:
         self.settings = settings
         self.store = store
         self.signers = dict(signers)
         self.clock = clock
+        # Every change, refusal and CRL issued is put on record here (CPS 4.5).
+        self.audit: AuditSink = audit if audit is not None else NoAudit()
         self._issuers: dict[str, Issuer] = {}
         # Every issuer in the store, configured or not, to name the ones this config lacks.
         self._stored_issuers: dict[int, Issuer] = {}
@@ -153,6 +161,15 @@ class Repository:
         # hash unchanged files again.
         self._file_state: dict[Path, tuple[int, int, str]] = {}
         self._checked = False
+
+    # The audit trail
+
+    async def _audited(self, actor: Actor, action: str, obj: str, work, *,
+                       detail: Mapping[str, object] | None = None, done=None):
+        return await audited(self.audit, actor, action, obj, work, detail=detail, done=done)
+
+    async def _record_failure(self, actor: Actor, action: str, obj: str, result: str, detail) -> None:
+        await record_failure(self.audit, actor, action, obj, result, detail)
 
     # Issuers
 
@@ -386,10 +403,14 @@ class Repository:
         CRL follows after `supplementary_delay` (the publication loop ticks every second)."""
         return self.clock.now() + self.settings.crl.supplementary_delay
 
-    async def retire(self, name: str, *, keep_published: bool = False) -> Issuer:
+    async def retire(self, name: str, *, keep_published: bool = False, actor: Actor = SYSTEM) -> Issuer:
         """Take a CA out of service: its CRLs are no longer issued (so it needs no key and
         never holds up the others); its archive stays, and its last CRLs stay published
         until their nextUpdate, or for good with `keep_published`."""
+        return await self._audited(actor, "ca-retire", f"ca {name}", self._retire(name, keep_published=keep_published),
+                                   detail={"keep_published": keep_published})
+
+    async def _retire(self, name: str, *, keep_published: bool = False) -> Issuer:
         issuer = self.issuer(name)
         retired = await self.store.retire_issuer(issuer.id, at=self.clock.now(), keep_published=keep_published)
         self._issuers[name] = retired
@@ -427,6 +448,20 @@ class Repository:
     async def add_certificates(self, items: Iterable[tuple[bytes, str]], *, actor: Actor = SYSTEM) -> int:
         """Add certificates from (file content, file name) pairs, all or none. A configured
         CA certificate in a chain file is skipped, self-signed roots too."""
+        items = list(items)
+        sources = [source for _, source in items]
+        added: list[NewCert] = []
+
+        def done(count: int):
+            names = {i.id: n for n, i in self._issuers.items()}
+            serials = [f"{names.get(c.issuer_id, c.issuer_id)} {serial_hex(c.serial)}" for c in added]
+            obj = (f"certificate {serials[0]}" if len(serials) == 1 else f"certificates ({len(serials)})")
+            return obj, {"certificates": serials[:AUDIT_LISTED], "more": max(0, len(serials) - AUDIT_LISTED)}
+
+        return await self._audited(actor, "cert-add", "certificates", self._add_certificates(items, added),
+                                   detail={"files": sources[:AUDIT_LISTED]}, done=done)
+
+    async def _add_certificates(self, items: list[tuple[bytes, str]], added: list[NewCert]) -> int:
         new: list[NewCert] = []
         seen: set[tuple[int, int]] = set()
         sources: dict[int, str] = {}
@@ -454,6 +489,7 @@ class Repository:
             ca = self.settings.ca(name)
             await self.check_new_scopes(ca, [c.dp_url for c in new if c.dp_url and not c.is_ca
                                              and c.issuer_id == self._issuers[name].id])
+        added.extend(new)
         try:
             count = await self.store.add_certificates(new, at=self.clock.now())
         except Conflict as e:
@@ -476,7 +512,19 @@ class Repository:
         actor: Actor = SYSTEM,
     ) -> CertRecord:
         """Revoke, hold or release. With `dry_run`, every check runs and the record is
-        returned as it would become, but nothing is written."""
+        returned as it would become, but nothing is written (nor recorded)."""
+        work = self._change_status(issuer_name, serial, action, reason=reason, at=at, invalidity=invalidity,
+                                   dry_run=dry_run)
+        if dry_run:
+            return await work
+        detail = {"reason": None if reason is None else reason.name,
+                  "time": None if at is None else at.isoformat(),
+                  "invalidity": None if invalidity is None else invalidity.isoformat()}
+        return await self._audited(actor, action.value, f"certificate {issuer_name} {serial_hex(serial)}", work,
+                                   detail={k: v for k, v in detail.items() if v is not None})
+
+    async def _change_status(self, issuer_name: str, serial: int, action: Action, *, reason: Reason | None,
+                             at: dt.datetime | None, invalidity: dt.datetime | None, dry_run: bool) -> CertRecord:
         issuer = self.issuer(issuer_name)
         now = self.clock.now()
         given = at
@@ -546,8 +594,20 @@ class Repository:
                 out.append((scope, d))
         return out
 
-    async def issue(self, scope: Scope, why: str) -> IssuedCrl:
-        """Build, sign, archive and publish one CRL."""
+    async def issue(self, scope: Scope, why: str, *, actor: Actor = SCHEDULE) -> IssuedCrl:
+        """Build, sign, archive and publish one CRL, on record as issued by `actor`."""
+        kind = "arl" if scope.kind is ScopeKind.ARL else "crl"
+
+        def done(issued: IssuedCrl):
+            r = issued.record
+            return f"{kind} {scope.name} #{r.number}", {
+                "entries": r.entries, "this_update": r.this_update.isoformat(),
+                "next_update": r.next_update.isoformat(), "sha256": r.sha256}
+
+        return await self._audited(actor, "crl-issue", f"{kind} {scope.name}", self._issue(scope, why),
+                                   detail={"why": why}, done=done)
+
+    async def _issue(self, scope: Scope, why: str) -> IssuedCrl:
         ca, issuer = self.issuer_by_id(scope.issuer_id)
         signer = self.signers.get(ca.name)
         if signer is None:
@@ -583,7 +643,17 @@ class Repository:
 
     async def issue_due(self, *, force: bool = False, issuer_name: str | None = None,
                         actor: Actor = SYSTEM) -> list[IssuedCrl]:
-        """Issue every CRL that is due (or, with force, every CRL we can sign)."""
+        """Issue every CRL that is due (or, with force, every CRL we can sign); each CRL
+        issued is on record as issued by `actor`, a refusal before any as refused."""
+        try:
+            return await self._issue_due(force=force, issuer_name=issuer_name, actor=actor)
+        except RepoError as e:
+            if not getattr(e, "audited", False):
+                await self._record_failure(actor, "crl-issue", f"crls of {issuer_name or 'every CA'}",
+                                           auditmod.refusal(e), {"force": force})
+            raise
+
+    async def _issue_due(self, *, force: bool, issuer_name: str | None, actor: Actor) -> list[IssuedCrl]:
         await self._ensure_checked()
         async with self._issue_lock:
             if force:
@@ -599,7 +669,7 @@ class Repository:
                 # Clear what a writer that crashed mid-write (this process earlier, the CLI,
                 # another server) left behind before adding files of our own.
                 await asyncio.to_thread(remove_stale_temporaries, self.settings.publication_dir)
-            return [await self.issue(scope, d.why) for scope, d in todo]
+            return [await self.issue(scope, d.why, actor=actor) for scope, d in todo]
 
     async def publish_due(self, *, leading: Callable[[], bool] | None = None) -> PublicationRound:
         """One round of the server's publication: every due CRL issued on its own, so that one
@@ -617,7 +687,7 @@ class Repository:
                 if leading is not None and not leading():
                     break
                 try:
-                    issued.append(await self.issue(scope, d.why))
+                    issued.append(await self.issue(scope, d.why, actor=SCHEDULE))
                 except Exception as e:  # noqa: BLE001 - reported per scope by the caller
                     failed[scope.name] = e
         unconfigured = {scope.name: why for scope, why in await self.unconfigured_scopes()}
@@ -714,6 +784,15 @@ class Repository:
         issuer, its scope found from its IDP, its number required to increase, and refused
         when it omits a revocation the store holds for its scope (dated before its
         thisUpdate) unless `force`, which is recorded with the CRL."""
+        def done(r: CrlRecord):
+            kind = "arl" if r.scope.kind is ScopeKind.ARL else "crl"
+            return f"{kind} {r.scope.name} #{r.number}", {"entries": r.entries, "sha256": r.sha256,
+                                                           "source": r.source}
+
+        return await self._audited(actor, "crl-add", f"crl from {source}", self._add_crl(der, source, force=force),
+                                   detail={"file": source, "force": force}, done=done)
+
+    async def _add_crl(self, der: bytes, source: str, *, force: bool) -> CrlRecord:
         await self._ensure_checked()
         found = await self.identify_crl(der, source)
         c, scope, number = found.crl, found.scope, found.number
@@ -812,6 +891,15 @@ class Repository:
                                actor: Actor = SYSTEM) -> DocumentRecord:
         """Publish one version of a document: checked whole, stored (with an event), then
         written to the publication directory. Earlier versions are never touched."""
+        work = self._publish_document(kind=kind, version=version, lang=lang, effective=effective, oid=oid, data=data,
+                                      source=source)
+        return await self._audited(actor, "document-publish", f"document {kind} {version} {lang}", work,
+                                   detail={"file": source, "effective": effective.isoformat()
+                                           if isinstance(effective, dt.date) else str(effective)},
+                                   done=lambda r: (f"document {r.kind} {r.version} {r.lang}", {"sha256": r.sha256}))
+
+    async def _publish_document(self, *, kind: str, version: str, lang: str, effective: dt.date,
+                                oid: str | None, data: bytes, source: str) -> DocumentRecord:
         doc = docmod.check_document(kind=kind, version=version, lang=lang, effective=effective, oid=oid,
                                     data=data, source=source, kinds=self.settings.document_kinds)
         rec = await self.store.add_document(doc.kind, doc.version, doc.lang, effective=doc.effective, oid=doc.oid,
@@ -863,15 +951,24 @@ class Repository:
                          starts: dt.datetime | None, ends: dt.datetime | None,
                          actor: Actor = SYSTEM) -> NoticeRecord:
         """Publish a notice, checked whole first; `starts` defaults to now."""
+        return await self._audited(actor, "notice-add", "notice", self._add_notice(kind, titles, bodies, starts, ends),
+                                   detail={"kind": kind}, done=lambda n: (f"notice {n.id}", {}))
+
+    async def _add_notice(self, kind, titles, bodies, starts, ends) -> NoticeRecord:
         notice = noticemod.check_notice(kind=kind, titles=titles, bodies=bodies,
                                         starts=starts or self.clock.now(), ends=ends)
         return await self.store.add_notice(notice, at=self.clock.now())
 
     async def withdraw_notice(self, notice_id: int, *, actor: Actor = SYSTEM) -> NoticeRecord:
-        return await self.store.withdraw_notice(notice_id, at=self.clock.now())
+        return await self._audited(actor, "notice-withdraw", f"notice {notice_id}",
+                                   self.store.withdraw_notice(notice_id, at=self.clock.now()))
 
     async def notices(self, *, withdrawn: bool = False, limit: int | None = None) -> list[NoticeRecord]:
         return await self.store.notices(withdrawn=withdrawn, limit=limit)
+
+
+#: Certificates named in one record's detail; a bigger batch gives the count of the rest.
+AUDIT_LISTED = 1000
 
 
 def _new_cert(cert: x509.Certificate, issuer_id: int) -> NewCert:

@@ -19,6 +19,7 @@ from typing import AsyncIterable, AsyncIterator, Sequence
 
 import aiosqlite
 
+from . import audit as auditmod
 from .crl import Reason, ScopeKind
 from .copy_plan import COPY_MARKER, incomplete_message
 from .errors import Conflict, NotFound, StoreCorrupt, StoreIncomplete, StoreMissing, Unavailable
@@ -1024,3 +1025,68 @@ class SQLiteStore(Store):
             f"SELECT {_CRL_COLS}, c.der FROM crls c JOIN scopes s ON s.id = c.scope_id WHERE c.id > ?"
             " ORDER BY c.id LIMIT ?", (after_id, limit))
         return [(_crl(r[:-1]), r[-1]) for r in rows]
+
+    # The audit trail
+
+    _AUDIT_COLS = "seq, at, actor_kind, actor_name, actor_source, action, object, result, detail, prev, hash"
+
+    @staticmethod
+    def _audit(row) -> auditmod.Record:
+        return auditmod.Record(row[0], auditmod.Entry(_dt(row[1]), *row[2:9]), row[9], row[10])
+
+    async def append_audit(self, entry: auditmod.Entry) -> auditmod.Record:
+        async with self._write() as w:
+            head = await (await w.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")).fetchone()
+            if head is None:
+                head = await (await w.execute("SELECT upto, head FROM audit_pruned")).fetchone()
+            rec = auditmod.seal(entry, after=None if head is None else (head[0], head[1]))
+            e = rec.entry
+            await w.execute(
+                f"INSERT INTO audit ({self._AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (rec.seq, _ts(e.at), e.actor_kind, e.actor_name, e.actor_source, e.action, e.obj, e.result,
+                 e.detail, rec.prev, rec.hash))
+        return rec
+
+    async def audit_records(self, *, after_seq: int = 0, since: dt.datetime | None = None,
+                            until: dt.datetime | None = None, limit: int = 1000) -> list[auditmod.Record]:
+        where, args = ["seq > ?"], [after_seq]
+        if since is not None:
+            where.append("at >= ?")
+            args.append(_ts(since))
+        if until is not None:
+            where.append("at < ?")
+            args.append(_ts(until))
+        rows = await self._all(f"SELECT {self._AUDIT_COLS} FROM audit WHERE {' AND '.join(where)}"
+                               f" ORDER BY seq LIMIT ?", (*args, limit))
+        return [self._audit(r) for r in rows]
+
+    async def audit_bounds(self) -> tuple[int, int, tuple[int, str] | None]:
+        async with self._snapshot() as r:
+            lo, hi = await (await r.execute("SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM audit")).fetchone()
+            pruned = await (await r.execute("SELECT upto, head FROM audit_pruned")).fetchone()
+        return lo, hi, None if pruned is None else (pruned[0], pruned[1])
+
+    async def add_audit_checkpoint(self, checkpoint: auditmod.Checkpoint) -> None:
+        c = checkpoint
+        async with self._write() as w:
+            await w.execute("INSERT INTO audit_checkpoints (seq, head, at, key_id, algorithm, signature)"
+                            " VALUES (?, ?, ?, ?, ?, ?)", (c.seq, c.head, _ts(c.at), c.key_id, c.algorithm, c.signature))
+
+    async def audit_checkpoints(self, *, limit: int | None = None) -> list[auditmod.Checkpoint]:
+        rows = await self._all("SELECT seq, head, at, key_id, algorithm, signature FROM audit_checkpoints"
+                               " ORDER BY id DESC LIMIT ?", (-1 if limit is None else limit,))
+        return [auditmod.Checkpoint(r[0], r[1], _dt(r[2]), r[3], r[4], bytes(r[5])) for r in reversed(rows)]
+
+    async def prune_audit(self, before: dt.datetime) -> int:
+        async with self._write() as w:
+            # The newest checkpoint past the retention whose record is still there, unchanged.
+            row = await (await w.execute(
+                "SELECT c.seq, c.head FROM audit_checkpoints c JOIN audit a ON a.seq = c.seq AND a.hash = c.head"
+                " WHERE a.at < ? ORDER BY c.seq DESC LIMIT 1", (_ts(before),))).fetchone()
+            if row is None:
+                return 0
+            cur = await w.execute("DELETE FROM audit WHERE seq <= ?", (row[0],))
+            await w.execute("INSERT INTO audit_pruned (one, upto, head) VALUES (1, ?, ?)"
+                            " ON CONFLICT (one) DO UPDATE SET upto = excluded.upto, head = excluded.head", row)
+            return cur.rowcount
+

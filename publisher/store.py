@@ -13,6 +13,7 @@ import enum
 from dataclasses import dataclass
 from typing import AsyncIterable, Mapping, NamedTuple, Protocol, Sequence
 
+from .audit import Checkpoint as AuditCheckpoint, Entry as AuditEntry, Record as AuditRecord
 from .crl import Reason, ScopeKind
 from .errors import Conflict
 from .maintenance import Downtime, Window
@@ -612,3 +613,36 @@ class Store(abc.ABC):
     async def archived_crls(self, *, after_id: int = 0, limit: int = 100) -> "list[tuple[CrlRecord, bytes]]":
         """A page of archived CRLs with their DER, in id (issuance) order."""
         raise NotImplementedError
+
+    # The audit trail (publisher/audit.py): appended only, chained, pruned from the oldest
+    # end past the retention.
+
+    @abc.abstractmethod
+    async def append_audit(self, entry: AuditEntry) -> AuditRecord:
+        """Read the head and insert the record that follows it, in one transaction under the
+        store's write lock, so that appenders in any process (or on any node) never fork
+        the chain."""
+
+    @abc.abstractmethod
+    async def audit_records(self, *, after_seq: int = 0, since: dt.datetime | None = None,
+                            until: dt.datetime | None = None, limit: int = 1000) -> list[AuditRecord]:
+        """One page of records after `after_seq`, in sequence order; with `since` / `until`,
+        only those at or after / before those times."""
+
+    @abc.abstractmethod
+    async def audit_bounds(self) -> tuple[int, int, tuple[int, str] | None]:
+        """(oldest kept sequence number, newest; 0, 0 when empty) and what the oldest kept
+        record follows after pruning: (sequence number, hash), or None when nothing was pruned."""
+
+    @abc.abstractmethod
+    async def add_audit_checkpoint(self, checkpoint: AuditCheckpoint) -> None: ...
+
+    @abc.abstractmethod
+    async def audit_checkpoints(self, *, limit: int | None = None) -> list[AuditCheckpoint]:
+        """Stored checkpoints, oldest first (with `limit`: the newest `limit` of them)."""
+
+    @abc.abstractmethod
+    async def prune_audit(self, before: dt.datetime) -> int:
+        """Delete the oldest records up to the newest stored checkpoint that is older than
+        `before` and record what the next one follows, in one transaction; returns how many.
+        Pruning only at a checkpoint keeps the rest verifiable from a signed anchor."""

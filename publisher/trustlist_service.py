@@ -9,7 +9,8 @@ from typing import Callable, Sequence
 
 from . import trustlist as tl
 from . import trustlist_xml
-from .actor import SYSTEM, Actor
+from .actor import SYSTEM, Actor, AuditSink, NoAudit
+from .audit_trail import audited
 from .clock import Clock
 from .errors import Conflict, MalformedInput, NotFound
 from .store import Store, TrustListRecord
@@ -24,8 +25,9 @@ class TrustListService:
 
     def __init__(self, settings: TrustListSettings, *, store: Store, clock: Clock, base_url: str,
                  ca_certificate: Callable[[str], bytes], ca_names: Sequence[str],
-                 signer: XmlSigner | None = None) -> None:
+                 signer: XmlSigner | None = None, audit: AuditSink | None = None) -> None:
         self.settings = settings
+        self.audit: AuditSink = audit if audit is not None else NoAudit()
         self.store = store
         self.clock = clock
         self.base_url = base_url.rstrip("/")
@@ -55,6 +57,16 @@ class TrustListService:
                   names: dict[str, str | None], at: dt.datetime | None = None,
                   actor: Actor = SYSTEM) -> TrustListRecord:
         """List a certificate type of a CA as granted; the next list is issued."""
+        return await self._audited(actor, "trustlist-add", {"ca": ca_name, "type": cert_type},
+                                   self._add(ca_name=ca_name, cert_type=cert_type, policy_oids=policy_oids,
+                                             cps_url=cps_url, names=names, at=at))
+
+    async def _audited(self, actor: Actor, action: str, detail: dict, work) -> TrustListRecord:
+        return await audited(self.audit, actor, action, "trustlist", work, detail=detail,
+                             done=lambda rec: (f"trustlist #{rec.seq}", {"sha256": rec.sha256}))
+
+    async def _add(self, *, ca_name: str, cert_type: str, policy_oids: list[str] | None, cps_url: str,
+                   names: dict[str, str | None], at: dt.datetime | None) -> TrustListRecord:
         ctype = tl.parse_type(cert_type)
         ca_der = self._ca(ca_name)
         oids = tl.check_policy_oids(ctype, policy_oids)
@@ -70,6 +82,12 @@ class TrustListService:
     async def change(self, *, ca_name: str, cert_type: str, status: tl.Status,
                      at: dt.datetime | None = None, actor: Actor = SYSTEM) -> TrustListRecord:
         """Suspend, withdraw or reinstate an entry; the next list is issued."""
+        return await self._audited(actor, "trustlist-change",
+                                   {"ca": ca_name, "type": cert_type, "status": getattr(status, "value", str(status))},
+                                   self._change(ca_name=ca_name, cert_type=cert_type, status=status, at=at))
+
+    async def _change(self, *, ca_name: str, cert_type: str, status: tl.Status,
+                      at: dt.datetime | None) -> TrustListRecord:
         ctype = tl.parse_type(cert_type)
         now = tl.utc_seconds(self.clock.now())
         when = self._when(at, now)
@@ -79,6 +97,9 @@ class TrustListService:
 
     async def reissue(self, *, actor: Actor = SYSTEM) -> TrustListRecord:
         """The same entries in a new list, before the current one's next update passes."""
+        return await self._audited(actor, "trustlist-reissue", {}, self._reissue())
+
+    async def _reissue(self) -> TrustListRecord:
         now = tl.utc_seconds(self.clock.now())
         seq, entries = await self.store.trustlist_state()
         return await self._issue(seq, entries, None, now)

@@ -238,3 +238,116 @@ async def test_presigned_saves_go_through_while_reads_and_other_writers_interlea
             assert (await table.coverage(["sha1"], NOW))[0] == 40
         finally:
             await table.close()
+
+
+# The audit trail: appended under the write lock, never forked, never changed in place,
+# pruned only up to a checkpoint.
+
+
+def audit_entry(n, *, at=NOW, who="alice"):
+    from publisher.audit import Entry
+
+    return Entry(at, "os-user", who, None, "revoke", f"certificate CA {n:04X}", "ok", '{"n":%d}' % n)
+
+
+async def raw_sql(store, sql):
+    """Tamper with the store as someone with access to the database would."""
+    if isinstance(store, SQLiteStore):
+        con = sqlite3.connect(store.path)
+        try:
+            con.executescript(sql)
+        finally:
+            con.close()
+    else:
+        await store._pool.execute(sql)
+
+
+async def verdict(store, **kw):
+    from publisher.audit_trail import verify_trail
+
+    return await verify_trail(store, **kw)
+
+
+async def test_audit_appenders_on_one_store_never_fork_the_chain(store):
+    async def appender(k):
+        for i in range(100):
+            await store.append_audit(audit_entry(k * 1000 + i))
+
+    await asyncio.gather(*(appender(k) for k in range(8)))
+    assert (await store.audit_bounds())[:2] == (1, 800)
+    v = await verdict(store)
+    assert v.problems == [] and v.records == 800
+    objects = {r.entry.obj for r in await store.audit_records(limit=1000)}
+    assert len(objects) == 800  # every append is there once
+
+
+async def test_audit_two_nodes_never_fork_the_chain(make_store):
+    first, second = make_store(), make_store()
+    await first.open()
+    await second.open()
+    try:
+        async def appender(s, k):
+            for i in range(50):
+                await s.append_audit(audit_entry(k * 1000 + i))
+
+        await asyncio.gather(*(appender(s, k) for k in range(4) for s in (first, second)))
+        v = await verdict(second)
+        assert v.problems == [] and v.records == 400
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_audit_record_changed_by_hand_is_named(store):
+    for n in range(1, 6):
+        await store.append_audit(audit_entry(n))
+    with pytest.raises(Exception, match="never changed"):
+        await raw_sql(store, "UPDATE audit SET action = 'hold' WHERE seq = 3")
+    # Whoever can drop the trigger can change a row: the chain still names it.
+    drop = ("DROP TRIGGER audit_append_only" if isinstance(store, SQLiteStore)
+            else "DROP TRIGGER audit_append_only ON audit")
+    await raw_sql(store, f"{drop}; UPDATE audit SET actor_name = 'mallory' WHERE seq = 3")
+    v = await verdict(store)
+    assert len(v.problems) == 1 and v.problems[0].startswith("record 3: hash mismatch"), v.problems
+    # A row removed from the middle is a gap.
+    await raw_sql(store, "UPDATE audit SET actor_name = 'alice' WHERE seq = 3; DELETE FROM audit WHERE seq = 4")
+    v = await verdict(store)
+    assert v.problems and v.problems[0].startswith("record 4: gap"), v.problems
+
+
+async def test_audit_pruning_keeps_the_rest_verifiable(store, tmp_path):
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from publisher.audit_trail import AuditTrail
+    from publisher.clock import FixedClock
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    old = NOW - dt.timedelta(days=8 * 366)
+    clock = FixedClock(old)
+    trail = AuditTrail(store, clock, key=key, checkpoint_file=tmp_path / "cp.json")
+    for n in range(1, 4):
+        await store.append_audit(audit_entry(n, at=old))
+    await trail.checkpoint()  # vouches for record 3
+    for n in range(4, 6):
+        await store.append_audit(audit_entry(n, at=old))
+    clock.advance(seconds=(NOW - old).total_seconds())
+    for n in range(6, 8):
+        await store.append_audit(audit_entry(n, at=NOW))
+    retention = dt.timedelta(days=7 * 366)
+    # Pruned only up to the checkpoint, although records 4 and 5 are past the retention too.
+    assert await trail.prune(retention) == 3
+    lo, hi, pruned = await store.audit_bounds()
+    assert lo == 4 and pruned[0] == 3
+    v = await verdict(store, public_key=key.public_key())
+    assert v.problems == [], v.problems
+    assert (await store.audit_records(after_seq=hi - 1))[0].entry.action == "audit-prune"
+    # Everything pruned up to a checkpoint at the head: the next record still follows it.
+    await trail.checkpoint()
+    clock.advance(days=8 * 366)
+    assert await trail.prune(retention) > 0
+    v = await verdict(store, public_key=key.public_key())
+    assert v.problems == [], v.problems
+    # An anchor without its checkpoint is not vouched for.
+    await raw_sql(store, "DELETE FROM audit_checkpoints")
+    v = await verdict(store, public_key=key.public_key())
+    assert v.problems and "no checkpoint vouches" in v.problems[0]
