@@ -109,21 +109,25 @@ def database(pg_server, seeded):
 def nodes(shared_demo, tmp_path):
     started: list[Server] = []
 
-    def start(name: str, url: str, env: dict | None = None, like: Path | None = None) -> Server:
+    def start(name: str, url: str, env: dict | None = None, like: Path | None = None,
+              audit_checkpoints: bool = True) -> Server:
         demo = node_demo(shared_demo, tmp_path / name, url, like=like)
+        if not audit_checkpoints:
+            demo.config.write_text(re.sub(r"(?m)^checkpoint_key = .*$", "", demo.config.read_text()))
         s = Server(demo, env=env)
         started.append(s)
         return s
 
-    def pair(url: str, env: dict | None = None, like: Path | None = None) -> tuple[Server, Server]:
+    def pair(url: str, env: dict | None = None, like: Path | None = None,
+             audit_checkpoints: bool = True) -> tuple[Server, Server]:
         """Node A, which publishes, and node B, started as soon as A holds the lock (while A
         finishes starting: two start-ups in a row would double the wait)."""
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            first = pool.submit(start, "a", url, env, like)
+            first = pool.submit(start, "a", url, env, like, audit_checkpoints)
             log = tmp_path / "a" / "server.log"
             until(lambda: first.done() or (log.exists() and "now publishes" in log.read_text()), 30,
                   "node A publishes")
-            b = start("b", url)
+            b = start("b", url, audit_checkpoints=audit_checkpoints)
             a = first.result()
         return a, b
 
@@ -350,9 +354,10 @@ def test_two_publishers_at_once_never_issue_a_number_twice(shared_demo, database
 
 @pytest.mark.parametrize("point", faults.POINTS)
 def test_another_node_takes_over_when_the_publisher_dies(nodes, database, seeded, point):
-    # A starts with the publication as it stands, so that the first file it writes is one
-    # of the CRLs it issues.
-    a, b = nodes.pair(database, env={"PKIREPO_CRASH_AT": point}, like=seeded[1])
+    # A starts with the publication as it stands, and signs no audit checkpoints (their file
+    # is written at start and after each CRL), so that the first file it writes is one of
+    # the CRLs it issues.
+    a, b = nodes.pair(database, env={"PKIREPO_CRASH_AT": point}, like=seeded[1], audit_checkpoints=False)
     assert publishing(a) and not publishing(b)
     good, held = serial_of(a.demo, "good.pem"), serial_of(a.demo, "held.pem")
     before, _ = served_crl(b)
