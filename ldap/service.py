@@ -22,6 +22,7 @@ from typing import Callable
 
 from aiohttp import web
 
+from publisher.errors import Unavailable
 from publisher.readiness import Component, Readiness
 from publisher.store import CERT_EVENTS, Store
 from publisher.tasks import cancel_and_wait
@@ -62,6 +63,7 @@ class DirectoryService:
         self._event_id = 0
         self._snapshot: Directory | None = None
         self._cas: list[tuple[int, str]] = []
+        self._unavailable = False
 
     async def refresh(self) -> bool:
         """Apply what changed since the last call; True when a new directory was swapped in."""
@@ -127,11 +129,26 @@ class DirectoryService:
         while True:
             # While the name index is behind, the next batch follows at once (each batch
             # returns to the loop between store writes; changes are applied in between).
-            await asyncio.sleep(self.interval if self.names_ready else 0)
+            # Otherwise the next refresh comes at the next change by any process or node (a
+            # shared database notifies), or after `interval`.
+            if self.names_ready:
+                await self.store.wait_for_change(self.interval)
+            else:
+                await asyncio.sleep(0)
             try:
                 await self.refresh()
+                if self._unavailable:
+                    log.info("LDAP directory follows the store again")
+                    self._unavailable = False
             except asyncio.CancelledError:
                 raise
+            except Unavailable as e:
+                # The store is down (a shared database restarting): one line, not one a second.
+                if not self._unavailable:
+                    log.warning("LDAP directory refresh: %s; serving the previous one until the store is back",
+                                e.message)
+                    self._unavailable = True
+                await asyncio.sleep(self.interval)
             except Exception:
                 log.exception("LDAP directory refresh failed; serving the previous one")
                 await asyncio.sleep(self.interval)

@@ -159,10 +159,23 @@ async def _record_keys(audit: AuditSink, responders) -> None:
 
 
 async def _presign_when_leading(responder: OcspResponder, leading: Callable[[], bool] | None) -> None:
-    # Tried about once a second, like the publication loop: the lock's holder may die at any time.
-    while leading is not None and not leading():
-        await asyncio.sleep(1.0)
-    await responder.run()
+    # Tried about once a second, like the publication loop: the lock's holder may die at any
+    # time, and a holder may lose it (a node cut off from a shared database): pre-signing
+    # then stops here until this process leads again.
+    if leading is None:
+        await responder.run()
+        return
+    while True:
+        while not leading():
+            await asyncio.sleep(1.0)
+        task = asyncio.create_task(responder.run(), name="pkirepo-ocsp-presign-loop")
+        try:
+            while leading() and not task.done():
+                await asyncio.wait({task}, timeout=1.0)
+        finally:
+            await cancel_and_wait(task)
+        if task.done() and not task.cancelled():
+            task.result()  # the loop ended by itself: its error, as before
 
 
 def _ocsp(body: bytes, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

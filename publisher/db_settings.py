@@ -24,6 +24,11 @@ class DatabaseSettings:
     password_env: str | None = None
     pool_size: int = 10  # connections of this process to the server, at most
     source: str = ""  # the config file, for messages
+    # Seconds within which another node takes over publication from one that died or lost
+    # its connection (pg_leader.py).
+    leader_timeout: int = 30
+    # Seconds to wait for the server when connecting, at start and on every reconnection.
+    connect_timeout: int = 10
 
     def password(self) -> str | None:
         """Read the password now; ConfigError names the key and the file or variable."""
@@ -59,8 +64,12 @@ def database_settings(store) -> DatabaseSettings | None:
     password_file = store.path("password_file", None)
     password_env = store.str("password_env", None)
     pool_size = store.int("pool_size", 10, min=1, max=1000)
+    leader_timeout = store.int("leader_timeout", 30, min=1, max=3600)
+    connect_timeout = store.int("connect_timeout", 10, min=1, max=600)
     if url is None:
-        for key, value in (("password_file", password_file), ("password_env", password_env)):
+        for key, value in (("password_file", password_file), ("password_env", password_env),
+                           ("leader_timeout", store.data.get("leader_timeout")),
+                           ("connect_timeout", store.data.get("connect_timeout"))):
             if value is not None:
                 raise store.error(key, "only applies with store.url (a PostgreSQL store)")
         return None
@@ -73,7 +82,8 @@ def database_settings(store) -> DatabaseSettings | None:
         raise store.error("password_env", "give store.password_file or store.password_env, not both")
     if password_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", password_env):
         raise store.error("password_env", f"{password_env!r} is not an environment variable name")
-    return DatabaseSettings(url, password_file, password_env, pool_size, str(store.source))
+    return DatabaseSettings(url, password_file, password_env, pool_size, str(store.source),
+                            leader_timeout=leader_timeout, connect_timeout=connect_timeout)
 
 
 def url_holds_password(url: str) -> bool:

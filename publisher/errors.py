@@ -100,5 +100,11 @@ class VerificationError(MalformedInput):
     """A signature or certificate chain does not verify."""
 
 
+class StoreUnreachable(StoreProblem, Unavailable):
+    """The configured server database cannot be reached or refuses the schema: at start-up
+    the operator's to fix (the CLI exits 2, naming the setting); at run time, like any
+    Unavailable, 503 / tryLater / unavailable."""
+
+
 class StoreIncomplete(StoreProblem):
     """A `pkirepo store copy` into this store did not finish: it holds part of a repository."""

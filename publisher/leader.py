@@ -28,9 +28,16 @@ class Leadership:
         self._fd: int | None = None
         self._warned = False
 
+    # Only workers of `serve --workers` use this lock by itself (see pg_leader.py for nodes).
+    workers = True
+
     @property
     def held(self) -> bool:
         return self._fd is not None
+
+    def owns_directory(self) -> bool:
+        """The holder also keeps the publication directory in step with the store."""
+        return self.try_acquire()
 
     def try_acquire(self) -> bool:
         """True if this process holds the lock (now or already); never blocks."""

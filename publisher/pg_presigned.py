@@ -1,10 +1,9 @@
 """Beside the PostgreSQL store: the pre-signed OCSP answers (`ocsp_responses`), on the
 store's connection pool. The composition root builds this port next to `PgStore`.
 
-No change probe yet: SQLite's probe reads a counter in shared memory, which has no
-counterpart a process can read without a round trip to the server. Without a probe the
-OCSP responder follows the change log by itself (ocsp/change_follower.py); change
-notification with LISTEN/NOTIFY will give a probe whose version is bumped by notifications.
+The change probe is the store's change listener (pg_listen.py): its version moves with
+every notification of a commit by any node, on every reconnection, and when its periodic
+look at the change log finds something new; reading it never leaves the event loop.
 """
 from __future__ import annotations
 
@@ -74,7 +73,7 @@ class PgPresignedPort:
         return PgPresignedResponses(self._store)
 
     def change_probe(self) -> ChangeProbe | None:
-        return None
+        return self._store.change_listener().probe()
 
 
 class PgPresignedResponses:

@@ -29,9 +29,10 @@ from . import audit as auditmod
 from .crl import Reason, ScopeKind
 from .copy_plan import COPY_MARKER, incomplete_message
 from .db_settings import redact
-from .errors import Conflict, NotAllowed, NotFound, StoreIncomplete, StoreMissing, Unavailable
+from .errors import Conflict, NotAllowed, NotFound, StoreIncomplete, StoreMissing, StoreUnreachable, Unavailable
 from .notices import NewNotice
 from .maintenance import EMERGENCY, SCHEDULED, Downtime, Window, active, check_schedule
+from .pg_listen import CHANNEL, ChangeListener
 from .pg_migrations import PG_MIGRATIONS
 from . import trustlist as tlmod
 from .store import (
@@ -162,14 +163,17 @@ class PgStore(Store):
     """
 
     def __init__(self, dsn: str, *, password: str | None = None, create: bool = True,
-                 min_size: int = 1, max_size: int = 10, command_timeout: float = 60.0) -> None:
+                 min_size: int = 1, max_size: int = 10, command_timeout: float = 60.0,
+                 connect_timeout: float = 10.0) -> None:
         self.dsn = dsn
         self._password = password
         self._create = create
         self._min = min_size
         self._max = max_size
         self._timeout = command_timeout
+        self._connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
+        self._listener: ChangeListener | None = None
 
     @property
     def where(self) -> str:
@@ -177,9 +181,11 @@ class PgStore(Store):
 
     async def open(self) -> None:
         try:
+            # The connect timeout bounds a start against an unreachable host (asyncpg's own
+            # default is a minute) and every reconnection of the pool later.
             self._pool = await asyncpg.create_pool(
                 self.dsn, password=self._password, min_size=self._min, max_size=self._max,
-                command_timeout=self._timeout)
+                command_timeout=self._timeout, timeout=self._connect_timeout)
         except asyncpg.InvalidCatalogNameError as e:
             raise StoreMissing(f"{self.where}: no such database ({e}); create it with `createdb`, then "
                                f"`pkirepo init`") from None
@@ -187,7 +193,8 @@ class PgStore(Store):
             raise NotAllowed(f"{self.where}: the server refused the login ({e}); check store.password_file "
                              f"or store.password_env") from None
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as e:
-            raise Unavailable(f"{self.where}: cannot connect to PostgreSQL: {e}") from None
+            why = str(e) or f"no answer within {self._connect_timeout:g} s"
+            raise StoreUnreachable(f"store.url: {self.where}: cannot connect to PostgreSQL: {why}") from None
         try:
             await self._migrate()
             marker = await self._pool.fetchval("SELECT value FROM meta WHERE key = $1", COPY_MARKER)
@@ -198,6 +205,9 @@ class PgStore(Store):
             raise
 
     async def close(self) -> None:
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            await listener.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -216,8 +226,9 @@ class PgStore(Store):
                                        " INSERT INTO schema_version VALUES (0)")
                 version = await conn.fetchval("SELECT version FROM schema_version FOR UPDATE")
                 if version > len(PG_MIGRATIONS):
-                    raise Unavailable(f"{self.where}: schema version {version} is newer than this pkirepo knows "
-                                      f"({len(PG_MIGRATIONS)})")
+                    raise StoreUnreachable(f"store.url: {self.where}: schema version {version} is newer than this "
+                                           f"pkirepo knows ({len(PG_MIGRATIONS)}); run the pkirepo version that "
+                                           f"wrote it")
             # One transaction per migration, with its version bump (DDL is transactional).
             for number in range(version + 1, len(PG_MIGRATIONS) + 1):
                 async with conn.transaction():
@@ -262,9 +273,28 @@ class PgStore(Store):
 
     @staticmethod
     async def _event(conn, kind: str, at: dt.datetime, issuer_id=None, cert_id=None, detail=None) -> int:
+        # The notification is part of the transaction: the server sends it on commit only,
+        # so a listener never hears of a change it cannot read yet (see pg_listen.py).
         return await conn.fetchval(
-            "INSERT INTO events (at, kind, issuer_id, cert_id, detail) VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            _ts(at), kind, issuer_id, cert_id, detail)
+            "WITH e AS (INSERT INTO events (at, kind, issuer_id, cert_id, detail) VALUES ($1, $2, $3, $4, $5)"
+            " RETURNING id) SELECT id, pg_notify($6, id::text) FROM e",
+            _ts(at), kind, issuer_id, cert_id, detail, CHANNEL)
+
+    async def dedicated_connection(self) -> asyncpg.Connection:
+        """A new connection outside the pool, for a session of its own (the change listener,
+        the publisher's leadership lock); the caller closes it."""
+        return await asyncpg.connect(self.dsn, password=self._password, timeout=self._connect_timeout)
+
+    def change_listener(self) -> ChangeListener:
+        """This process's listener for changes by any node (started on first use, inside
+        the running loop; closed with the store)."""
+        if self._listener is None:
+            self._listener = ChangeListener(self.dedicated_connection, where=self.where)
+            self._listener.start()
+        return self._listener
+
+    async def wait_for_change(self, timeout: float) -> None:
+        await self.change_listener().wait(timeout)
 
     async def check(self) -> list[str]:
         """The server checksums and recovers its own pages; what is checked here is what

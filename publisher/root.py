@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -39,11 +40,12 @@ from .config import RepositorySettings, read_config, repository_settings
 from .connections import ConnectionGuard, ServerLog
 from .health import PublicationHealth
 from . import worker_status
-from .leader import Leadership
+from .leader import Leadership, lock_path
+from .pg_leader import DatabaseLeadership
 from .metrics import Metrics
 from .operations import (MaintenanceWatch, OpsSettings, heartbeat, load_ops_settings,
                          register_repository_checks, status_document)
-from .readiness import Readiness
+from .readiness import Component, Readiness
 from . import prewarm
 from .gcpause import GcPauses
 from .stallwatch import StallWatch
@@ -231,12 +233,28 @@ async def open_backend(settings: RepositorySettings, *, create: bool = False) ->
     commands only: `pkirepo init`, `recover`)."""
     if settings.database is not None:
         db = settings.database
-        pg = PgStore(db.url, password=db.password(), create=create, max_size=db.pool_size)
+        pg = PgStore(db.url, password=db.password(), create=create, max_size=db.pool_size,
+                     connect_timeout=db.connect_timeout)
         await pg.open()
         return Backend(pg, PgPresignedPort(pg))
     store = SQLiteStore(settings.store_path, create=create)
     await store.open()
     return Backend(store, SQLitePresignedPort(settings.store_path))
+
+
+def make_leader(settings: RepositorySettings, backend: Backend, *,
+                workers: bool) -> Leadership | DatabaseLeadership | None:
+    """Who runs the background work (publication, pre-signing, pruning) in `pkirepo serve`.
+    SQLite: the node's file lock among the workers of `serve --workers` (None for a single
+    process). PostgreSQL: the database-wide lock, competed for by the process holding the
+    node's file lock; its `run()` must run while the app does."""
+    local = Leadership(lock_path(settings.store_path))
+    if settings.database is None:
+        return local if workers else None
+    store = backend.store
+    assert isinstance(store, PgStore)
+    return DatabaseLeadership(store.dedicated_connection, where=store.where,
+                              timeout=settings.database.leader_timeout, local=local, workers=workers)
 
 
 def store_location(settings: RepositorySettings) -> str:
@@ -251,7 +269,7 @@ async def repository_exists(settings: RepositorySettings) -> str | None:
         path = settings.store_path
         return str(path) if path.exists() and path.stat().st_size > 0 else None
     db = settings.database
-    store = PgStore(db.url, password=db.password(), create=False, max_size=1)
+    store = PgStore(db.url, password=db.password(), create=False, max_size=1, connect_timeout=db.connect_timeout)
     try:
         await store.open()
     except StoreMissing:
@@ -297,7 +315,7 @@ def create_app(
     clock: Clock,
     presigned: PresignedPort | None = None,
     ldap_listen: str | None = None,
-    leader: Leadership | None = None,
+    leader: Leadership | DatabaseLeadership | None = None,
     ldap_fd: int | None = None,
     loop_probe: LoopLag | None = None,
     deferred: DeferredStart | None = None,
@@ -336,9 +354,11 @@ def create_app(
     watch = MaintenanceWatch(store, clock)
     register_repository_checks(readiness, store=store, publication=publication, health=health, signers=signers,
                                watch=watch)
-    if leader is not None:
+    if leader is not None and leader.workers:
         # A worker of `serve --workers`: the supervisor's state (crash loop, workers missing).
         readiness.register("workers", worker_status.readiness_check(worker_status.status_path(settings.store_path)))
+    if isinstance(leader, DatabaseLeadership):
+        readiness.register("publisher", publisher_check(leader))
 
     async def repository_context(app: web.Application):
         # First of the contexts: the issuers are in the store before OCSP and LDAP start.
@@ -445,6 +465,20 @@ def create_app(
     app.cleanup_ctx.append(ledger_context)
     app[SERVED] = tuple(lines)
     return app
+
+
+def publisher_check(leader: DatabaseLeadership):
+    """Whether this node publishes for the shared store (informational: a node that does
+    not is as ready as one that does)."""
+    async def check(now) -> list[Component]:
+        publishing = leader.try_acquire()
+        figures = {"publishing": publishing}
+        if publishing and leader.acquired_at is not None:
+            figures["since"] = dt.datetime.fromtimestamp(leader.acquired_at, dt.timezone.utc).isoformat()
+        return [Component("publisher", True, "this node" if publishing else "another node", None, figures,
+                          informational=True)]
+
+    return check
 
 
 def store_prewarm_context(store_path: Path):

@@ -35,7 +35,9 @@ async def publishing(repo: Repository, publication: Publication, *, interval: fl
     await repo.sync_issuers()
     # Refuses to start (StoreBehind) when the store is older than what was published.
     await repo.check_published()
-    if leader is None or leader.try_acquire():
+    # Every node keeps its own publication directory: the process that owns it repairs it,
+    # whether or not it publishes (with PostgreSQL another node may).
+    if leader is None or leader.owns_directory():
         await _repair(repo)
     await publication.refresh(force=True)
     task = asyncio.create_task(publication_loop(repo, publication, interval=interval, health=health,
@@ -73,19 +75,21 @@ async def publication_loop(repo: Repository, pub: Publication, *, interval: floa
                 # Maintenance: what is due is issued once the window ends. The publication
                 # shown stays current with other processes' changes meanwhile.
                 await pub.refresh()
-                await asyncio.sleep(interval)
+                await repo.store.wait_for_change(interval)
                 continue
             leading = leader is None or leader.try_acquire()
             if leading:
-                result = await repo.publish_due()
+                # Asked again before each CRL: a node that lost its leadership stops at once.
+                result = await repo.publish_due(leading=None if leader is None else leader.try_acquire)
                 for name, e in result.failed.items():
                     problems[name], errors[name] = _cause(e), e
                 for name, why in result.unconfigured.items():
                     problems[name] = f"{why} (this server runs with the configuration it started with)"
             # Issuing logs an event, so the change token moves and this picks it up too.
-            if await pub.refresh() and leading:
+            if await pub.refresh() and (leader is None or leader.owns_directory()):
                 # Another process (a CLI `publish` that died between recording a CRL and
-                # writing its file) may have left the directory behind the store.
+                # writing its file) may have left the directory behind the store; with
+                # PostgreSQL, another node may have issued the CRL: its file is written here.
                 await _repair(repo)
             today = repo.clock.now().date()
             if leading and last_prune != today:
@@ -105,7 +109,9 @@ async def publication_loop(repo: Repository, pub: Publication, *, interval: floa
                 log.info("publication: %s", line.text)
             else:
                 log.error("publication: %s", line.text, exc_info=trace)
-        await asyncio.sleep(interval)
+        # The next round comes at the next change by any process or node (a revocation that
+        # makes a supplementary CRL due), or after `interval`.
+        await repo.store.wait_for_change(interval)
 
 
 WHOLE_ROUND = "publication"

@@ -22,10 +22,10 @@ from . import sdnotify
 from .clock import SystemClock
 from .connections import GuardedSite
 from .errors import ConfigError
-from .leader import Leadership, lock_path
 from .ratelimit import RateLimit, suffix
 from .root import (CONNECTIONS, PUBLICATION, SERVED, Settings, create_app, load_settings, make_loop_probe,
                    make_runner, open_backend)
+from .root import make_leader
 from .service import load_signers
 from .startup import DeferredStart
 from .supervisor import HEARTBEAT_SECONDS, LISTEN_BACKLOG, Supervisor, SupervisorSettings, bind_listeners
@@ -68,7 +68,9 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
     loop.add_signal_handler(signal.SIGHUP, log.info,
                             "SIGHUP ignored: a rolling restart needs `pkirepo serve --workers N`"
                             if inherited is None else "SIGHUP ignored: the supervisor reloads")
-    leader = Leadership(lock_path(settings.store_path)) if inherited is not None else None
+    leader = make_leader(settings, backend, workers=inherited is not None)
+    # The database-wide lock (PostgreSQL) is competed for in the background while serving.
+    competing = asyncio.create_task(leader.run(), name="pkirepo-leadership") if hasattr(leader, "run") else None
     ldap_fd = inherited.get("ldap") if inherited is not None else None
     runner = None
     watchdog = heartbeat = None
@@ -136,6 +138,9 @@ async def serve(settings: Settings, *, http: tuple[str, int], ldap: str | None =
         if runner is not None:
             # Stops accepting, drains in-flight requests, then runs the contexts' cleanup.
             await runner.cleanup()
+        if competing is not None:
+            competing.cancel()
+            await asyncio.gather(competing, return_exceptions=True)
         await backend.close()
         if leader is not None:
             leader.release()

@@ -10,7 +10,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -672,10 +672,11 @@ class Repository:
                 await asyncio.to_thread(remove_stale_temporaries, self.settings.publication_dir)
             return [await self.issue(scope, d.why, actor=actor) for scope, d in todo]
 
-    async def publish_due(self) -> PublicationRound:
+    async def publish_due(self, *, leading: Callable[[], bool] | None = None) -> PublicationRound:
         """One round of the server's publication: every due CRL issued on its own, so that one
         scope that fails (a damaged key, a full disk for one file, a CA this configuration
-        lacks) never keeps the others from being published."""
+        lacks) never keeps the others from being published. `leading` is asked before each
+        CRL: the round stops as soon as this process no longer publishes."""
         await self._ensure_checked()
         issued: list[IssuedCrl] = []
         failed: dict[str, Exception] = {}
@@ -684,6 +685,8 @@ class Repository:
             if todo:
                 await asyncio.to_thread(remove_stale_temporaries, self.settings.publication_dir)
             for scope, d in todo:
+                if leading is not None and not leading():
+                    break
                 try:
                     issued.append(await self.issue(scope, d.why, actor=SCHEDULE))
                 except Exception as e:  # noqa: BLE001 - reported per scope by the caller

@@ -7,6 +7,7 @@ are aware UTC datetimes; serial numbers and CRL numbers are Python ints (up to 2
 from __future__ import annotations
 
 import abc
+import asyncio
 import datetime as dt
 import enum
 from dataclasses import dataclass
@@ -546,6 +547,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def change_token(self) -> int:
         """A number that grows whenever anything changes, in any process."""
+
+    async def wait_for_change(self, timeout: float) -> None:
+        """Return when a change may have been committed (by any process or node), or after
+        `timeout` seconds: what the background loops wait on between rounds. This default
+        only waits; a store that hears of commits (PostgreSQL's notifications) returns early."""
+        await asyncio.sleep(timeout)
 
     @abc.abstractmethod
     async def last_event(self, issuer_id: int, kinds: Sequence[str]) -> Event | None: ...

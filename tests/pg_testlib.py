@@ -64,11 +64,20 @@ class PgServer:
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
                   "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync")
         # fsync off: the tests' server holds nothing worth keeping across a power cut.
+        self.resume()
+        return self
+
+    def resume(self) -> None:
+        """Start the server on its data directory (again, after `pause()`), on the same port."""
         opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
                 f" -c synchronous_commit=off -c full_page_writes=off")
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.dir / "log"),
                   "-w", "start")
-        return self
+
+    def pause(self) -> None:
+        """Stop the server as an operator would (`pg_ctl stop -m fast`: every session is ended,
+        new connections are refused), keeping its data for `resume()`."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def stop(self) -> None:
         subprocess.run([*self._as_user, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate",

@@ -60,6 +60,8 @@ def revoke(issuer_id, serial, at=NOW):
 
 def config(tmp_path, store_section: str) -> Path:
     text = (ROOT / "config" / "pkirepo.example.toml").read_text()
+    # store.prewarm is the SQLite store's only, and refused beside store.url.
+    text = text.replace("\nprewarm = true\n", "\n", 1)
     text = text.replace('[store]\n', f'[store]\n{store_section}\n', 1)
     (tmp_path / "pki").mkdir(exist_ok=True)
     for f in ("pki/root.pem", "pki/ca.pem"):
@@ -107,6 +109,10 @@ async def test_password_from_the_environment(tmp_path, db_url, monkeypatch):
     ('url = "postgresql://u@h/db"\npassword_file = "pw"\npassword_env = "PW"', "store.password_env: give"),
     ('url = "postgresql://u@h/db"\npassword_env = "not a name"', "store.password_env: 'not a name'"),
     ('url = "postgresql://u@h/db"\npool_size = 0', "store.pool_size: must be at least 1"),
+    ('url = "postgresql://u@h/db"\nleader_timeout = 0', "store.leader_timeout: must be at least 1"),
+    ('url = "postgresql://u@h/db"\nleader_timeout = "30s"', "store.leader_timeout: must be an integer"),
+    ('leader_timeout = 5', "store.leader_timeout: only applies with store.url"),
+    ('url = "postgresql://u@h/db"\nconnect_timeout = 0', "store.connect_timeout: must be at least 1"),
 ])
 def test_config_errors_name_the_key(tmp_path, section, message):
     with pytest.raises(ConfigError, match=message.replace("?", r"\?")):
