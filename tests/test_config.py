@@ -135,8 +135,9 @@ def test_store_prewarm_is_for_sqlite_only(tmp_path):
     cfg = copy_example(tmp_path, "pkirepo.example.toml", ["pki/root.pem", "pki/ca.pem"])
     base = cfg.read_text()
     assert load_settings(cfg).store_prewarm is True
-    cfg.write_text(base.replace("prewarm = true", "prewarm = false"))
+    cfg.write_text(base.replace("# prewarm = true", "prewarm = false"))
     assert load_settings(cfg).store_prewarm is False
-    cfg.write_text(base.replace('path = "pkirepo.sqlite"', 'path = "pkirepo.sqlite"\nurl = "postgresql://u@127.0.0.1/db"'))
+    cfg.write_text(base.replace("# prewarm = true", "prewarm = true")
+                   .replace('path = "pkirepo.sqlite"', 'path = "pkirepo.sqlite"\nurl = "postgresql://u@127.0.0.1/db"'))
     with pytest.raises(ConfigError, match="store.prewarm"):
         load_settings(cfg)
