@@ -43,6 +43,49 @@ def _all_ready(demo, n: int = 2) -> bool:
 def _log_since(server: Server, mark: int) -> str:
     return server.log()[mark:]
 
+def _established_by_pid(pids: set[int], port: int) -> dict[int, int]:
+    """How many established connections to local `port` each process holds, from /proc."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            f = line.split()
+            if int(f[1].rsplit(":", 1)[1], 16) == port and f[3] == "01":  # 01: ESTABLISHED
+                inodes.add(f[9])
+    counts = {}
+    for pid in pids:
+        held = 0
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                held += 1
+        counts[pid] = held
+    return counts
+
+
+def test_kept_alive_connections_are_spread_over_the_workers(demo, supervisor):
+    """Each worker accepts on its own SO_REUSEPORT socket, so the kernel spreads connections
+    over them: with one shared socket, whichever worker is idle takes most of a client's
+    kept-alive connections and the other idles. 32 connections all landing on one worker by
+    the kernel's hash would happen once in 2^31 runs."""
+    import http.client
+
+    wait_for(lambda: _all_ready(demo), 60, "both workers ready")
+    conns = [http.client.HTTPConnection("127.0.0.1", demo.http_port, timeout=30) for _ in range(32)]
+    try:
+        for c in conns:
+            c.request("GET", "/healthz")
+            r = c.getresponse()
+            r.read()
+            assert r.status == 200 and not r.will_close
+        counts = _established_by_pid(worker_pids(supervisor.proc.pid), demo.http_port)
+        assert sum(counts.values()) == 32 and all(n > 0 for n in counts.values()), counts
+    finally:
+        for c in conns:
+            c.close()
+
 
 def test_rolling_restart_loses_no_request(demo, supervisor):
     before = worker_pids(supervisor.proc.pid)
@@ -172,46 +215,3 @@ def test_workers_stop_when_their_supervisor_is_killed(demo):
         if server.proc.poll() is None:
             server.kill()
 
-
-def _established_by_pid(pids: set[int], port: int) -> dict[int, int]:
-    """How many established connections to local `port` each process holds, from /proc."""
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in open(table).read().splitlines()[1:]:
-            f = line.split()
-            if int(f[1].rsplit(":", 1)[1], 16) == port and f[3] == "01":  # 01: ESTABLISHED
-                inodes.add(f[9])
-    counts = {}
-    for pid in pids:
-        held = 0
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:[") and target[8:-1] in inodes:
-                held += 1
-        counts[pid] = held
-    return counts
-
-
-def test_kept_alive_connections_are_spread_over_the_workers(demo, supervisor):
-    """Each worker accepts on its own SO_REUSEPORT socket, so the kernel spreads connections
-    over them: with one shared socket, whichever worker is idle takes most of a client's
-    kept-alive connections and the other idles. 32 connections all landing on one worker by
-    the kernel's hash would happen once in 2^31 runs."""
-    import http.client
-
-    wait_for(lambda: _all_ready(demo), 60, "both workers ready")
-    conns = [http.client.HTTPConnection("127.0.0.1", demo.http_port, timeout=30) for _ in range(32)]
-    try:
-        for c in conns:
-            c.request("GET", "/healthz")
-            r = c.getresponse()
-            r.read()
-            assert r.status == 200 and not r.will_close
-        counts = _established_by_pid(worker_pids(supervisor.proc.pid), demo.http_port)
-        assert sum(counts.values()) == 32 and all(n > 0 for n in counts.values()), counts
-    finally:
-        for c in conns:
-            c.close()
