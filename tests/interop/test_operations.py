@@ -168,8 +168,12 @@ def test_sigkill_counts_as_unplanned_downtime_from_the_last_heartbeat(tmp_path_f
     beat = 0.2
     demo.config.write_text(demo.config.read_text() + f"\n[ops]\nheartbeat_seconds = {beat}\n")
     server = Server(demo)
-    wait_until(lambda: (rows := _heartbeats(demo)) and rows[-1][2] > rows[-1][1] and rows[-1], what="a heartbeat",
-               timeout=90)
+    try:
+        wait_until(lambda: (rows := _heartbeats(demo)) and rows[-1][2] > rows[-1][1] and rows[-1],
+                   what="a heartbeat", timeout=90)
+    except BaseException:
+        server.stop()  # not left serving when the wait fails
+        raise
     killed_at = time.time()
     server.kill()
     last_beat = _heartbeats(demo)[-1][2]
