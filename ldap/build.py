@@ -320,5 +320,11 @@ class DirectoryBuilder:
             subs[issuer_id] = out
         self._subs = kept
         uris = policy_uris(await store.documents(), self.base_url) if self.base_url else []
-        suffix, entries = make_entries(self.layout, issuers, crls, subs, uris)
-        return Directory(entries, naming_contexts=[suffix])
+
+        def assemble() -> Directory:
+            suffix, entries = make_entries(self.layout, issuers, crls, subs, uris)
+            return Directory(entries, naming_contexts=[suffix])
+
+        # Entries carry every current CRL (megabytes at a million certificates), encoded and
+        # copied as they are made: in a thread, so that a CRL issued does not hold the loop.
+        return await asyncio.to_thread(assemble)

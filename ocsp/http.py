@@ -105,7 +105,9 @@ def setup(
         the store closes."""
         configured = set(ca_names)
         issuers = [i for i in await store.issuers() if i.name in configured]
-        responders = load_responders(settings, issuers, signers)
+        # Loading a key checks it (an RSA key's consistency check takes tens of milliseconds):
+        # in a thread, not on the loop that already serves HTTP.
+        responders = await asyncio.to_thread(load_responders, settings, issuers, signers)
         if audit is not None:
             await _record_keys(audit, responders.values())
         table = await presigned.open_table() if presigned is not None else None
