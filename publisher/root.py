@@ -294,7 +294,8 @@ def make_loop_probe(settings: Settings) -> LoopLag | None:
     pauses = GcPauses()
     pauses.install()
     stall_ms = settings.loop_probe.stall_ms
-    stalls = StallWatch(stall_ms, period_ms=max(1, min(10, stall_ms // 4))) if stall_ms else None
+    # Checking twice per threshold finds every stall that long at half the wake-ups.
+    stalls = StallWatch(stall_ms, period_ms=max(1, stall_ms // 2)) if stall_ms else None
     return LoopLag(settings.loop_probe, gc_pauses=pauses, stalls=stalls)
 
 
