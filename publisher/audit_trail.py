@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -112,7 +113,7 @@ class AuditTrail:
         await self.store.add_audit_checkpoint(cp)
         if self.checkpoint_file is not None:
             data = json.dumps(cp.json(), indent=1).encode() + b"\n"
-            await asyncio.to_thread(atomic_write, self.checkpoint_file, data)
+            await asyncio.to_thread(functools.partial(atomic_write, self.checkpoint_file, data, crash_point=None))
         return cp
 
     async def checkpoint_if_moved(self) -> audit.Checkpoint | None:
