@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -127,3 +128,11 @@ class Server:
             self.proc.stdout.close()
         if not self._log.closed:
             self._log.close()
+
+
+def with_own_admin_port(config_text: str) -> tuple[str, int]:
+    """A copy of a demo's config whose admin API listens on a free port of its own: two
+    servers made from one demo's config must not both bind its admin port."""
+    port = free_port()
+    text, n = re.subn(r'(\[admin\][^\[]*?\nlisten = ")[^"]*(")', rf"\g<1>127.0.0.1:{port}\g<2>", config_text, count=1)
+    return (text, port) if n else (config_text, 0)

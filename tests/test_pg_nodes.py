@@ -26,7 +26,7 @@ import ldap3
 import pytest
 from cryptography import x509
 from pg_testlib import PASSWORD, PgServer
-from repo_testlib import Demo, Server, free_port
+from repo_testlib import Demo, Server, free_port, with_own_admin_port
 
 from publisher import faults
 from publisher.probe import check_ocsp, ldap_crls as ldap_crl_values
@@ -56,8 +56,9 @@ def node_demo(shared_demo, directory: Path, url: str, *, extra: str = "", like: 
         'path = "pkirepo.sqlite"',
         f'path = "node.sqlite"\nurl = "{url}"\npassword_file = "db-password"\nleader_timeout = {LEADER_TIMEOUT}'
         f'\n{extra}', 1)
+    text, admin_port = with_own_admin_port(text)
     (directory / "pkirepo.toml").write_text(text)
-    return Demo(directory, directory / "pkirepo.toml", free_port(), free_port())
+    return Demo(directory, directory / "pkirepo.toml", free_port(), free_port(), admin_port)
 
 
 def serial_of(demo: Demo, name: str) -> int:
