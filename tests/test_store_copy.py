@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from pg_testlib import PASSWORD
-from repo_testlib import Demo, Server, free_port, run_cli
+from repo_testlib import Demo, Server, free_port, run_cli, with_own_admin_port
 
 from publisher.copy_plan import TABLES
 from publisher.crl import Reason, ScopeKind, encode_entry
@@ -82,8 +82,9 @@ def test_round_trip_through_postgresql_and_a_node_serving_the_copy(shared_demo, 
     shutil.copytree(shared_demo.pki, node / "pki")
     text = shared_demo.config.read_text().replace(
         'path = "pkirepo.sqlite"', f'path = "node.sqlite"\nurl = "{url}"\npassword_file = "{pw_file}"', 1)
+    text, admin_port = with_own_admin_port(text)
     (node / "pkirepo.toml").write_text(text)
-    demo = Demo(node, node / "pkirepo.toml", free_port(), free_port())
+    demo = Demo(node, node / "pkirepo.toml", free_port(), free_port(), admin_port)
     server = Server(demo)
     try:
         good = node / "pki" / "good.pem"
