@@ -1,5 +1,5 @@
 """The admin API: how a CA's systems push certificates, revocations, holds and releases,
-documents, notices, trust-list changes and maintenance windows over the network (issue 14).
+documents, notices, trust-list changes and maintenance windows over the network.
 
 A front-end like the public HTTP one: `setup(app, settings, *, dependencies)` registers a
 context on the main application that runs a second aiohttp application on a listener of

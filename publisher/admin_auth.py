@@ -20,7 +20,7 @@ from cryptography import x509
 
 from .actor import Actor
 
-#: The roles (issue 14): what each may change or read.
+#: The roles: what each may change or read.
 ROLES = ("publisher", "revoker", "operator", "auditor")
 
 

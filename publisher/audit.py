@@ -49,6 +49,10 @@ class Entry:
     detail: str | None = None
 
 
+#: The `audit` table's columns, in the order `Record.from_row` reads them (both stores).
+COLUMNS = "seq, at, actor_kind, actor_name, actor_source, action, object, result, detail, prev, hash"
+
+
 @dataclass(frozen=True)
 class Record:
     """A stored record: the entry, its place and both hashes (lower-case hex)."""
@@ -57,6 +61,11 @@ class Record:
     entry: Entry
     prev: str
     hash: str
+
+    @classmethod
+    def from_row(cls, row) -> "Record":
+        """A record from a row of the store's `audit` table, its columns in `COLUMNS` order."""
+        return cls(row[0], Entry(dt.datetime.fromtimestamp(row[1], dt.timezone.utc), *row[2:9]), row[9], row[10])
 
     def json(self) -> dict:
         """The record as `audit export` writes it, one JSON object a line."""

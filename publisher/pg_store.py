@@ -968,12 +968,6 @@ class PgStore(Store):
 
     # The audit trail
 
-    _AUDIT_COLS = "seq, at, actor_kind, actor_name, actor_source, action, object, result, detail, prev, hash"
-
-    @staticmethod
-    def _audit(row) -> auditmod.Record:
-        return auditmod.Record(row[0], auditmod.Entry(_dt(row[1]), *row[2:9]), row[9], row[10])
-
     async def append_audit(self, entry: auditmod.Entry) -> auditmod.Record:
         async with self._write() as w:
             head = await w.fetchrow("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
@@ -982,7 +976,7 @@ class PgStore(Store):
             rec = auditmod.seal(entry, after=None if head is None else (head[0], head[1]))
             e = rec.entry
             await w.execute(
-                f"INSERT INTO audit ({self._AUDIT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                f"INSERT INTO audit ({auditmod.COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 rec.seq, _ts(e.at), e.actor_kind, e.actor_name, e.actor_source, e.action, e.obj, e.result,
                 e.detail, rec.prev, rec.hash)
         return rec
@@ -997,9 +991,9 @@ class PgStore(Store):
             args.append(_ts(until))
             where.append(f"at < ${len(args)}")
         args.append(limit)
-        rows = await self._all(f"SELECT {self._AUDIT_COLS} FROM audit WHERE {' AND '.join(where)}"
+        rows = await self._all(f"SELECT {auditmod.COLUMNS} FROM audit WHERE {' AND '.join(where)}"
                                f" ORDER BY seq LIMIT ${len(args)}", *args)
-        return [self._audit(r) for r in rows]
+        return [auditmod.Record.from_row(r) for r in rows]
 
     async def audit_bounds(self) -> tuple[int, int, tuple[int, str] | None]:
         async with self._snapshot() as r:

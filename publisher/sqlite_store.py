@@ -1060,12 +1060,6 @@ class SQLiteStore(Store):
 
     # The audit trail
 
-    _AUDIT_COLS = "seq, at, actor_kind, actor_name, actor_source, action, object, result, detail, prev, hash"
-
-    @staticmethod
-    def _audit(row) -> auditmod.Record:
-        return auditmod.Record(row[0], auditmod.Entry(_dt(row[1]), *row[2:9]), row[9], row[10])
-
     async def append_audit(self, entry: auditmod.Entry) -> auditmod.Record:
         async with self._write() as w:
             head = await (await w.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")).fetchone()
@@ -1074,7 +1068,7 @@ class SQLiteStore(Store):
             rec = auditmod.seal(entry, after=None if head is None else (head[0], head[1]))
             e = rec.entry
             await w.execute(
-                f"INSERT INTO audit ({self._AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO audit ({auditmod.COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (rec.seq, _ts(e.at), e.actor_kind, e.actor_name, e.actor_source, e.action, e.obj, e.result,
                  e.detail, rec.prev, rec.hash))
         return rec
@@ -1088,9 +1082,9 @@ class SQLiteStore(Store):
         if until is not None:
             where.append("at < ?")
             args.append(_ts(until))
-        rows = await self._all(f"SELECT {self._AUDIT_COLS} FROM audit WHERE {' AND '.join(where)}"
+        rows = await self._all(f"SELECT {auditmod.COLUMNS} FROM audit WHERE {' AND '.join(where)}"
                                f" ORDER BY seq LIMIT ?", (*args, limit))
-        return [self._audit(r) for r in rows]
+        return [auditmod.Record.from_row(r) for r in rows]
 
     async def audit_bounds(self) -> tuple[int, int, tuple[int, str] | None]:
         async with self._snapshot() as r:

@@ -45,8 +45,10 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subpro
     return _run_cli(*args, check=False, env=env, timeout=timeout)
 
 
-def wait_until(condition: Callable[[], object], *, timeout: float = 20.0, what: str = "condition"):
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+def wait_until(condition: Callable[[], object], *, timeout: float = 20.0, what: str = "condition",
+               poll: float = 0.05):
+    """Poll `condition` every `poll` seconds until it returns something truthy; fail after
+    `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -54,7 +56,7 @@ def wait_until(condition: Callable[[], object], *, timeout: float = 20.0, what: 
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)  # poll interval, not a timing assumption
+        time.sleep(poll)  # poll interval, not a timing assumption
 
 
 class RepoDemo(Demo):

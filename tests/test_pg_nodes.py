@@ -25,6 +25,7 @@ from pathlib import Path
 import ldap3
 import pytest
 from cryptography import x509
+from crl_testlib import wait_until
 from pg_testlib import PASSWORD, PgServer
 from repo_testlib import Demo, Server, free_port, with_own_admin_port
 
@@ -159,15 +160,8 @@ def publishing(node: Server) -> bool:
 
 
 def until(condition, timeout: float, what: str):
-    """Poll `condition` until it returns something true, at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.02)
+    """Poll `condition` finely (the visibility figures are read from it) for `timeout` seconds."""
+    return wait_until(condition, timeout=timeout, what=what, poll=0.02)
 
 
 def ocsp_status(node: Server, serial: int) -> str:
