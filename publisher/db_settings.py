@@ -32,21 +32,8 @@ class DatabaseSettings:
 
     def password(self) -> str | None:
         """Read the password now; ConfigError names the key and the file or variable."""
-        if self.password_file is not None:
-            try:
-                text = self.password_file.read_text(encoding="utf-8")
-            except OSError as e:
-                raise ConfigError(f"{self.source}: store.password_file: cannot read {self.password_file}: "
-                                  f"{e.strerror or e}") from None
-            # A trailing newline (echo > file) is not part of the password.
-            return text.rstrip("\r\n")
-        if self.password_env is not None:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ConfigError(f"{self.source}: store.password_env: the environment variable "
-                                  f"{self.password_env} is not set")
-            return value
-        return None  # trust, peer or a ~/.pgpass / PGPASSWORD of the server's user
+        return read_password(self.password_file, self.password_env, file_key=f"{self.source}: store.password_file",
+                             env_key=f"{self.source}: store.password_env")
 
 
 def redact(dsn: str) -> str:
@@ -90,3 +77,20 @@ def url_holds_password(url: str) -> bool:
     """A password in a PostgreSQL URL (user:password@ or ?password=), which is refused
     wherever a URL is given: command lines and configs are seen by others."""
     return bool(_PASSWORD_IN_URL.match(url) or re.search(r"[?&]password=", url))
+
+
+def read_password(password_file: Path | None, password_env: str | None, *, file_key: str, env_key: str) -> str | None:
+    """The password from a file (a trailing newline, as `echo > file` leaves, is not part of
+    it) or an environment variable; None when neither is given (trust, peer, or a ~/.pgpass /
+    PGPASSWORD as libpq reads them). ConfigError names `file_key` or `env_key`."""
+    if password_file is not None:
+        try:
+            return password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as e:
+            raise ConfigError(f"{file_key}: cannot read {password_file}: {e.strerror or e}") from None
+    if password_env is not None:
+        value = os.environ.get(password_env)
+        if value is None:
+            raise ConfigError(f"{env_key}: the environment variable {password_env} is not set")
+        return value
+    return None

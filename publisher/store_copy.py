@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from .copy_plan import (
     to_sqlite,
     unknown_tables,
 )
-from .db_settings import URL_RE, redact, url_holds_password
+from .db_settings import URL_RE, read_password, redact, url_holds_password
 from .errors import ConfigError, RepoError, StoreIncomplete, StoreMissing, StoreProblem
 from .pg_store import PgStore
 from .sqlite_store import SQLiteStore
@@ -67,19 +66,8 @@ class Endpoint:
         return f"{self.option} {self.where}"
 
     def password(self) -> str | None:
-        if self.password_file is not None:
-            try:
-                return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as e:
-                raise ConfigError(f"{self.option}-password-file: cannot read {self.password_file}: "
-                                  f"{e.strerror or e}") from None
-        if self.password_env is not None:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ConfigError(f"{self.option}-password-env: the environment variable {self.password_env} "
-                                  f"is not set")
-            return value
-        return None  # the server trusts us, or PGPASSWORD / ~/.pgpass as libpq reads them
+        return read_password(self.password_file, self.password_env, file_key=f"{self.option}-password-file",
+                             env_key=f"{self.option}-password-env")
 
 
 def endpoint(option: str, text: str, *, password_file: str | None = None,
