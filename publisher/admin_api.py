@@ -31,6 +31,7 @@ from .actor import Actor, AuditSink
 from .admin_auth import Forbidden, Principal, Unauthenticated, bearer_token, from_certificate, from_token, require
 from .admin_schema import KEY_RE, PREFIX, Invalid, Route, openapi, parse_name, parse_serial, parse_time, routes
 from .admin_settings import AdminSettings, check_key_file
+from .client_cert_tls import accept_any_client_certificate
 from .clock import Clock
 from .documents import LANGUAGES as DOC_LANGUAGES
 from .errors import ConfigError, RepoError
@@ -87,8 +88,9 @@ def _z(when: dt.datetime | None) -> str | None:
 
 def server_context(settings: AdminSettings) -> ssl.SSLContext:
     """The listener's TLS: its certificate and key; client certificates requested (not
-    required: a caller without one gets a 401 problem, or comes with a token) and their
-    chain checked against `client_cas`."""
+    required: a caller without one gets a 401 problem, or comes with a token) and let
+    through whoever issued them: `admin_auth.from_certificate` checks the issuer against
+    `client_cas`, so that every refusal is a 401 problem."""
     check_key_file(settings.key, f"{settings.source}: admin.key")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -103,6 +105,8 @@ def server_context(settings: AdminSettings) -> ssl.SSLContext:
         ctx.verify_mode = ssl.CERT_OPTIONAL
         ctx.load_verify_locations(cadata="".join(c.public_bytes(Encoding.PEM).decode() for c in settings.client_ca_certs))
         ctx.verify_flags |= _NO_CHECK_TIME
+        # A certificate from a CA not in client_cas then gets a 401 that says so, not a TLS alert.
+        accept_any_client_certificate(ctx)
     return ctx
 
 

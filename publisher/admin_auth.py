@@ -2,10 +2,13 @@
 layer and the request header give (the client certificate, a bearer token) and the grants
 of the config. No I/O.
 
-Mutual TLS is the primary way in: the TLS layer has already checked the certificate's
-chain against `admin.client_cas`; here its validity period is checked against the clock
-(the TLS layer is told not to, so that an expired certificate gets a 401 that says so
-rather than a bare TLS alert), and its subject is looked up among `[[admin.clients]]`.
+Mutual TLS is the primary way in: the TLS layer has checked that the caller holds the
+certificate's key, and lets any issuer through (`client_cert_tls`); here the certificate
+must be issued by one of `admin.client_cas` (name and signature), be within its validity
+period and that of its CA, and be meant for client authentication, each refusal a 401
+that says which, rather than a bare TLS alert. Its subject is then looked up among
+`[[admin.clients]]`. Admin client certificates are issued directly by a configured CA (an
+intermediate that issues them is configured itself).
 A bearer token is the second way: only its SHA-256 is in the config, compared in constant
 time with every configured hash."""
 from __future__ import annotations
@@ -17,6 +20,8 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from .actor import Actor
 
@@ -71,17 +76,31 @@ class Forbidden(Exception):
 
 def from_certificate(der: bytes, *, client_cas: Sequence[x509.Certificate], grants: Iterable[Grant],
                      now: dt.datetime, source: str | None) -> Principal:
-    """The caller behind a client certificate the TLS layer verified against `client_cas`.
-    Expired or not yet valid (itself or its issuing CA): Unauthenticated. A subject with no
-    grant is authenticated with no roles (every route then answers 403)."""
+    """The caller behind a client certificate whose key the TLS layer saw proved. Not
+    issued by one of `client_cas`, expired or not yet valid (itself or its issuing CA), or
+    not for client authentication: Unauthenticated. A subject with no grant is
+    authenticated with no roles (every route then answers 403)."""
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError:
         raise Unauthenticated("the client certificate does not parse") from None
     subject = cert.subject.rfc4514_string()
     who = Actor("certificate", subject, source)
-    for what, c in [("the client certificate", cert)] + [
-            (f"its issuing CA ({ca.subject.rfc4514_string()})", ca) for ca in client_cas if ca.subject == cert.issuer]:
+    issuer = _issuing_ca(cert, client_cas)
+    if issuer is None:
+        raise Unauthenticated(f"the client certificate's issuer ({cert.issuer.rfc4514_string()}) is not a CA "
+                              f"this repository trusts for the admin API (admin.client_cas)", who)
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    except ValueError:
+        raise Unauthenticated("the client certificate's extended key usage does not parse", who) from None
+    if usage is not None and ExtendedKeyUsageOID.CLIENT_AUTH not in usage \
+            and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in usage:
+        raise Unauthenticated("the client certificate is not for client authentication (its extended key "
+                              "usage lacks clientAuth)", who)
+    for what, c in (("the client certificate", cert), (f"its issuing CA ({issuer.subject.rfc4514_string()})", issuer)):
         if now < c.not_valid_before_utc:
             raise Unauthenticated(f"{what} is not valid before {_z(c.not_valid_before_utc)}", who)
         if now >= c.not_valid_after_utc:
@@ -91,6 +110,19 @@ def from_certificate(der: bytes, *, client_cas: Sequence[x509.Certificate], gran
         if g.subject == subject:
             roles |= g.roles
     return Principal(who, roles)
+
+
+def _issuing_ca(cert: x509.Certificate, client_cas: Sequence[x509.Certificate]) -> x509.Certificate | None:
+    """The CA among `client_cas` that signed `cert` (a name alone proves nothing)."""
+    for ca in client_cas:
+        if ca.subject != cert.issuer:
+            continue
+        try:
+            cert.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return ca
+    return None
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -21,7 +21,7 @@ from ocsp_testlib import CA, query, verified
 from repo_testlib import Server, make_demo
 from workers_testlib import wait_for
 
-from publisher.demo_admin import issue
+from publisher.demo_admin import issue, make_ca
 
 READER_TOKEN = "reader-token-0123456789"  # role auditor only
 FEED_TOKEN = "feed-token-9876543210"  # role revoker
@@ -131,6 +131,15 @@ def test_revocation_by_client_certificate_shows_in_ocsp_and_the_next_crl_and_a_r
     assert any(c["listed"] for c in info["crls"])
 
 
+def _write(where, name: str, cert: x509.Certificate, key) -> tuple:
+    """`cert` and `key` as PEM files for curl."""
+    c, k = where / f"{name}.pem", where / f"{name}.key"
+    c.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    k.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()))
+    return c, k
+
+
 def test_refusals_before_the_service_401_403_as_problems_and_nothing_changes(served, tmp_path):
     demo, _ = served
     serial = serial_of(demo, "held.pem")
@@ -145,11 +154,7 @@ def test_refusals_before_the_service_401_403_as_problems_and_nothing_changes(ser
     ca_key = serialization.load_pem_private_key((demo.pki / "admin-ca.key").read_bytes(), None)
     now = dt.datetime.now(dt.timezone.utc)
     old, old_key = issue(ca, ca_key, "Demo admin revoker", now=now, days=1, not_before=now - dt.timedelta(days=30))
-    cert, key = tmp_path / "old.pem", tmp_path / "old.key"
-    cert.write_bytes(old.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(old_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    status, problem, ctype = curl(demo, "/release", cert=(cert, key), body=body, key="r1")
+    status, problem, ctype = curl(demo, "/release", cert=_write(tmp_path, "old", old, old_key), body=body, key="r1")
     assert (status, ctype) == (401, "application/problem+json") and "expired" in problem["detail"]
     # A token that is not configured; a token without the role.
     status, problem, _ = curl(demo, "/release", role=None, body=body, key="r1",
@@ -161,11 +166,16 @@ def test_refusals_before_the_service_401_403_as_problems_and_nothing_changes(ser
     # A client certificate whose role is another.
     status, problem, _ = curl(demo, "/release", role="publisher", body=body, key="r1")
     assert status == 403
-    # A certificate from a CA the admin API does not trust: refused by the TLS layer (the
-    # handshake fails: OpenSSL checks the chain before any HTTP), so curl gets no answer.
-    status, _, _ = curl(demo, "/release", cert=(demo.pki / "trustlist-signer.pem", demo.pki / "trustlist-signer.key"),
-                        body=body, key="r1")
-    assert status == 0
+    # A certificate from a CA the admin API does not trust; one from a CA that only copies
+    # the admin CA's name; a certificate made for servers, not clients: each a 401 saying why
+    # (the handshake lets them through, so the caller gets an answer, not a TLS alert).
+    fake_ca, fake_key = make_ca("Demo Admin Client CA", now=now)
+    forged, forged_key = issue(fake_ca, fake_key, "Demo admin revoker", now=now)
+    for (c, k), why in (((demo.pki / "trustlist-signer.pem", demo.pki / "trustlist-signer.key"), "admin.client_cas"),
+                        (_write(tmp_path, "forged", forged, forged_key), "admin.client_cas"),
+                        ((demo.pki / "admin-server.pem", demo.pki / "admin-server.key"), "clientAuth")):
+        status, problem, ctype = curl(demo, "/release", cert=(c, k), body=body, key="r1")
+        assert (status, ctype) == (401, "application/problem+json") and why in problem["detail"], (c, problem)
     # Field validation: each refusal names its field.
     for bad, field in (({"issuer": CA, "serial": "-12"}, "serial"), ({"issuer": CA}, "serial"),
                        ({"issuer": "no/such", "serial": "12"}, "issuer"),
