@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -70,6 +72,36 @@ class Result:
     p99: float
     failed: int
     non2xx: int
+    server_cores: float | None = None  # CPU the server's processes used, in cores, over the run
+    client_cores: float | None = None  # and the load client's
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user and system) used so far by `pid` and its live descendants: the
+    supervisor and its workers, or one server."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+        except (OSError, IndexError, ValueError):
+            continue
+        todo.extend(children.get(p, ()))
+    return total
 
 
 def ab(name: str, url: str, *, body: Path | None, requests: int, concurrency: int) -> Result:
@@ -95,9 +127,17 @@ def ab(name: str, url: str, *, body: Path | None, requests: int, concurrency: in
     )
 
 
-def wrk(name: str, url: str, *, seconds: int, connections: int) -> Result:
+def wrk(name: str, url: str, *, seconds: int, connections: int, server_pid: int | None = None) -> Result:
+    """One wrk run; with `server_pid`, also the CPU that server's processes and wrk used."""
     args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    before = process_tree_cpu(server_pid) if server_pid else 0.0
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
     out = subprocess.run(args, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_cores = (process_tree_cpu(server_pid) - before) / wall if server_pid else None
+    client_cores = (after.ru_utime - used.ru_utime + after.ru_stime - used.ru_stime) / wall
     if out.returncode != 0:
         raise SystemExit(f"wrk failed for {name}:\n{out.stdout}\n{out.stderr}")
     text = out.stdout
@@ -113,14 +153,15 @@ def wrk(name: str, url: str, *, seconds: int, connections: int) -> Result:
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     return Result(name, rps=float(m.group(1)) if m else 0.0, p50=ms("50%"), p99=ms("99%"),
                   failed=sum(int(g) for g in errors.groups()) if errors else 0,
-                  non2xx=int(non2xx.group(1)) if non2xx else 0)
+                  non2xx=int(non2xx.group(1)) if non2xx else 0, server_cores=server_cores, client_cores=client_cores)
 
 
-def keep_alive_runs(label: str, ocsp_get: str, crl: str, *, seconds: int, connections: int) -> dict[str, Result]:
+def keep_alive_runs(label: str, ocsp_get: str, crl: str, *, seconds: int, connections: int,
+                    server_pid: int) -> dict[str, Result]:
     out = {}
     for name, url in ((f"pre-signed GET, {label}", ocsp_get), (f"CRL GET, {label}", crl)):
         wrk(name, url, seconds=2, connections=connections)  # warm-up
-        out[name] = wrk(name, url, seconds=seconds, connections=connections)
+        out[name] = wrk(name, url, seconds=seconds, connections=connections, server_pid=server_pid)
     return out
 
 
@@ -222,7 +263,7 @@ def main() -> int:
 
         if args.workers > 1:
             results.update(keep_alive_runs("1 proc", get_url, crl_url, seconds=args.seconds,
-                                           connections=2 * args.concurrency))
+                                           connections=2 * args.concurrency, server_pid=server.pid))
             # Stop the single server first: the supervisor binds its own port.
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
@@ -240,12 +281,15 @@ def main() -> int:
             results[ab_name] = ab(ab_name, wurl, body=plain, requests=args.requests, concurrency=args.concurrency)
             results.update(keep_alive_runs(
                 f"{args.workers} proc", f"{wurl}/{base64.b64encode(plain.read_bytes()).decode()}",
-                f"http://127.0.0.1:{wport}/crl/{CA}CRL1.crl", seconds=args.seconds, connections=2 * args.concurrency))
+                f"http://127.0.0.1:{wport}/crl/{CA}CRL1.crl", seconds=args.seconds, connections=2 * args.concurrency,
+                server_pid=procs[-1].pid))
 
         print()
-        print(f"{'':<26}{'resp/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}{'non-2xx':>9}")
+        print(f"{'':<26}{'resp/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}{'non-2xx':>9}"
+              f"{'server CPU':>12}{'wrk CPU':>9}")
         for r in results.values():
-            print(f"{r.name:<26}{r.rps:>10.0f}{r.p50:>9.0f}{r.p99:>9.0f}{r.failed:>8}{r.non2xx:>9}")
+            cpu = (f"{r.server_cores:>10.2f} c{r.client_cores:>7.2f} c" if r.server_cores is not None else "")
+            print(f"{r.name:<26}{r.rps:>10.0f}{r.p50:>9.0f}{r.p99:>9.0f}{r.failed:>8}{r.non2xx:>9}{cpu}")
         print()
         print("ratios (pkirepo / openssl ocsp, each against openssl answering the same request):")
         targets = [("pkirepo pre-signed POST", 2.0), ("pkirepo pre-signed GET", 2.0), ("pkirepo nonce POST", 0.6)]
@@ -267,9 +311,19 @@ def main() -> int:
             for many, one in ((f"pre-signed GET, {args.workers} proc", "pre-signed GET, 1 proc"),
                               (f"CRL GET, {args.workers} proc", "CRL GET, 1 proc"),
                               (f"pre-signed POST, {args.workers} proc", "pkirepo pre-signed POST")):
-                ratio = results[many].rps / (results[one].rps or 1.0)
+                m, o = results[many], results[one]
+                ratio = m.rps / (o.rps or 1.0)
                 verdict = ("meets" if ratio >= 1.7 else "MISSES") if "GET" in many else "ab, reference"
-                print(f"  {many:<26}{ratio:>6.2f}x: {verdict}")
+                cpu = ""
+                if m.server_cores and o.server_cores:
+                    # What the workers did with the CPU they got: below 1.0 they spend more per
+                    # answer than one process; at 1.0 the ratio above is what the machine left
+                    # them once the load client (on the same cores) took its share.
+                    per_core = (m.rps / m.server_cores) / (o.rps / o.server_cores)
+                    cpu = (f"; the servers used {m.server_cores:.2f} cores vs {o.server_cores:.2f}, wrk "
+                           f"{m.client_cores:.2f} vs {o.client_cores:.2f}; answers per server CPU-second "
+                           f"{per_core:.2f}x one process's")
+                print(f"  {many:<26}{ratio:>6.2f}x: {verdict}{cpu}")
         return 0
     finally:
         for p in procs:

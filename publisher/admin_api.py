@@ -82,6 +82,14 @@ def _answer(status: int, body: bytes, headers: dict[str, str] | None = None) -> 
     return web.Response(status=status, body=body, content_type=ctype, headers=headers)
 
 
+#: A change request still "in progress" this long after its claim was made by a process
+#: that died before answering (a change takes well under a second, a batch a few): a retry
+#: with the same key and body takes the claim over instead of getting 409 until the key
+#: expires. If the first attempt did change the store, the retry meets that state (a
+#: revocation of a certificate already revoked is refused as such), never a second change.
+ABANDONED_AFTER = dt.timedelta(minutes=2)
+
+
 def _z(when: dt.datetime | None) -> str | None:
     return None if when is None else when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -260,7 +268,8 @@ class AdminApi:
         now = self.clock.now()
         try:
             found = await self.repo.store.claim_idempotency_key(key, principal.key, request_hash, at=now,
-                                                                 expired_before=now - self.settings.idempotency)
+                                                                 expired_before=now - self.settings.idempotency,
+                                                                 abandoned_before=now - ABANDONED_AFTER)
         except RepoError as e:
             return _answer(_status(e), problem(_status(e), _detail(e)))
         if found is not None:
@@ -270,7 +279,9 @@ class AdminApi:
                 await self._refused(principal.actor, route, obj, 422, detail)
                 return _answer(422, problem(422, detail, field="Idempotency-Key"))
             if found.status is None:
-                detail = f"the request with Idempotency-Key {key[:60]!r} is still being carried out: retry later"
+                detail = (f"the request with Idempotency-Key {key[:60]!r} is still being carried out: retry later "
+                          f"(a claim left by a repository process that stopped is taken over by a retry "
+                          f"{int(ABANDONED_AFTER.total_seconds())} s after it was made)")
                 await self._refused(principal.actor, route, obj, 409, detail)
                 return _answer(409, problem(409, detail, field="Idempotency-Key"), {"Retry-After": "1"})
             return _answer(found.status, found.body or b"", {"Idempotent-Replayed": "true"})

@@ -38,6 +38,7 @@ from . import trustlist as tlmod
 from .store import (
     CertRecord,
     IdempotentAnswer,
+    abandoned_claim,
     CrlRecord,
     DocumentRecord,
     NoticeRecord,
@@ -823,12 +824,17 @@ class PgStore(Store):
     # Idempotency keys of the admin API. Under the write lock like every change, so that
     # two nodes given the same key at once see one claim.
 
-    async def claim_idempotency_key(self, key, actor, request_hash, *, at, expired_before) -> IdempotentAnswer | None:
+    async def claim_idempotency_key(self, key, actor, request_hash, *, at, expired_before,
+                                    abandoned_before=None) -> IdempotentAnswer | None:
         async with self._write() as w:
             await w.execute("DELETE FROM idempotency_keys WHERE created_at < $1", _ts(expired_before))
             row = await w.fetchrow(
                 "SELECT request_hash, status, body, created_at FROM idempotency_keys WHERE actor = $1 AND key = $2",
                 actor, key)
+            if row is not None and abandoned_claim(row[0], row[1], row[3], request_hash, abandoned_before):
+                await w.execute("UPDATE idempotency_keys SET created_at = $1 WHERE actor = $2 AND key = $3",
+                                _ts(at), actor, key)
+                return None
             if row is not None:
                 return IdempotentAnswer(key, actor, row[0], row[1], None if row[2] is None else bytes(row[2]),
                                         _dt(row[3]))

@@ -30,6 +30,7 @@ from .notices import NewNotice
 from .store import (
     CertRecord,
     IdempotentAnswer,
+    abandoned_claim,
     TrustListRecord,
     CrlRecord,
     DocumentRecord,
@@ -882,12 +883,17 @@ class SQLiteStore(Store):
 
     # Idempotency keys of the admin API
 
-    async def claim_idempotency_key(self, key, actor, request_hash, *, at, expired_before) -> IdempotentAnswer | None:
+    async def claim_idempotency_key(self, key, actor, request_hash, *, at, expired_before,
+                                    abandoned_before=None) -> IdempotentAnswer | None:
         async with self._write() as w:
             await w.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (_ts(expired_before),))
             row = await (await w.execute(
                 "SELECT request_hash, status, body, created_at FROM idempotency_keys WHERE actor = ? AND key = ?",
                 (actor, key))).fetchone()
+            if row is not None and abandoned_claim(row[0], row[1], row[3], request_hash, abandoned_before):
+                await w.execute("UPDATE idempotency_keys SET created_at = ? WHERE actor = ? AND key = ?",
+                                (_ts(at), actor, key))
+                return None
             if row is not None:
                 return IdempotentAnswer(key, actor, row[0], row[1], row[2], _dt(row[3]))
             await w.execute("INSERT INTO idempotency_keys (key, actor, request_hash, created_at) VALUES (?, ?, ?, ?)",

@@ -172,6 +172,14 @@ class Event:
 CERT_EVENTS = frozenset({"revoke", "hold", "release"})
 
 
+def abandoned_claim(recorded_hash: str, status: int | None, created_at: int, request_hash: str,
+                    abandoned_before: dt.datetime | None) -> bool:
+    """Whether a recorded idempotency claim (created at Unix second `created_at`) is one a
+    dead process left in progress, which the same request may take over."""
+    return (abandoned_before is not None and status is None and recorded_hash == request_hash
+            and created_at < int(abandoned_before.timestamp()))
+
+
 @dataclass(frozen=True)
 class IdempotentAnswer:
     """What a change request sent with an `Idempotency-Key` was answered, kept so that a
@@ -576,10 +584,13 @@ class Store(abc.ABC):
     # the admin API refuses to start on it.
 
     async def claim_idempotency_key(self, key: str, actor: str, request_hash: str, *, at: dt.datetime,
-                                    expired_before: dt.datetime) -> "IdempotentAnswer | None":
+                                    expired_before: dt.datetime,
+                                    abandoned_before: dt.datetime | None = None) -> "IdempotentAnswer | None":
         """In one transaction: forget the keys created before `expired_before`, then either
         record (key, actor) as in progress and return None (the caller carries the request
-        out), or return what is recorded for it (in progress, or the first answer)."""
+        out), or return what is recorded for it (in progress, or the first answer).
+        A claim of the same request still in progress but made before `abandoned_before`
+        was left by a process that died carrying it out: it is taken over (None)."""
         raise NotImplementedError
 
     async def complete_idempotency_key(self, key: str, actor: str, status: int, body: bytes) -> None:

@@ -395,6 +395,25 @@ async def test_idempotency_keys_claim_once_answer_then_expire(make_store):
         assert (done.status, done.body, done.request_hash) == (201, b'{"ok": true}', "h1")
         await s.release_idempotency_key("k1", "token:b")  # in progress: released, claimable again
         assert await s.claim_idempotency_key("k1", "token:b", "h2", at=NOW, expired_before=old) is None
+        # A claim left in progress by a process that died is taken over by the same request
+        # once it is older than `abandoned_before`; never by another request, never an answer.
+        assert await s.claim_idempotency_key("k2", "token:a", "h4", at=NOW, expired_before=old) is None
+        soon = NOW + dt.timedelta(seconds=30)
+        pending = await s.claim_idempotency_key("k2", "token:a", "h4", at=soon, expired_before=old,
+                                                abandoned_before=NOW)
+        assert pending is not None and pending.status is None
+        after = NOW + dt.timedelta(minutes=5)
+        other = await s.claim_idempotency_key("k2", "token:a", "h5", at=after, expired_before=old,
+                                              abandoned_before=after - dt.timedelta(minutes=2))
+        assert other is not None and other.request_hash == "h4"
+        assert await s.claim_idempotency_key("k2", "token:a", "h4", at=after, expired_before=old,
+                                             abandoned_before=after - dt.timedelta(minutes=2)) is None
+        retaken = await s.claim_idempotency_key("k2", "token:a", "h4", at=after, expired_before=old,
+                                                abandoned_before=after - dt.timedelta(minutes=2))
+        assert retaken.status is None and retaken.created_at == after  # the new claim is fresh
+        answered = await s.claim_idempotency_key("k1", "token:a", "h1", at=after, expired_before=old,
+                                                 abandoned_before=after)
+        assert answered.status == 201
         # Past the retention the key is forgotten and may be used afresh.
         later = NOW + dt.timedelta(days=3)
         assert await s.claim_idempotency_key("k1", "token:a", "h3", at=later,
