@@ -200,6 +200,8 @@ def check_config(path: Path, now) -> ConfigReport:
                                 f"at {cert.not_valid_after_utc.isoformat()}")
             summary.append(f"trust list: signed by {cert.subject.rfc4514_string()}, next update "
                            f"{settings.trustlist.next_update.days} days after each list")
+    if settings.admin.enabled:
+        problems += _check_admin(settings.admin, now, summary)
     try:
         key = load_checkpoint_key(settings.audit)
     except ConfigError as e:
@@ -215,6 +217,27 @@ def check_config(path: Path, now) -> ConfigReport:
                    f"archive >= {p.min_archive_years} years")
     summary.append(f"HTTP {settings.http.base_url}; LDAP {settings.ldap.listen or 'off'}; store {store_location(settings)}")
     return ConfigReport(settings, problems, summary)
+
+
+def _check_admin(a: AdminSettings, now, summary: list[str]) -> list[str]:
+    """The admin listener's TLS as `serve` loads it, and the dates of its certificate and
+    client CAs."""
+    try:
+        admin_api.server_context(a)
+    except ConfigError as e:
+        return [e.message]
+    problems = []
+    cert = certmod.split_certificates(a.certificate.read_bytes(), str(a.certificate))[0]
+    dated = [("admin.certificate", a.certificate, cert)] + [
+        ("admin.client_cas", a.client_cas, ca) for ca in a.client_ca_certs]
+    for key, path, c in dated:
+        if now >= c.not_valid_after_utc:
+            problems.append(f"{a.source}: {key}: {c.subject.rfc4514_string()} expired at "
+                            f"{c.not_valid_after_utc.isoformat()}")
+    summary.append(f"admin API: https://{a.listen[0]}:{a.listen[1]}/admin/v1/, certificate until "
+                   f"{cert.not_valid_after_utc.isoformat()}, {len(a.client_ca_certs)} client CA(s), "
+                   f"{len(a.clients)} client grant(s), {len(a.tokens)} token(s)")
+    return problems
 
 
 @dataclass

@@ -156,22 +156,27 @@ def test_cert_list_pages_through_more_than_one_page(demo, tmp_path):
 
 
 def test_config_check_ok(demo):
+    demo.set_config("[admin]\nenabled = false", "[admin]\nenabled = true")
     p = run_cli("config", "check", str(demo.config))
     assert p.returncode == 0, p.stderr
     assert f"CA {CA}" in p.stdout and f"OCSP {CA}" in p.stdout and p.stdout.rstrip().endswith("ok")
+    assert "admin API: https://127.0.0.1:" in p.stdout and "1 client CA(s)" in p.stdout
     # Without the store: config check never needs it.
     (demo.dir / "pkirepo.sqlite").rename(demo.dir / "elsewhere.sqlite")
     assert run_cli("config", "check", "--config", str(demo.config)).returncode == 0
 
 
 def test_config_check_reports_every_problem(demo):
+    demo.set_config("[admin]\nenabled = false", "[admin]\nenabled = true")
     os.chmod(demo.pki / "eCertCA2-17.key", 0o644)                      # a key others can read
     (demo.pki / "ocsp-RootCA2.pem").write_text("not a certificate")    # a broken responder
+    (demo.pki / "admin-server.pem").write_bytes((demo.pki / "admin-revoker.pem").read_bytes())  # not its key's
     p = run_cli("config", "check", str(demo.config))
     assert p.returncode == BAD_INPUT
     assert "ca[1].key" in p.stderr and "chmod 600" in p.stderr
     assert "OCSP for RootCA2" in p.stderr and "ocsp-RootCA2.pem" in p.stderr
-    assert "2 problem(s)" in p.stderr and "Traceback" not in p.stderr
+    assert "admin.certificate / admin.key" in p.stderr
+    assert "3 problem(s)" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_config_check_wrong_passphrase_and_policy(demo):
