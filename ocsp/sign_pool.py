@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
 
@@ -35,13 +36,29 @@ WORKER_NICE = 10
 _WORKER: list[BatchSigner] = []
 
 
-def worker_init(keys: Sequence[WorkerKey]) -> None:
-    """ProcessPoolExecutor initializer: step back in priority, load the responder keys once."""
+def worker_init(keys: Sequence[WorkerKey], parent: int | None = None) -> None:
+    """ProcessPoolExecutor initializer: step back in priority, load the responder keys once,
+    and leave when `parent` (the serving process) is gone."""
     try:
         os.nice(WORKER_NICE)
     except OSError:
         pass
     _WORKER[:] = [BatchSigner.from_keys(keys)]
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), name="ocsp-sign-parent", daemon=True).start()
+
+
+#: How often a signing process checks that the serving process still lives.
+PARENT_CHECK_SECONDS = 1.0
+
+
+def _exit_with(parent: int) -> None:
+    # A serving process killed outright (SIGKILL, the OOM killer) cannot stop its pool, and
+    # the pool's queue never reports the loss (each child holds both of its ends): without
+    # this, its signing processes would live on, orphans holding the responder keys.
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(0)
 
 
 def worker_sign(jobs: Sequence[SignJob]) -> list[bytes]:
@@ -107,7 +124,7 @@ class SigningPool:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=worker_init,
-            initargs=(self._keys,),
+            initargs=(self._keys, os.getpid()),
         )
         # The executor starts a process on a submit that finds none idle, in the submitting
         # thread: a fork and exec of this whole process, tens of milliseconds that would

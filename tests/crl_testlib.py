@@ -45,6 +45,29 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subpro
     return _run_cli(*args, check=False, env=env, timeout=timeout)
 
 
+def child_pids(pid: int) -> list[int]:
+    """The live processes whose parent is `pid` (a server's OCSP signing processes)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def wait_until(condition: Callable[[], object], *, timeout: float = 20.0, what: str = "condition",
                poll: float = 0.05):
     """Poll `condition` every `poll` seconds until it returns something truthy; fail after

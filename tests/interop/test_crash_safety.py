@@ -16,8 +16,8 @@ import pytest
 from cryptography import x509
 
 from crl_testlib import (
-    ALL_CRLS, ARL, CA, FULL, PARTITIONS, ServerProc, cdp_url, copy_demo, crl_number, fetch, index, load_cert,
-    parse_crl, sha256, template_demo, tmp_files, wait_until,
+    ALL_CRLS, ARL, CA, FULL, PARTITIONS, ServerProc, alive, cdp_url, child_pids, copy_demo, crl_number, fetch, index,
+    load_cert, parse_crl, sha256, template_demo, tmp_files, wait_until,
 )
 from publisher.faults import POINTS
 from publisher.store import from_serial_key
@@ -98,6 +98,7 @@ def test_server_killed_while_publishing(point, tmp_path_factory, tmp_path):
     try:
         before = index(server.url)
         assert all(disk_sha(demo, n) == before[n]["sha256"] for n in ALL_CRLS)
+        signing = wait_until(lambda: child_pids(server.proc.pid), what="the server's OCSP signing processes")
         # The revocation makes the running server issue supplementary CRLs at once
         # (delay 0); the first of them (the full CRL) dies at `point`.
         p = demo.cli("revoke", "--issuer", CA, "--serial", f"{victim:X}", "--reason", "keyCompromise")
@@ -107,6 +108,9 @@ def test_server_killed_while_publishing(point, tmp_path_factory, tmp_path):
         if server.proc.poll() is None:
             server.proc.kill()
             server.wait_exit()
+    # A server killed outright cannot stop its signing processes: they leave by themselves
+    # rather than live on, orphans holding the responder keys.
+    wait_until(lambda: not any(alive(p) for p in signing), what="the killed server's signing processes to exit")
 
     # The crash happened where it says.
     last, archived = store_state(demo)
