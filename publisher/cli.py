@@ -13,9 +13,9 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from . import witness
+from . import audit, witness
 from .actor import os_user
-from .audit_trail import audited
+from .audit_trail import audited, record_failure
 from .clock import SystemClock
 from .config import parse_listen
 from .crl import EARLIEST_TIME, Reason
@@ -100,6 +100,8 @@ class Context:
         self.create = create
         # A command that changes what is published: refused during a maintenance window.
         self.writing = writing
+        # The command, as the audit trail names a refusal made before the service layer.
+        self.command = getattr(args, "command", "cli")
         self.backend: Backend | None = None
 
     async def __aenter__(self) -> Repository:
@@ -112,7 +114,12 @@ class Context:
                                 signing=self.signing or self.writing)
             self.repo = Repository(self.settings, store=self.backend.store, signers=signers, clock=clock, audit=trail)
             if self.writing:
-                await self.repo.refuse_in_maintenance()
+                try:
+                    await self.repo.refuse_in_maintenance()
+                except RepoError as e:
+                    # Refused before any change was tried: on record all the same.
+                    await record_failure(trail, os_user(), self.command, "repository", audit.refusal(e), None)
+                    raise
             await self.repo.sync_issuers()
         except BaseException:
             # __aexit__ does not run when entering fails; the store's threads must still end.
@@ -1047,7 +1054,7 @@ def build_parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
         c.add_argument("--config", default=argparse.SUPPRESS,
                        help="config file (default: $PKIREPO_CONFIG, then ./pkirepo.toml)")
-        c.set_defaults(func=func)
+        c.set_defaults(func=func, command=c.prog.split(" ", 1)[-1].replace(" ", "-"))
         return c
 
     cmd("init", cmd_init, "create a new, empty store at store.path (never done implicitly)",

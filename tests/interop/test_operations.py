@@ -6,6 +6,7 @@ counters that move, JSON logs with request ids, and a backup restored."""
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import json
 import shutil
 import sqlite3
@@ -130,6 +131,10 @@ def test_maintenance_windows_and_reads_throughout_one(tmp_path_factory):
         refused = demo.cli("revoke", "--issuer", CA, "--serial", f"{load_cert(demo.pki / 'good.pem').serial_number:X}",
                            check=False)
         assert refused.returncode == 2 and "in maintenance until" in refused.stderr
+        # The refusal is on record, with the operating-system user as the actor.
+        shown = ok(demo, "audit", "show", "--last", "20").stdout.splitlines()
+        assert any(line.split("\t")[1:] and line.split("\t")[2:4] == ["os-user:" + getpass.getuser(), "revoke"]
+                   and "in maintenance until" in line for line in shown), shown
         assert fetch(f"{demo.base_url}/crl/{FULL}.crl") == crl_before == ldap_crl(demo)
         assert ocsp_status(demo, demo.pki / "good.pem") == "GOOD"
         assert ocsp_status(demo, demo.pki / "revoked.pem") == "REVOKED"
