@@ -98,3 +98,20 @@ class PgServer:
     def create_database(self, name: str) -> str:
         self.psql(f'CREATE DATABASE "{name}" TEMPLATE template0')
         return self.url(name)
+
+
+def pg_node(shared_demo, directory: Path, url: str, *, extra: str = ""):
+    """A repository node on the PostgreSQL database at `url`, made from `shared_demo`: its
+    PKI, a password file, its config with `[store] url` (and `extra` lines there), a
+    store.path place and publication directory of its own, its own ports."""
+    from repo_testlib import Demo, free_port, with_own_admin_port
+
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(shared_demo.pki, directory / "pki")
+    (directory / "db-password").write_text(PASSWORD + "\n")
+    text = shared_demo.config.read_text().replace(
+        'path = "pkirepo.sqlite"', f'path = "node.sqlite"\nurl = "{url}"\npassword_file = "db-password"'
+        + (f"\n{extra}" if extra else ""), 1)
+    text, admin_port = with_own_admin_port(text)
+    (directory / "pkirepo.toml").write_text(text)
+    return Demo(directory, directory / "pkirepo.toml", free_port(), free_port(), admin_port)

@@ -26,8 +26,8 @@ import ldap3
 import pytest
 from cryptography import x509
 from crl_testlib import wait_until
-from pg_testlib import PASSWORD, PgServer
-from repo_testlib import Demo, Server, free_port, with_own_admin_port
+from pg_testlib import PASSWORD, PgServer, pg_node
+from repo_testlib import Demo, Server
 
 from publisher import faults
 from publisher.probe import check_ocsp, ldap_crls as ldap_crl_values
@@ -47,19 +47,11 @@ def node_demo(shared_demo, directory: Path, url: str, *, extra: str = "", like: 
     directory, the shared database, its own ports. `like`: a node directory whose
     publication (files and watermark) this one starts with, as a node set up from a
     backup of another would."""
-    directory.mkdir(parents=True)
     if like is not None:
+        directory.mkdir(parents=True)
         shutil.copytree(like / "pub", directory / "pub")
         shutil.copy(like / "node.sqlite.published", directory / "node.sqlite.published")
-    shutil.copytree(shared_demo.pki, directory / "pki")
-    (directory / "db-password").write_text(PASSWORD + "\n")
-    text = shared_demo.config.read_text().replace(
-        'path = "pkirepo.sqlite"',
-        f'path = "node.sqlite"\nurl = "{url}"\npassword_file = "db-password"\nleader_timeout = {LEADER_TIMEOUT}'
-        f'\n{extra}', 1)
-    text, admin_port = with_own_admin_port(text)
-    (directory / "pkirepo.toml").write_text(text)
-    return Demo(directory, directory / "pkirepo.toml", free_port(), free_port(), admin_port)
+    return pg_node(shared_demo, directory, url, extra=f"leader_timeout = {LEADER_TIMEOUT}\n{extra}")
 
 
 def serial_of(demo: Demo, name: str) -> int:

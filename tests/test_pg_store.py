@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
-from pg_testlib import PASSWORD
+from pg_testlib import PASSWORD, pg_node
 
 from publisher.crl import Reason, ScopeKind, encode_entry
 from publisher.db_settings import _PASSWORD_IN_URL, redact
@@ -254,17 +253,11 @@ def test_init_serve_and_revoke_on_postgresql(shared_demo, pg_server, tmp_path):
     """`pkirepo init` makes the schema (and refuses a second time), certificates go in, a
     server runs on the database, and a revocation made by another process (the CLI) is
     answered by OCSP over HTTP (checked by openssl) and appears in the next CRL."""
-    from repo_testlib import Demo, Server, free_port, with_own_admin_port
+    from repo_testlib import Server
 
     url = pg_server.create_database(f"pg_{next(_names)}")
     node = tmp_path / "node"
-    shutil.copytree(shared_demo.pki, node / "pki")
-    (node / "db-password").write_text(PASSWORD + "\n")
-    text = shared_demo.config.read_text().replace(
-        'path = "pkirepo.sqlite"', f'path = "node.sqlite"\nurl = "{url}"\npassword_file = "db-password"', 1)
-    text, admin_port = with_own_admin_port(text)
-    (node / "pkirepo.toml").write_text(text)
-    demo = Demo(node, node / "pkirepo.toml", free_port(), free_port(), admin_port)
+    demo = pg_node(shared_demo, node, url)
     assert "created an empty store at postgresql://postgres@" in demo.cli("init").stdout
     again = demo.cli("init", check=False)
     assert again.returncode == 2 and "a store is already there" in again.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
-import shutil
 import sqlite3
 import subprocess
 import urllib.request
@@ -14,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from pg_testlib import PASSWORD
-from repo_testlib import Demo, Server, free_port, run_cli, with_own_admin_port
+from pg_testlib import PASSWORD, pg_node
+from repo_testlib import Server, free_port, run_cli
 
 from publisher.copy_plan import TABLES
 from publisher.crl import Reason, ScopeKind, encode_entry
@@ -79,12 +78,7 @@ def test_round_trip_through_postgresql_and_a_node_serving_the_copy(shared_demo, 
     # A node on the copy: OCSP answers (openssl checks the signature) and the CRLs served
     # are the bytes the source had published.
     node = tmp_path / "node"
-    shutil.copytree(shared_demo.pki, node / "pki")
-    text = shared_demo.config.read_text().replace(
-        'path = "pkirepo.sqlite"', f'path = "node.sqlite"\nurl = "{url}"\npassword_file = "{pw_file}"', 1)
-    text, admin_port = with_own_admin_port(text)
-    (node / "pkirepo.toml").write_text(text)
-    demo = Demo(node, node / "pkirepo.toml", free_port(), free_port(), admin_port)
+    demo = pg_node(shared_demo, node, url)
     server = Server(demo)
     try:
         good = node / "pki" / "good.pem"
