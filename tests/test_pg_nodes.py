@@ -288,6 +288,32 @@ def test_a_revocation_on_one_node_is_served_by_the_other_within_a_second(nodes, 
     assert len(numbers) == len(set(numbers)) and max(numbers) == served_crl(b)[0]
 
 
+# One node with workers
+
+
+def test_a_node_with_two_workers_on_postgresql_follows_a_change_in_every_worker(shared_demo, database, tmp_path):
+    """`serve --workers 2` on the shared database: one worker publishes, a revocation made by
+    another process is answered by whichever worker a connection lands on, and its CRL is
+    issued once."""
+    node = Server(node_demo(shared_demo, tmp_path / "w", database), "--workers", "2")
+    try:
+        until(lambda: readyz(node)[0] == 200 and publishing(node), 30, "the node is ready and publishes")
+        good = serial_of(node.demo, "good.pem")
+        before, _ = served_crl(node)
+        revoke_in_process(node, "good.pem")
+        # urllib opens a connection per request: the kernel spreads them over both workers'
+        # sockets, so ten answers in a row in agreement come from both.
+        until(lambda: all(ocsp_status(node, good).startswith("revoked") for _ in range(10)), 10,
+              "every worker's OCSP answers revoked")
+        until(lambda: (c := served_crl(node))[0] > before and lists(c[1], good), 10,
+              "the node serves a CRL listing the revocation")
+        issued = issued_numbers(node)
+        assert issued and len(issued) == len(set(issued)), issued
+        assert len(re.findall(r"worker \d+ started \(pid \d+\)", node.log())) == 2, node.log()
+    finally:
+        assert node.stop() == 0, node.log()
+
+
 # Two nodes that both believe they publish
 
 
