@@ -18,7 +18,9 @@
    holding one SO_REUSEPORT socket per worker), the two in alternation (--rounds, the
    median run kept). wrk runs as SCHED_BATCH, so that it does not preempt a worker each
    time a response wakes it (see `_as_batch`), and the CPU the servers and wrk used is
-   printed beside each run.
+   printed beside each run. For reference, W separate single-process servers on the same
+   store are loaded at once in the same alternation: their ratio to one is what this
+   machine allows, and the workers' is compared with it.
 
 Prints responses per second, p50 and p99 latency (ab's percentiles, in ms) and the ratios
 pkirepo / openssl and W workers / one process. Targets: pre-signed >= 2x openssl (3x with
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import concurrent.futures
 import os
 import re
 import resource
@@ -168,22 +171,41 @@ def wrk(name: str, url: str, *, seconds: int, connections: int, server_pid: int 
                   non2xx=int(non2xx.group(1)) if non2xx else 0, server_cores=server_cores, client_cores=client_cores)
 
 
+def concurrent_wrk(name: str, targets, *, seconds: int, connections: int) -> Result:
+    """wrk against each (URL, server pid) of `targets` at once, the connections shared
+    out; one Result summing throughput, CPU and failures (latencies: the worst)."""
+    if len(targets) == 1:
+        url, pid = targets[0]
+        return wrk(name, url, seconds=seconds, connections=connections, server_pid=pid)
+    with concurrent.futures.ThreadPoolExecutor(len(targets)) as pool:
+        parts = list(pool.map(lambda t: wrk(name, t[0], seconds=seconds, connections=connections // len(targets),
+                                            server_pid=t[1]), targets))
+    return Result(name, rps=sum(r.rps for r in parts), p50=max(r.p50 for r in parts), p99=max(r.p99 for r in parts),
+                  failed=sum(r.failed for r in parts), non2xx=sum(r.non2xx for r in parts),
+                  server_cores=sum(r.server_cores or 0.0 for r in parts),
+                  client_cores=sum(r.client_cores or 0.0 for r in parts))
+
+
 def keep_alive_runs(sides, *, rounds: int, seconds: int, connections: int) -> dict[str, Result]:
-    """`rounds` alternations of wrk over each side's (label, OCSP GET URL, CRL URL, server
-    pid); for each side and request, the run of median throughput."""
+    """`rounds` alternations of wrk over each side: (label, [(OCSP GET URL, CRL URL, server
+    pid), ...]), a side of several servers loaded at once; for each side and request, the
+    run of median throughput."""
     runs: dict[str, list[Result]] = {}
     for rnd in range(rounds):
-        for label, ocsp_get, crl, pid in sides:
-            for name, url in ((f"pre-signed GET, {label}", ocsp_get), (f"CRL GET, {label}", crl)):
+        for label, servers in sides:
+            for kind, column in (("pre-signed GET", 0), ("CRL GET", 1)):
+                name = f"{kind}, {label}"
+                targets = [(srv[column], srv[2]) for srv in servers]
                 if rnd == 0:
-                    wrk(name, url, seconds=2, connections=connections)  # warm-up
-                runs.setdefault(name, []).append(wrk(name, url, seconds=seconds, connections=connections,
-                                                     server_pid=pid))
+                    for url, _ in targets:
+                        wrk(name, url, seconds=2, connections=connections)  # warm-up
+                runs.setdefault(name, []).append(concurrent_wrk(name, targets, seconds=seconds,
+                                                                connections=connections))
     out = {}
     for name, results in runs.items():
         ranked = sorted(results, key=lambda r: r.rps)
         out[name] = ranked[len(ranked) // 2]
-        print(f"  {name:<24} runs: {', '.join(f'{r.rps:.0f}/s' for r in results)}")
+        print(f"  {name:<30} runs: {', '.join(f'{r.rps:.0f}/s' for r in results)}")
     return out
 
 
@@ -303,9 +325,24 @@ def main() -> int:
             ab_name = f"pre-signed POST, {args.workers} proc"
             ab(ab_name, wurl, body=plain, requests=min(2000, args.requests), concurrency=args.concurrency)
             results[ab_name] = ab(ab_name, wurl, body=plain, requests=args.requests, concurrency=args.concurrency)
-            sides = [("1 proc", get_url, crl_url, server.pid),
-                     (f"{args.workers} proc", f"{wurl}/{base64.b64encode(plain.read_bytes()).decode()}",
-                      f"http://127.0.0.1:{wport}/crl/{CA}CRL1.crl", supervisor.pid)]
+            # The machine's own ratio for reference: W separate single-process servers on the
+            # same store, loaded at once. Workers that scale as far as the machine lets them
+            # match it; a gap between the two would be the supervisor's or the workers' cost.
+            singles = [(get_url, crl_url, server.pid)]
+            for i in range(1, args.workers):
+                sport = free_port()
+                out = work / f"single{i}.out"
+                procs.append(subprocess.Popen(
+                    [PKIREPO, "serve", "--config", str(demo / "pkirepo.toml"), "--http", f"127.0.0.1:{sport}",
+                     "--ldap", "", "--admin", f"127.0.0.1:{free_port()}"],
+                    stdout=open(out, "w"), stderr=open(work / f"single{i}.log", "w")))
+                wait_line(out, "pkirepo: serving on", procs[-1], f"a second single server ({i})")
+                singles.append((f"http://127.0.0.1:{sport}/ocsp/{base64.b64encode(plain.read_bytes()).decode()}",
+                                f"http://127.0.0.1:{sport}/crl/{CA}CRL1.crl", procs[-1].pid))
+            sides = [("1 proc", singles[:1]),
+                     (f"{args.workers} proc", [(f"{wurl}/{base64.b64encode(plain.read_bytes()).decode()}",
+                                                f"http://127.0.0.1:{wport}/crl/{CA}CRL1.crl", supervisor.pid)]),
+                     (f"{args.workers} separate procs", singles)]
             results.update(keep_alive_runs(sides, rounds=args.rounds, seconds=args.seconds,
                                            connections=2 * args.concurrency))
 
@@ -349,6 +386,12 @@ def main() -> int:
                            f"{m.client_cores:.2f} vs {o.client_cores:.2f}; answers per server CPU-second "
                            f"{per_core:.2f}x one process's")
                 print(f"  {many:<26}{ratio:>6.2f}x: {verdict}{cpu}")
+            for kind in ("pre-signed GET", "CRL GET"):
+                sep, one = results[f"{kind}, {args.workers} separate procs"], results[f"{kind}, 1 proc"]
+                workers = results[f"{kind}, {args.workers} proc"]
+                print(f"  {kind}: {args.workers} separate single-process servers loaded at once reach "
+                      f"{sep.rps / (one.rps or 1.0):.2f}x one (the machine's own ratio); the workers reach "
+                      f"{workers.rps / (sep.rps or 1.0):.2f} of that")
         return 0
     finally:
         for p in procs:
