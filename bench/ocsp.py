@@ -45,6 +45,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.scale import cpu_seconds
+
 BIN = Path(sys.executable).parent
 PKIREPO = str(BIN / "pkirepo")
 CA = "eCertCA2-17"
@@ -82,34 +84,6 @@ class Result:
     client_cores: float | None = None  # and the load client's
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def process_tree_cpu(pid: int) -> float:
-    """CPU seconds (user and system) used so far by `pid` and its live descendants: the
-    supervisor and its workers, or one server."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
-        except (OSError, IndexError, ValueError):
-            continue
-        todo.extend(children.get(p, ()))
-    return total
-
-
 def ab(name: str, url: str, *, body: Path | None, requests: int, concurrency: int) -> Result:
     args = ["ab", "-q", "-n", str(requests), "-c", str(concurrency), "-s", "30"]
     if body is not None:
@@ -145,13 +119,13 @@ def _as_batch() -> None:
 def wrk(name: str, url: str, *, seconds: int, connections: int, server_pid: int | None = None) -> Result:
     """One wrk run; with `server_pid`, also the CPU that server's processes and wrk used."""
     args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
-    before = process_tree_cpu(server_pid) if server_pid else 0.0
+    before = cpu_seconds(server_pid) if server_pid else 0.0
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     out = subprocess.run(args, capture_output=True, text=True, preexec_fn=_as_batch)
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    server_cores = (process_tree_cpu(server_pid) - before) / wall if server_pid else None
+    server_cores = (cpu_seconds(server_pid) - before) / wall if server_pid else None
     client_cores = (after.ru_utime - used.ru_utime + after.ru_stime - used.ru_stime) / wall
     if out.returncode != 0:
         raise SystemExit(f"wrk failed for {name}:\n{out.stdout}\n{out.stderr}")

@@ -8,6 +8,7 @@ polls a condition under a deadline.
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import os
@@ -45,29 +46,6 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subpro
     return _run_cli(*args, check=False, env=env, timeout=timeout)
 
 
-def child_pids(pid: int) -> list[int]:
-    """The live processes whose parent is `pid` (a server's OCSP signing processes)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(entry))
-            except (OSError, IndexError, ValueError):
-                continue
-    return out
-
-
-def alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie, dead but not yet reaped, does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def wait_until(condition: Callable[[], object], *, timeout: float = 20.0, what: str = "condition",
                poll: float = 0.05):
     """Poll `condition` every `poll` seconds until it returns something truthy; fail after
@@ -80,6 +58,20 @@ def wait_until(condition: Callable[[], object], *, timeout: float = 20.0, what: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(poll)  # poll interval, not a timing assumption
+
+
+async def wait_until_async(condition: Callable[[], object], *, timeout: float = 20.0, what: str = "condition",
+                           poll: float = 0.02):
+    """`wait_until` for a test running on an event loop, which must keep running meanwhile
+    (a listener on it is what makes the condition true)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(poll)  # poll interval, not a timing assumption
 
 
 class RepoDemo(Demo):

@@ -25,7 +25,7 @@ from pathlib import Path
 import ldap3
 import pytest
 from cryptography import x509
-from crl_testlib import wait_until
+from crl_testlib import wait_until, wait_until_async
 from pg_testlib import PASSWORD, PgServer, pg_node
 from repo_testlib import Demo, Server
 
@@ -540,15 +540,16 @@ def test_a_publisher_cut_off_from_the_database_stops_and_another_takes_over(pg_s
         b = DatabaseLeadership(connect(pg_server.port), where="b", timeout=LEADER_TIMEOUT, local=None)
         tasks = [asyncio.create_task(a.run())]
         try:
-            await until_async(a.try_acquire, 10, "A leads")
+            await wait_until_async(a.try_acquire, timeout=10, what="A leads")
             tasks.append(asyncio.create_task(b.run()))
-            await until_async(lambda: b.tries >= 2, 10, "B tries for the lock")
+            await wait_until_async(lambda: b.tries >= 2, timeout=10, what="B tries for the lock")
             assert a.try_acquire() and not b.try_acquire()
             proxy.frozen = True
             cut = time.monotonic()
-            await until_async(lambda: not a.try_acquire(), LEADER_TIMEOUT, "A stops publishing")
+            await wait_until_async(lambda: not a.try_acquire(), timeout=LEADER_TIMEOUT,
+                                   what="A stops publishing")
             stopped = time.monotonic() - cut
-            await until_async(b.try_acquire, LEADER_TIMEOUT + 3, "B takes over")
+            await wait_until_async(b.try_acquire, timeout=LEADER_TIMEOUT + 3, what="B takes over")
             taken = time.monotonic() - cut
             assert not a.try_acquire()
             return stopped, taken
@@ -563,10 +564,3 @@ def test_a_publisher_cut_off_from_the_database_stops_and_another_takes_over(pg_s
           f"(leader_timeout {LEADER_TIMEOUT} s)")
     assert stopped <= LEADER_TIMEOUT / 2 + 1.5
 
-
-async def until_async(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        await asyncio.sleep(0.02)

@@ -8,6 +8,7 @@ import itertools
 import sqlite3
 
 import pytest
+from crl_testlib import wait_until_async
 from pg_testlib import PASSWORD
 
 from publisher.crl import Reason, ScopeKind, encode_entry
@@ -198,8 +199,10 @@ async def test_presigned_responses_and_change_probe(make_store):
                                     NOW + dt.timedelta(hours=4), b"signed")
             seen = probe.version() if probe else None
             assert await table.put_many([row, dataclasses_replace(row, hash_name="sha256")]) == 2
-            if probe is not None:  # a commit by another connection is noticed (on PostgreSQL, by NOTIFY)
-                await noticed(probe, seen)
+            if probe is not None:  # a commit by another connection is noticed (on PostgreSQL, by NOTIFY,
+                # which arrives on the listener's own connection after the commit, not with it)
+                await wait_until_async(lambda: probe.version() != seen, timeout=10,
+                                       what="the commit to be noticed")
             assert await table.get(i.id, 2**150, "sha1") == row
             assert await table.get(i.id, 2**150, "sha512") is None
             # A row about a certificate the store does not hold (or no longer in that state) is not saved.
@@ -209,15 +212,6 @@ async def test_presigned_responses_and_change_probe(make_store):
             await table.close()
             if probe is not None:
                 probe.close()
-
-
-async def noticed(probe, seen: int, timeout: float = 10.0) -> None:
-    """Wait until `probe` has moved from `seen`: on PostgreSQL the notification arrives on
-    the listener's own connection after the commit, not with it."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while probe.version() == seen:
-        assert asyncio.get_running_loop().time() < deadline, "the commit was not noticed"
-        await asyncio.sleep(0.02)  # poll interval, not a timing assumption
 
 
 def dataclasses_replace(obj, **kw):

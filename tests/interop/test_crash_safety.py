@@ -16,9 +16,11 @@ import pytest
 from cryptography import x509
 
 from crl_testlib import (
-    ALL_CRLS, ARL, CA, FULL, PARTITIONS, ServerProc, alive, cdp_url, child_pids, copy_demo, crl_number, fetch, index,
+    ALL_CRLS, ARL, CA, FULL, PARTITIONS, ServerProc, cdp_url, copy_demo, crl_number, fetch, index,
     load_cert, parse_crl, sha256, template_demo, tmp_files, wait_until,
 )
+from workers_testlib import alive, children
+
 from publisher.faults import POINTS
 from publisher.store import from_serial_key
 
@@ -98,7 +100,7 @@ def test_server_killed_while_publishing(point, tmp_path_factory, tmp_path):
     try:
         before = index(server.url)
         assert all(disk_sha(demo, n) == before[n]["sha256"] for n in ALL_CRLS)
-        signing = wait_until(lambda: child_pids(server.proc.pid), what="the server's OCSP signing processes")
+        signing = wait_until(lambda: children(server.proc.pid), what="the server's OCSP signing processes")
         # The revocation makes the running server issue supplementary CRLs at once
         # (delay 0); the first of them (the full CRL) dies at `point`.
         p = demo.cli("revoke", "--issuer", CA, "--serial", f"{victim:X}", "--reason", "keyCompromise")
