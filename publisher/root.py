@@ -228,9 +228,7 @@ def _check_admin(a: AdminSettings, now, summary: list[str]) -> list[str]:
         return [e.message]
     problems = []
     cert = certmod.split_certificates(a.certificate.read_bytes(), str(a.certificate))[0]
-    dated = [("admin.certificate", a.certificate, cert)] + [
-        ("admin.client_cas", a.client_cas, ca) for ca in a.client_ca_certs]
-    for key, path, c in dated:
+    for key, c in [("admin.certificate", cert)] + [("admin.client_cas", ca) for ca in a.client_ca_certs]:
         if now >= c.not_valid_after_utc:
             problems.append(f"{a.source}: {key}: {c.subject.rfc4514_string()} expired at "
                             f"{c.not_valid_after_utc.isoformat()}")
