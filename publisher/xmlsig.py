@@ -53,6 +53,14 @@ def verify(xml: bytes, cert_pem: bytes) -> None:
     from signxml.exceptions import SignXMLException
 
     try:
+        root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
+        # The signature covers the whole document (URI=""), processing instructions outside
+        # the list included, but signxml digests the list element alone: a document with
+        # anything beside it (a damaged XML declaration reads as one) is refused here, as
+        # xmlsec1 refuses it.
+        if root.getprevious() is not None or root.getnext() is not None:
+            raise VerificationError("the document holds something outside the signed list (a processing "
+                                    "instruction or comment)")
         result = XMLVerifier().verify(xml, x509_cert=cert_pem.decode(), expect_references=1)
     except (SignXMLException, etree.LxmlError, ValueError) as e:
         # A damaged document fails anywhere from parsing to canonicalisation; each means it does not verify.
