@@ -217,7 +217,7 @@ class Bench:
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(
             [PKIREPO, "--config", str(self.config), "serve", "--http", f"127.0.0.1:{self.http_port}",
-             "--ldap", f"127.0.0.1:{self.ldap_port}"],
+             "--ldap", f"127.0.0.1:{self.ldap_port}", "--admin", f"127.0.0.1:{free_port()}"],
             stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True)
         return self.t0
 
@@ -573,8 +573,10 @@ class Node:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log, "w")
+        # Each node its own admin port: two on the demo's default one, the second would not start.
         self.proc = subprocess.Popen([PKIREPO, "--config", str(config), "serve", "--http", f"127.0.0.1:{self.port}",
-                                      "--ldap", ""], stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True)
+                                      "--ldap", "", "--admin", f"127.0.0.1:{free_port()}"],
+                                     stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True)
 
     def presigned(self) -> bool:
         try:
