@@ -58,8 +58,7 @@ def load_admin_settings(top: Table, *, http_listen: tuple[str, int]) -> AdminSet
         raise t.error("listen", f"port {listen[1]} is the public HTTP port: the admin API needs a listener of its own")
     certificate = t.path("certificate")
     key = t.path("key")
-    cas = t.list_str("client_cas", [])
-    client_cas = tuple(_path(t, v) for v in cas)
+    client_cas = t.list_path("client_cas")
     clients = []
     for c in t.array("clients"):
         subject = c.str("subject")
@@ -110,11 +109,6 @@ def load_admin_settings(top: Table, *, http_listen: tuple[str, int]) -> AdminSet
     import dataclasses
 
     return dataclasses.replace(s, client_ca_certs=tuple(ca_certs))
-
-
-def _path(t: Table, value: str) -> Path:
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else t.base / p
 
 
 def _roles(t: Table) -> frozenset[str]:

@@ -240,6 +240,36 @@ def checkpoint_problem(cp: Checkpoint, public_key) -> str | None:
     return None
 
 
+class CheckpointKeys:
+    """The checkpoint keys a verifier trusts: the current key first, then each retired one,
+    newest to oldest (`audit.checkpoint_previous_keys`). A rotation keeps every earlier
+    checkpoint verifiable, and a retired key may sign nothing after its successor has
+    signed: whoever kept a retired private key cannot vouch with it for a trail rewritten
+    after the rotation."""
+
+    def __init__(self, public_keys) -> None:
+        self.keys = tuple(public_keys)
+        self._rank: dict[str, int] = {}
+        for i, k in enumerate(self.keys):
+            self._rank.setdefault(key_id(k), i)
+
+    def __bool__(self) -> bool:
+        return bool(self.keys)
+
+    def rank(self, cp: Checkpoint) -> int | None:
+        """0 for the current key, 1 for the one before it, ...; None for a key not listed."""
+        return self._rank.get(cp.key_id)
+
+    def problem(self, cp: Checkpoint) -> str | None:
+        """Why the checkpoint does not verify under any of the keys, or None."""
+        rank = self.rank(cp)
+        if rank is None:
+            listed = "the checkpoint key" if len(self.keys) == 1 else f"any of the {len(self.keys)} checkpoint keys"
+            return (f"signed by another key (key id {cp.key_id[:16]}…, not that of {listed} checked against; "
+                    f"a retired checkpoint key belongs in audit.checkpoint_previous_keys)")
+        return checkpoint_problem(cp, self.keys[rank])
+
+
 def parse_checkpoint(data: bytes, source: str) -> Checkpoint:
     """A checkpoint file as `Checkpoint.json` writes it; MalformedInput naming `source`."""
     def bad(why: str) -> MalformedInput:

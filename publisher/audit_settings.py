@@ -26,6 +26,8 @@ class AuditSettings:
     checkpoint_interval: dt.timedelta = dt.timedelta(hours=1)
     # PEM private key (Ed25519 or EC P-256) that signs checkpoints; None: no checkpoints.
     checkpoint_key: Path | None = None
+    # PEM public keys of earlier checkpoint keys, newest first: their checkpoints still verify.
+    checkpoint_previous_keys: tuple[Path, ...] = ()
     # The newest checkpoint as JSON; None: beside the store (see load_audit_settings).
     checkpoint_file: Path | None = None
     source: Path | None = None  # the config file, for messages
@@ -33,7 +35,8 @@ class AuditSettings:
 
 def load_audit_settings(top: Table, *, state_dir: Path) -> AuditSettings:
     """`[audit]`: `retention` in years (at least 7), `checkpoint_interval` in minutes,
-    `checkpoint_key`, `checkpoint_file` (default: audit-checkpoint.json beside the store)."""
+    `checkpoint_key`, `checkpoint_previous_keys`, `checkpoint_file` (default:
+    audit-checkpoint.json beside the store)."""
     t = top.table("audit")
     years = t.int("retention", MIN_RETENTION_YEARS)
     if years < MIN_RETENTION_YEARS:
@@ -44,6 +47,7 @@ def load_audit_settings(top: Table, *, state_dir: Path) -> AuditSettings:
         retention=dt.timedelta(days=math.ceil(365.25 * years)),
         checkpoint_interval=dt.timedelta(minutes=minutes),
         checkpoint_key=t.path("checkpoint_key"),
+        checkpoint_previous_keys=t.list_path("checkpoint_previous_keys"),
         checkpoint_file=t.path("checkpoint_file") or state_dir / "audit-checkpoint.json",
         source=t.source,
     )
@@ -71,6 +75,36 @@ def load_checkpoint_key(s: AuditSettings):
         key = serialization.load_pem_private_key(data, password=None)
     except (TypeError, ValueError):
         raise ConfigError(f"{what}: {path}: not an unencrypted PEM private key") from None
+    try:
+        audit.algorithm_of(key)
+    except ValueError as e:
+        raise ConfigError(f"{what}: {path}: {e}") from None
+    return key
+
+
+def load_checkpoint_keys(s: AuditSettings, current=None) -> audit.CheckpointKeys:
+    """The keys checkpoints are verified with: the public half of `current` (the loaded
+    `audit.checkpoint_key`, if any), then `audit.checkpoint_previous_keys` in their order;
+    ConfigError naming the key and file that cannot be read or is not a checkpoint key."""
+    keys = [] if current is None else [current.public_key()]
+    what = f"{s.source}: audit.checkpoint_previous_keys"
+    for path in s.checkpoint_previous_keys:
+        keys.append(load_public_key(path, what))
+    return audit.CheckpointKeys(keys)
+
+
+def load_public_key(path: Path, what: str):
+    """A PEM public key (Ed25519 or EC P-256) that checks checkpoints, away from its private
+    half; ConfigError starting with `what` otherwise."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{what}: cannot read {path}: {e.strerror}") from None
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what}: {path}: not a PEM public key (the retired key's public half: "
+                          f"openssl pkey -in OLD.key -pubout)") from None
     try:
         audit.algorithm_of(key)
     except ValueError as e:

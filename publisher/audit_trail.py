@@ -17,7 +17,7 @@ from .actor import Actor, AuditSink
 from .clock import Clock
 from .files import atomic_write
 from .maintenance import SCHEDULED, WEEK
-from .errors import RepoError
+from .errors import ConfigError, RepoError
 from .store import Store
 
 log = logging.getLogger("pkirepo.audit")
@@ -79,12 +79,16 @@ async def try_record(sink: AuditSink, actor: Actor, action: str, obj: str, resul
 
 class AuditTrail:
     """Appends every event to the store's chain; with `key`, signs checkpoints of the head
-    (stored, and written to `checkpoint_file`)."""
+    (stored, and written to `checkpoint_file`). `previous`: the public keys of the
+    checkpoint keys `key` replaced (`audit.checkpoint_previous_keys`)."""
 
-    def __init__(self, store: Store, clock: Clock, *, key=None, checkpoint_file: Path | None = None) -> None:
+    def __init__(self, store: Store, clock: Clock, *, key=None, previous=(),
+                 checkpoint_file: Path | None = None) -> None:
         self.store = store
         self.clock = clock
         self.key = key
+        self.key_id = None if key is None else audit.key_id(key.public_key())
+        self.previous_ids = frozenset(audit.key_id(k) for k in previous)
         self.checkpoint_file = checkpoint_file
 
     async def record(self, actor: Actor, action: str, obj: str, result: str,
@@ -98,7 +102,12 @@ class AuditTrail:
                             _clean(obj), _clean(result), text)
         await self.store.append_audit(entry)
         if action in CHECKPOINT_AFTER and result == "ok" and self.key is not None:
-            await self.checkpoint()
+            try:
+                await self.checkpoint()
+            except ConfigError as e:
+                # The change and its record stand; only the checkpoint after it waits for
+                # the config to be mended (the checkpoint loop and `audit checkpoint` retry).
+                log.error("%s", e.message)
 
     async def checkpoint(self) -> audit.Checkpoint | None:
         """Sign the head as it is now, store the checkpoint and write the file; None when
@@ -108,6 +117,10 @@ class AuditTrail:
         _, hi, _ = await self.store.audit_bounds()
         if hi == 0:
             return None
+        latest = await self.store.audit_checkpoints(limit=1)
+        if latest and latest[0].key_id != self.key_id:
+            await self._rotated_from(latest[0])
+            _, hi, _ = await self.store.audit_bounds()
         head = (await self.store.audit_records(after_seq=hi - 1, limit=1))[0]
         cp = audit.sign_checkpoint(self.key, head.seq, head.hash, self.clock.now())
         await self.store.add_audit_checkpoint(cp)
@@ -116,11 +129,27 @@ class AuditTrail:
             await asyncio.to_thread(functools.partial(atomic_write, self.checkpoint_file, data, crash_point=None))
         return cp
 
+    async def _rotated_from(self, latest: audit.Checkpoint) -> None:
+        """The newest checkpoint is another key's: put the rotation on record, under the
+        new key's first checkpoint, if that key is the one this key replaced. Any other key
+        is newer than this process's config (a node or worker not yet restarted after a
+        rotation) or a retired key left out of the config: signing now would put a
+        retired key after its successor, which `audit verify` reports as tampering."""
+        if latest.key_id not in self.previous_ids:
+            raise ConfigError(
+                f"audit checkpoint not signed: the newest checkpoint (record {latest.seq}) is signed by key id "
+                f"{latest.key_id[:16]}…, which is neither audit.checkpoint_key nor in "
+                f"audit.checkpoint_previous_keys. After a rotation, list the retired key's public half there "
+                f"(openssl pkey -in OLD.key -pubout); a process started before the rotation must be restarted")
+        await self.record(Actor("system", "checkpoint"), "audit-key-rotated", "audit checkpoint key", "ok",
+                          {"previous_key_id": latest.key_id, "key_id": self.key_id})
+
     async def checkpoint_if_moved(self) -> audit.Checkpoint | None:
-        """A checkpoint when records were added since the newest one."""
+        """A checkpoint when records were added since the newest one, or when it is
+        another key's (a rotation: the new key signs at once)."""
         latest = await self.store.audit_checkpoints(limit=1)
         _, hi, _ = await self.store.audit_bounds()
-        if latest and latest[0].seq == hi:
+        if latest and latest[0].seq == hi and latest[0].key_id == self.key_id:
             return None
         return await self.checkpoint()
 
@@ -220,11 +249,13 @@ async def _record_at(store: Store, seq: int) -> audit.Record | None:
     return page[0] if page and page[0].seq == seq else None
 
 
-async def verify_trail(store: Store, *, public_key=None, published: audit.Checkpoint | None = None,
+async def verify_trail(store: Store, *, keys: audit.CheckpointKeys | None = None,
+                       published: audit.Checkpoint | None = None,
                        published_source: str = "the checkpoint file",
                        progress: Callable[[int, int], object] | None = None) -> Verdict:
     """Check the whole chain page by page, every stored checkpoint's signature and head, and
-    the trail against the last published checkpoint (truncation of the newest records)."""
+    the trail against the last published checkpoint (truncation of the newest records).
+    `keys`: the current checkpoint key and the retired ones; none: signatures unchecked."""
     v = Verdict()
     # Checkpoints first, then the bounds: a server appending meanwhile only adds records
     # after those the checkpoints read vouch for, never makes one look cut off.
@@ -259,21 +290,29 @@ async def verify_trail(store: Store, *, public_key=None, published: audit.Checkp
         if progress is not None:
             progress(after - lo + 1, hi - lo + 1)
     v.records = check.count
-    if public_key is None:
+    if not keys:
         v.notes.append("no audit.checkpoint_key configured: checkpoint signatures not checked")
+    newest: tuple[int, str] | None = None  # the newest key's rank seen so far, and where
     for i, cp in enumerate(checkpoints, 1):
         what = f"checkpoint {i} (record {cp.seq}, {cp.at.isoformat()})"
-        if public_key is not None:
-            problem = audit.checkpoint_problem(cp, public_key)
+        if keys:
+            problem = keys.problem(cp)
             if problem is not None:
                 v.problems.append(f"{what}: {problem}")
                 continue
+            rank = keys.rank(cp)
+            if newest is not None and rank > newest[0]:
+                v.problems.append(f"{what}: signed by a retired checkpoint key (key id {cp.key_id[:16]}…) after "
+                                  f"{newest[1]} was signed by a newer one")
+                continue
+            if newest is None or rank < newest[0]:
+                newest = (rank, f"checkpoint {i}")
         v.problems.extend(await _against(store, cp, what, lo, hi))
     if published is None:
         v.notes.append("no published checkpoint given: truncation of the newest records not checked")
     else:
         what = f"{published_source} (record {published.seq}, {published.at.isoformat()})"
-        if public_key is not None and (problem := audit.checkpoint_problem(published, public_key)) is not None:
+        if keys and (problem := keys.problem(published)) is not None:
             v.problems.append(f"{what}: {problem}")
         else:
             v.problems.extend(await _against(store, published, what, lo, hi))

@@ -895,23 +895,22 @@ async def cmd_recover(args) -> int:
 
 
 async def cmd_audit_verify(args) -> int:
-    from .audit import parse_checkpoint
-    from .audit_settings import load_checkpoint_key
+    from .audit import CheckpointKeys, parse_checkpoint
+    from .audit_settings import load_checkpoint_key, load_checkpoint_keys, load_public_key
     from .audit_trail import verify_trail
 
     ctx = Context(args)
     if args.public_key:
-        public_key = load_public_key(Path(args.public_key))
+        keys = CheckpointKeys(load_public_key(Path(f), "--public-key") for f in args.public_key)
     else:
-        key = load_checkpoint_key(ctx.settings.audit)
-        public_key = None if key is None else key.public_key()
+        keys = load_checkpoint_keys(ctx.settings.audit, load_checkpoint_key(ctx.settings.audit))
     given = Path(args.checkpoint) if args.checkpoint else None
     path = given or ctx.settings.audit.checkpoint_file
     published = None
     if given is not None or (path is not None and path.exists()):
         published = parse_checkpoint(read_input(path), str(path))
     async with ctx as repo:
-        v = await verify_trail(repo.store, public_key=public_key, published=published,
+        v = await verify_trail(repo.store, keys=keys, published=published,
                                published_source=str(path), progress=progress_printer("records"))
     for note in v.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -924,20 +923,6 @@ async def cmd_audit_verify(args) -> int:
     against = f"; matches {path} (record {published.seq})" if published is not None else ""
     print(f"audit trail verified: {span} ({v.records} checked), {v.checkpoints} signed checkpoint(s){against}")
     return 0
-
-
-def load_public_key(path: Path):
-    """A PEM public key (Ed25519 or EC P-256) to check checkpoints with, away from the key."""
-    from cryptography.hazmat.primitives import serialization
-
-    from .audit import algorithm_of
-
-    try:
-        key = serialization.load_pem_public_key(read_input(path))
-        algorithm_of(key)
-    except ValueError as e:
-        raise MalformedInput(f"--public-key {path}: not a PEM Ed25519 or EC P-256 public key ({e})") from None
-    return key
 
 
 async def cmd_audit_export(args) -> int:
@@ -1139,9 +1124,10 @@ def build_parser() -> argparse.ArgumentParser:
             aud, example="pkirepo --config var/demo/pkirepo.toml audit verify --checkpoint offsite/checkpoint.json")
     c.add_argument("--checkpoint", metavar="FILE",
                    help="the last published checkpoint (default: audit.checkpoint_file, when it exists)")
-    c.add_argument("--public-key", metavar="FILE",
-                   help="check signatures with this PEM public key (default: that of audit.checkpoint_key), "
-                        "to verify away from the signing key")
+    c.add_argument("--public-key", metavar="FILE", action="append",
+                   help="check signatures with this PEM public key, to verify away from the signing key; "
+                        "repeat it for keys retired by rotation, newest first (default: audit.checkpoint_key "
+                        "and audit.checkpoint_previous_keys)")
     c = cmd("export", cmd_audit_export, "write the records of a time range as JSON lines, for archiving", aud,
             example="pkirepo --config var/demo/pkirepo.toml audit export --since 2026-01-01 --out audit-2026.jsonl")
     c.add_argument("--since", required=True, type=parse_time, metavar="T", help="from this time on; " + TIME_HELP)

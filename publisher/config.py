@@ -69,10 +69,7 @@ class Table:
 
     def path(self, key: str, default: Any = None) -> Path | None:
         value = self.str(key, default)
-        if value is None:
-            return None
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else (self.base / p)
+        return None if value is None else self._resolve(value)
 
     def name(self, key: str, default: Any = None) -> str | None:
         value = self.str(key, default)
@@ -97,6 +94,14 @@ class Table:
         if value is not None and not all(isinstance(v, str) for v in value):
             raise self._err(key, "must be a list of strings")
         return value
+
+    def list_path(self, key: str) -> tuple[Path, ...]:
+        """A list of file names, each relative to the config file's directory unless absolute."""
+        return tuple(self._resolve(v) for v in self.list_str(key, []))
+
+    def _resolve(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base / p
 
     def table(self, key: str) -> "Table":
         """The sub-table `key` (empty when absent); the same object on every call, so that

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import asyncpg
 
 log = logging.getLogger("pkirepo")
 

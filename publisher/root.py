@@ -33,7 +33,7 @@ from . import certs as certmod
 from . import admin_api, http, httpedge, logs, trustlist_web
 from .actor import Actor, AuditSink
 from .admin_settings import AdminSettings, load_admin_settings
-from .audit_settings import AuditSettings, load_audit_settings, load_checkpoint_key
+from .audit_settings import AuditSettings, load_audit_settings, load_checkpoint_key, load_checkpoint_keys
 from .audit_trail import AuditTrail, TrailReader, checkpoint_loop, try_record, window_loop
 from .clock import Clock
 from .config import RepositorySettings, read_config, repository_settings
@@ -103,7 +103,8 @@ def audit_trail(settings: Settings, *, store: Store, clock: Clock, signing: bool
     """The audit trail over the store; with `signing`, it signs checkpoints with the
     configured key (ConfigError naming `audit.checkpoint_key` when it cannot be loaded)."""
     key = load_checkpoint_key(settings.audit) if signing else None
-    return AuditTrail(store, clock, key=key, checkpoint_file=settings.audit.checkpoint_file)
+    previous = load_checkpoint_keys(settings.audit).keys if key is not None else ()
+    return AuditTrail(store, clock, key=key, previous=previous, checkpoint_file=settings.audit.checkpoint_file)
 
 
 def trust_list_service(settings: Settings, *, store: Store, repository: Repository, clock: Clock,
@@ -204,13 +205,16 @@ def check_config(path: Path, now) -> ConfigReport:
         problems += _check_admin(settings.admin, now, summary)
     try:
         key = load_checkpoint_key(settings.audit)
+        previous = load_checkpoint_keys(settings.audit).keys
     except ConfigError as e:
         problems.append(e.message)
     else:
         a = settings.audit
+        retired = f"; {len(previous)} retired key(s) still verify" if previous else ""
         summary.append(f"audit trail: kept {a.retention.days} days; " + (
             f"checkpoints every {int(a.checkpoint_interval.total_seconds() // 60)} min to {a.checkpoint_file}"
-            if key is not None else "no checkpoint key (audit.checkpoint_key): truncation is not detectable"))
+            if key is not None else "no checkpoint key (audit.checkpoint_key): truncation is not detectable")
+            + retired)
     p = settings.policy
     summary.append(f"policy: nextUpdate <= {p.max_next_update_hours} h, revocations published within "
                    f"{p.max_revocation_publication_hours} h, ARL at least every {p.min_arl_frequency_days} days, "

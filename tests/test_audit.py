@@ -4,7 +4,6 @@ newest records and forged checkpoints, appenders in two processes, and the reten
 Real `pkirepo` subprocesses over private copies of the demo, real SQLite files."""
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import datetime as dt
@@ -19,7 +18,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from crl_testlib import CA, copy_demo, template_demo
 from publisher import audit
@@ -272,7 +271,7 @@ async def test_crl_issued_by_the_schedule_is_on_record(demo):
             f"{'arl' if i.record.scope.kind.value == 'arl' else 'crl'} {i.record.scope.name} #{i.record.number}"
             for i in result.issued]
         assert {r.entry.action for r in by_schedule} == {"crl-issue"}
-        v = await verify_trail(store, public_key=trail.key.public_key())
+        v = await verify_trail(store, keys=audit.CheckpointKeys([trail.key.public_key()]))
         assert v.problems == [] and v.checkpoints >= len(result.issued)
 
 
@@ -373,3 +372,75 @@ async def test_a_batch_of_a_thousand_is_named_whole(tmp_path):
         assert first.entry.actor_name == "CN=feed\ufffd"
         assert "unrecordable_detail" in json.loads(second.entry.detail)  # the event stays on record
         assert (await verify_trail(store)).problems == []
+
+
+# Rotating the checkpoint key
+
+
+async def test_a_rotated_key_keeps_the_old_checkpoints_verifiable_and_retires_the_old_key(tmp_path):
+    from publisher.actor import Actor
+
+    old, new = ed25519.Ed25519PrivateKey.generate(), ec.generate_private_key(ec.SECP256R1())
+    clock = FixedClock(dt.datetime(2026, 12, 1, tzinfo=UTC))
+    ok = Actor("os-user", "operator")
+    async with SQLiteStore(tmp_path / "repo.sqlite") as store:
+        before = AuditTrail(store, clock, key=old)
+        await before.record(ok, "revoke", "certificate A 1", "ok")
+        assert (await before.checkpoint()).key_id == audit.key_id(old.public_key())
+        # The new key signs at once, under a record of the rotation.
+        after = AuditTrail(store, clock, key=new, previous=[old.public_key()])
+        cp = await after.checkpoint_if_moved()
+        assert cp is not None and cp.key_id == audit.key_id(new.public_key())
+        head = (await store.audit_records(after_seq=cp.seq - 1, limit=1))[0].entry
+        assert (head.action, json.loads(head.detail)) == ("audit-key-rotated", {
+            "previous_key_id": audit.key_id(old.public_key()), "key_id": audit.key_id(new.public_key())})
+        assert await after.checkpoint_if_moved() is None  # nothing moved since
+        await after.record(ok, "crl-issue", "crl X #2", "ok")  # signs after a CRL, with the new key
+        assert (v := await verify_trail(store, keys=audit.CheckpointKeys([new.public_key(), old.public_key()]))
+                ).problems == [] and v.checkpoints == 3
+        # Without the retired key, its checkpoint is named, and what to do about it.
+        v = await verify_trail(store, keys=audit.CheckpointKeys([new.public_key()]))
+        assert len(v.problems) == 1 and v.problems[0].startswith("checkpoint 1 (record 1")
+        assert "signed by another key" in v.problems[0] and "audit.checkpoint_previous_keys" in v.problems[0]
+        # A process still on the old config refuses to sign after the new key has: its
+        # checkpoint would put a retired key after its successor.
+        with pytest.raises(ConfigError, match="neither audit.checkpoint_key nor in audit.checkpoint_previous_keys"):
+            await before.checkpoint()
+        await before.record(ok, "crl-issue", "crl X #3", "ok")  # the change is still recorded
+        assert (await store.audit_records(after_seq=(await store.audit_bounds())[1] - 1))[0].entry.obj == "crl X #3"
+        # Whoever kept the retired private key cannot vouch with it for what came after.
+        _, hi, _ = await store.audit_bounds()
+        last = (await store.audit_records(after_seq=hi - 1, limit=1))[0]
+        await store.add_audit_checkpoint(audit.sign_checkpoint(old, last.seq, last.hash, clock.now()))
+        v = await verify_trail(store, keys=audit.CheckpointKeys([new.public_key(), old.public_key()]))
+        assert v.problems == [f"checkpoint 4 (record {last.seq}, {clock.now().isoformat()}): signed by a retired "
+                              f"checkpoint key (key id {audit.key_id(old.public_key())[:16]}…) after checkpoint 2 "
+                              f"was signed by a newer one"]
+
+
+def test_rotation_by_the_config_and_verification_away_from_the_keys(demo, tmp_path):
+    old_key = demo.pki / "audit-checkpoint.key"
+    old_pub, new_pub = tmp_path / "old.pub", tmp_path / "new.pub"
+    new_key = demo.pki / "audit-checkpoint-2.key"
+    key = ec.generate_private_key(ec.SECP256R1())
+    new_key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    new_key.chmod(0o600)
+    for path, k in ((old_pub, serialization.load_pem_private_key(old_key.read_bytes(), None)), (new_pub, key)):
+        path.write_bytes(k.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    demo.set_config('checkpoint_key = "pki/audit-checkpoint.key"',
+                    f'checkpoint_key = "pki/audit-checkpoint-2.key"\ncheckpoint_previous_keys = ["{old_pub}"]')
+    assert "1 retired key(s) still verify" in demo.cli("config", "check").stdout
+    demo.cli("audit", "checkpoint")
+    assert "audit-key-rotated" in demo.cli("audit", "show", "--last", "3").stdout
+    assert "audit trail verified" in demo.cli("audit", "verify").stdout
+    p = demo.cli("audit", "verify", "--public-key", str(new_pub), "--public-key", str(old_pub))
+    assert "audit trail verified" in p.stdout
+    p = demo.cli("audit", "verify", "--public-key", str(new_pub), check=False)
+    assert p.returncode == TAMPERED and "audit.checkpoint_previous_keys" in p.stdout
+    # A retired key that is not a public key is named with the file, before anything runs.
+    demo.set_config(f'checkpoint_previous_keys = ["{old_pub}"]', f'checkpoint_previous_keys = ["{demo.pki / "ca.pem"}"]')
+    p = demo.cli("audit", "verify", check=False)
+    assert p.returncode == BAD_INPUT
+    assert "audit.checkpoint_previous_keys" in p.stderr and "ca.pem: not a PEM public key" in p.stderr

@@ -266,10 +266,12 @@ async def raw_sql(store, sql):
         await store._pool.execute(sql)
 
 
-async def verdict(store, **kw):
+async def verdict(store, key=None):
+    """The trail's verdict, checking checkpoint signatures with `key` when given."""
+    from publisher.audit import CheckpointKeys
     from publisher.audit_trail import verify_trail
 
-    return await verify_trail(store, **kw)
+    return await verify_trail(store, keys=CheckpointKeys([key.public_key()] if key is not None else []))
 
 
 async def test_audit_appenders_on_one_store_never_fork_the_chain(store):
@@ -342,18 +344,18 @@ async def test_audit_pruning_keeps_the_rest_verifiable(store, tmp_path):
     assert await trail.prune(retention) == 3
     lo, hi, pruned = await store.audit_bounds()
     assert lo == 4 and pruned[0] == 3
-    v = await verdict(store, public_key=key.public_key())
+    v = await verdict(store, key)
     assert v.problems == [], v.problems
     assert (await store.audit_records(after_seq=hi - 1))[0].entry.action == "audit-prune"
     # Everything pruned up to a checkpoint at the head: the next record still follows it.
     await trail.checkpoint()
     clock.advance(days=8 * 366)
     assert await trail.prune(retention) > 0
-    v = await verdict(store, public_key=key.public_key())
+    v = await verdict(store, key)
     assert v.problems == [], v.problems
     # An anchor without its checkpoint is not vouched for.
     await raw_sql(store, "DELETE FROM audit_checkpoints")
-    v = await verdict(store, public_key=key.public_key())
+    v = await verdict(store, key)
     assert v.problems and "no checkpoint vouches" in v.problems[0]
 async def test_certificate_events_are_one_certificates_history(store):
     i = await issuer(store)
