@@ -525,7 +525,10 @@ class PgTarget:
         """A node of its own on the database: its local place (watermark) and publication
         directory, as each node of a deployment keeps them."""
         text = (directory / "pkirepo.toml").read_text()
-        (directory / name).mkdir(exist_ok=True)
+        # The database is filled afresh by each run's copy: a node's place from a run before
+        # (--reuse) holds CRLs the new database never issued, which a node refuses to serve.
+        shutil.rmtree(directory / name, ignore_errors=True)
+        (directory / name).mkdir()
         store = f'path = "{name}/node.sqlite"\nurl = "{self.url}"'
         if self.password_file is not None:
             store += f'\npassword_file = "{Path(self.password_file).resolve()}"'
@@ -583,7 +586,8 @@ class Node:
             status, body = http_get(f"{self.url}/healthz/ocsp", timeout=2)
         except OSError:
             return False
-        return re.search(rb"pre-signing: complete", body) is not None
+        # The node that runs the background work pre-signs; the other answers from its answers.
+        return re.search(rb"pre-signing: (complete|done by the worker or node)", body) is not None
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -167,9 +167,12 @@ async def _presign_when_leading(responder: OcspResponder, leading: Callable[[], 
     if leading is None:
         await responder.run()
         return
+    coverage = responder.presigner.coverage
     while True:
+        coverage.elsewhere = not leading()
         while not leading():
             await asyncio.sleep(1.0)
+        coverage.elsewhere = False
         task = asyncio.create_task(responder.run(), name="pkirepo-ocsp-presign-loop")
         try:
             while leading() and not task.done():

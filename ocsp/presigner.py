@@ -58,17 +58,26 @@ class Coverage:
     due: int = 0
     complete: bool = False
     counted: bool = False
+    # Another worker or node pre-signs (it holds the background work): this process's own
+    # figures would be those of a pre-signer that never ran.
+    elsewhere: bool = False
 
     @property
     def backlog(self) -> int:
         return max(0, self.wanted - self.answers) + self.due
 
     def figures(self) -> dict[str, int]:
-        """The numbers behind `line`, for readiness and metrics."""
+        """The numbers behind `line`, for readiness and metrics; none while another process
+        pre-signs, so that this one's zeros never stand for the pre-signer's figures."""
+        if self.elsewhere:
+            return {}
         return {"presigned_answers": self.answers, "presigned_wanted": self.wanted,
                 "presign_backlog": self.backlog, "presign_complete": int(self.complete)}
 
     def line(self) -> str:
+        if self.elsewhere:
+            return ("pre-signing: done by the worker or node that runs the background work; "
+                    "this one answers from the answers it stores")
         if not self.counted:
             return "pre-signing: starting"
         state = "complete" if self.complete else "in progress"

@@ -254,6 +254,15 @@ def ldap_dn(node: Server, name: str) -> str:
 def test_a_revocation_on_one_node_is_served_by_the_other_within_a_second(nodes, database):
     a, b = nodes.pair(database)
     assert publishing(a) and not publishing(b), "two nodes publish at once"
+    # B pre-signs nothing: it says who does, and reports no coverage figures of its own that
+    # would stand, zeros, for A's in a shared dashboard.
+    until(lambda: get(f"{b.url}/healthz/ocsp") == (200, b"ready\npre-signing: done by the worker or node that runs "
+                                                       b"the background work; this one answers from the answers "
+                                                       b"it stores\n"), 10, "B says who pre-signs")
+    figures = readyz(b)[1]["components"]["ocsp:presigned"]
+    assert "presigned_answers" not in json.dumps(figures), figures
+    until(lambda: "presigned_answers" in json.dumps(readyz(a)[1]["components"]["ocsp:presigned"]), 30,
+          "A reports its pre-signing coverage")
     good = serial_of(a.demo, "good.pem")
     dn = ldap_dn(a, "good.pem")
     # B has answered about it (cached) and serves its entry, before the change.
