@@ -10,10 +10,11 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from repo_testlib import free_port
 
 PASSWORD = "test-secret"
 
@@ -27,12 +28,6 @@ def pg_bindir() -> Path:
     return Path(found[-1]).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PgServer:
     """`directory` must be reachable by the `postgres` user when run as root: pytest's own
     temporary directories are not (mode 0700), so the default is a directory of its own
@@ -42,7 +37,7 @@ class PgServer:
         self._own = directory is None
         self.dir = Path(tempfile.mkdtemp(prefix="pkirepo-pg-") if directory is None else directory)
         self.data = self.dir / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.bindir = pg_bindir()
         self._as_user: list[str] = []
         if os.geteuid() == 0:
@@ -104,7 +99,7 @@ def pg_node(shared_demo, directory: Path, url: str, *, extra: str = ""):
     """A repository node on the PostgreSQL database at `url`, made from `shared_demo`: its
     PKI, a password file, its config with `[store] url` (and `extra` lines there), a
     store.path place and publication directory of its own, its own ports."""
-    from repo_testlib import Demo, free_port, with_own_admin_port
+    from repo_testlib import Demo, with_own_admin_port
 
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copytree(shared_demo.pki, directory / "pki")

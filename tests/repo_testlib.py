@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import random
 import re
 import socket
 import subprocess
@@ -18,10 +19,37 @@ BIN = Path(sys.executable).parent
 PKIREPO = str(BIN / "pkirepo")
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# A port for a server a test starts later. Not port 0: that draws from the kernel's
+# ephemeral range, which every client connection of the run draws from too, and a port
+# picked before its server binds it can meanwhile be the local end of some connection
+# ("Address already in use" at start). Below that range only servers take ports; the
+# ports handed out are remembered, so that two servers never get the same one.
+_HANDED_OUT: set[int] = set()
+_PORTS = random.Random()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    hi = min(_ephemeral_low(), 65536)
+    lo = 20000 if hi > 24000 else 1024
+    for _ in range(2000):
+        port = _PORTS.randrange(lo, hi)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port on 127.0.0.1 between {lo} and {hi}")
 
 
 def run_cli(*args: str, check: bool = True, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
