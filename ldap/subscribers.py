@@ -29,7 +29,7 @@ from publisher.store import CertRecord, Store, serial_hex
 
 from . import dn as dnmod
 from .build import SUBSCRIBER_CLASSES, SUBSCRIBER_KEYS, published, subscriber_entry
-from .directory import SCOPE_BASE, SCOPE_ONE, SCOPE_SUBTREE, Directory, Entry, NoSuchObject, Wait
+from .directory import SCOPE_BASE, SCOPE_ONE, Directory, Entry, NoSuchObject, Wait
 from .filters import IndexHint
 from .names import INDEXED
 
@@ -221,7 +221,7 @@ class StoreDirectory:
 
     def _below_subscriber(self, ndn: str) -> tuple[CaSlot, int | None, str] | None:
         """(slot, serial, subscriber ndn) when ndn lies below a would-be subscriber entry."""
-        child, p = ndn, dnmod.parent(ndn)
+        p = dnmod.parent(ndn)
         for _ in range(64):  # DNs are short; bounded all the same
             if not p:
                 return None
@@ -229,7 +229,7 @@ class StoreDirectory:
             if slot is not None and self.snapshot.get(p) is None:
                 sub = self._parse_uid(slot, p)
                 return slot, sub[1], p
-            child, p = p, dnmod.parent(p)
+            p = dnmod.parent(p)
         return None
 
     def _parse_uid(self, slot: CaSlot, ndn: str) -> tuple[CaSlot, int | None]:

@@ -9,7 +9,6 @@ import http.client
 import io
 import json
 import urllib.parse
-from pathlib import Path
 
 import pypdf
 import pytest
