@@ -385,8 +385,9 @@ async def test_a_rotated_key_keeps_the_old_checkpoints_verifiable_and_retires_th
     ok = Actor("os-user", "operator")
     async with SQLiteStore(tmp_path / "repo.sqlite") as store:
         before = AuditTrail(store, clock, key=old)
-        await before.record(ok, "revoke", "certificate A 1", "ok")
-        assert (await before.checkpoint()).key_id == audit.key_id(old.public_key())
+        for n in (1, 2):
+            await before.record(ok, "revoke", f"certificate A {n}", "ok")
+            assert (await before.checkpoint()).key_id == audit.key_id(old.public_key())
         # The new key signs at once, under a record of the rotation.
         after = AuditTrail(store, clock, key=new, previous=[old.public_key()])
         cp = await after.checkpoint_if_moved()
@@ -397,10 +398,12 @@ async def test_a_rotated_key_keeps_the_old_checkpoints_verifiable_and_retires_th
         assert await after.checkpoint_if_moved() is None  # nothing moved since
         await after.record(ok, "crl-issue", "crl X #2", "ok")  # signs after a CRL, with the new key
         assert (v := await verify_trail(store, keys=audit.CheckpointKeys([new.public_key(), old.public_key()]))
-                ).problems == [] and v.checkpoints == 3
-        # Without the retired key, its checkpoint is named, and what to do about it.
+                ).problems == [] and v.checkpoints == 4
+        # Without the retired key, its checkpoints are named once, and what to do about it.
         v = await verify_trail(store, keys=audit.CheckpointKeys([new.public_key()]))
-        assert len(v.problems) == 1 and v.problems[0].startswith("checkpoint 1 (record 1")
+        assert len(v.problems) == 1, v.problems
+        assert v.problems[0].startswith("checkpoint 1 (record 1")
+        assert " and 1 more up to checkpoint 2 (record 2" in v.problems[0]
         assert "signed by another key" in v.problems[0] and "audit.checkpoint_previous_keys" in v.problems[0]
         # A process still on the old config refuses to sign after the new key has: its
         # checkpoint would put a retired key after its successor.
@@ -413,8 +416,8 @@ async def test_a_rotated_key_keeps_the_old_checkpoints_verifiable_and_retires_th
         last = (await store.audit_records(after_seq=hi - 1, limit=1))[0]
         await store.add_audit_checkpoint(audit.sign_checkpoint(old, last.seq, last.hash, clock.now()))
         v = await verify_trail(store, keys=audit.CheckpointKeys([new.public_key(), old.public_key()]))
-        assert v.problems == [f"checkpoint 4 (record {last.seq}, {clock.now().isoformat()}): signed by a retired "
-                              f"checkpoint key (key id {audit.key_id(old.public_key())[:16]}…) after checkpoint 2 "
+        assert v.problems == [f"checkpoint 5 (record {last.seq}, {clock.now().isoformat()}): signed by a retired "
+                              f"checkpoint key (key id {audit.key_id(old.public_key())[:16]}…) after checkpoint 3 "
                               f"was signed by a newer one"]
 
 
