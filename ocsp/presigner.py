@@ -66,11 +66,11 @@ class Coverage:
     def backlog(self) -> int:
         return max(0, self.wanted - self.answers) + self.due
 
-    def figures(self) -> dict[str, int]:
+    def figures(self) -> dict[str, int | str]:
         """The numbers behind `line`, for readiness and metrics; none while another process
-        pre-signs, so that this one's zeros never stand for the pre-signer's figures."""
+        pre-signs (only who does), so that this one's zeros never stand for its figures."""
         if self.elsewhere:
-            return {}
+            return {"presigning": "by the worker or node that runs the background work"}
         return {"presigned_answers": self.answers, "presigned_wanted": self.wanted,
                 "presign_backlog": self.backlog, "presign_complete": int(self.complete)}
 

@@ -118,7 +118,7 @@ class OcspResponder:
         return self.presigner.coverage.line()
 
     @property
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, int | str]:
         """Counters: requests answered with a pre-signed entry (hits) and with a fresh signature
         (nonce); entries signed, and entries loaded from the pre-signed table; and how far
         pre-signing is (answers stored and wanted, backlog, complete)."""

@@ -261,6 +261,7 @@ def test_a_revocation_on_one_node_is_served_by_the_other_within_a_second(nodes, 
                                                        b"it stores\n"), 10, "B says who pre-signs")
     figures = readyz(b)[1]["components"]["ocsp:presigned"]
     assert "presigned_answers" not in json.dumps(figures), figures
+    assert "by the worker or node that runs the background work" in json.dumps(figures), figures
     until(lambda: "presigned_answers" in json.dumps(readyz(a)[1]["components"]["ocsp:presigned"]), 30,
           "A reports its pre-signing coverage")
     good = serial_of(a.demo, "good.pem")
