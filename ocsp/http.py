@@ -169,8 +169,8 @@ async def _presign_when_leading(responder: OcspResponder, leading: Callable[[], 
         return
     coverage = responder.presigner.coverage
     while True:
-        coverage.elsewhere = not leading()
         while not leading():
+            coverage.elsewhere = True
             await asyncio.sleep(1.0)
         coverage.elsewhere = False
         task = asyncio.create_task(responder.run(), name="pkirepo-ocsp-presign-loop")

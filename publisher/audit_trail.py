@@ -298,15 +298,15 @@ async def verify_trail(store: Store, *, keys: audit.CheckpointKeys | None = None
     unknown: dict[str, list[tuple[str, audit.Checkpoint]]] = {}
     for i, cp in enumerate(checkpoints, 1):
         what = f"checkpoint {i} (record {cp.seq}, {cp.at.isoformat()})"
-        if keys and keys.rank(cp) is None:
-            unknown.setdefault(cp.key_id, []).append((what, cp))
-            continue
         if keys:
+            rank = keys.rank(cp)
+            if rank is None:
+                unknown.setdefault(cp.key_id, []).append((what, cp))
+                continue
             problem = keys.problem(cp)
             if problem is not None:
                 v.problems.append(f"{what}: {problem}")
                 continue
-            rank = keys.rank(cp)
             if newest is not None and rank > newest[0]:
                 v.problems.append(f"{what}: signed by a retired checkpoint key (key id {cp.key_id[:16]}…) after "
                                   f"{newest[1]} was signed by a newer one")
